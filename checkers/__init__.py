@@ -1,0 +1,1 @@
+"""Pure analyses of histories. Imports nothing from harness/ or node/."""

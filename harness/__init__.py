@@ -1,0 +1,1 @@
+"""The Jepsen-style test harness: CLI, runner, workloads, platforms, reports."""

@@ -1,0 +1,1 @@
+"""Fault choices and schedules (what and when), independent of any platform."""

@@ -1,0 +1,1 @@
+"""The reference Dynamo store: one OS process per node."""
