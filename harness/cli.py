@@ -1,15 +1,43 @@
-"""`harness`: the command-line entry point. Each subcommand lives in its own module."""
+"""`harness`: the command-line entry point.
+
+Each subcommand lives in its own module and is imported only when used, so `harness --help` stays
+quick and one broken command cannot take the others down.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_HARNESS = 0, 1, 2, 3
 
+# command name -> "module:attribute" of a click command
+COMMANDS: dict[str, str] = {
+    "run": "harness.run_cmd:run",
+    "check": "harness.check_cmd:check",
+    "list": "harness.list_cmd:list_",
+    "cluster": "harness.cluster_cmd:cluster",
+    "cleanup": "harness.cleanup_cmd:cleanup",
+    "report": "harness.report_cmd:report",
+    "serve": "harness.report_cmd:serve",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dynamo-jepsen")
 def cli() -> None:
     """Jepsen-style fault injection against a Dynamo store.
