@@ -1,0 +1,394 @@
+"""Linearizability: Wing & Gong's search with Lowe's just-in-time linearization and
+Porcupine's memoisation, one key at a time.
+
+How the search works (per key). Every `ok` operation has a call entry (its invocation) and a
+return entry (its completion) in one doubly linked list ordered by history position. Scanning from
+the head, each call met before the first return is a candidate: it may take effect now (Lowe's
+just-in-time rule: an operation is only linearized when it must be, before the first pending
+return). Linearizing a candidate lifts its two entries out of the list and restarts the scan; a
+return met by the scan is a dead end (its operation had to take effect already), so the search
+backtracks. A cache of (bitset of linearized operations, model state) prunes every configuration
+already explored (Porcupine), which makes the search polynomial on the histories met in practice.
+
+`info` operations (and invocations left pending) may take effect at any point after their
+invocation, or never. They are kept out of the list and tried only at a dead end, before
+backtracking: an info operation is needed only when some ok operation cannot be placed without it.
+Two reductions are sound for every model here and remove most of their cost: an info operation
+that cannot change the state (a read) is dropped, and so is one whose written value nobody ever
+observes (linearizing it could only make later reads fail).
+
+A budget of time and memory (the cache's estimated size) ends the search with `unknown`.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkers.history import Call
+from checkers.models import INVALID, Model, ModelError, get_model, show
+from checkers.verdict import INVALID as V_INVALID
+from checkers.verdict import UNKNOWN, VALID, Verdict
+
+PREFIX_SHOWN = 100  # evidence keeps the last operations of the prefix (the full length is given)
+
+
+@dataclass
+class Budget:
+    """Limits for the whole check: seconds of search and estimated bytes of memo cache per key."""
+
+    seconds: float = 60.0
+    memory_bytes: int = 512 * 2**20
+
+
+class _OutOfBudget(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class KeyResult:
+    key: Any
+    verdict: str
+    ops: int
+    info_ops: int
+    pruned_info: int
+    configurations: int
+    prefix: list[Call] = field(default_factory=list)
+    state: Any = None
+    unplaceable: list[tuple[Call, str]] = field(default_factory=list)
+    blocking: Call | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def _prepare(calls: Sequence[Call], model: Model) -> tuple[list, list, int]:
+    """(ok ops, info ops, pruned count) for one key. ok: (pos, end_pos, op, call);
+    info: (pos, op, call). fail ops certainly did not happen; info reads change nothing."""
+    oks: list[tuple[int, int, Any, Call]] = []
+    infos: list[tuple[int, Any, Call]] = []
+    for c in calls:
+        typ = c.type
+        if typ == "fail":
+            continue
+        try:
+            f = model.canonical(c.invoke.f)
+            if typ == "ok":
+                assert c.complete is not None and c.end_pos is not None
+                oks.append((c.pos, c.end_pos, model.prepare(c.invoke.f, c.invoke.value,
+                                                             c.complete.value, True), c))
+            elif f not in model.readonly:
+                infos.append((c.pos, model.prepare(c.invoke.f, c.invoke.value, None, False), c))
+        except ModelError as e:
+            where = f"line {c.invoke.line}" if c.invoke.line is not None else f"op {c.invoke.index}"
+            raise ModelError(f"{where}: {e}") from None
+    observed: set[Any] = set()
+    for _, _, op, _ in oks:
+        observed.update(model.observes(op))
+    for _, op, _ in infos:
+        observed.update(model.observes(op))
+    kept = []
+    for item in infos:
+        intro = model.introduces(item[1])
+        if intro is not None and not any(v in observed for v in intro):
+            continue
+        kept.append(item)
+    return oks, kept, len(infos) - len(kept)
+
+
+def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
+            memory_bytes: int) -> KeyResult:
+    m, n_info = len(oks), len(infos)
+    started = _time.monotonic()
+    events: list[tuple[int, int, bool]] = []
+    for i, (pos, end, _, _) in enumerate(oks):
+        events.append((pos, i, True))
+        events.append((end, i, False))
+    events.sort()
+    n_e = len(events)
+    head, tail = 0, n_e + 1
+    nxt = list(range(1, n_e + 2)) + [tail]
+    prv = [0] + list(range(0, n_e + 1))
+    is_call = [False] * (n_e + 2)
+    opi = [0] * (n_e + 2)
+    epos = [0] * (n_e + 2)
+    match = [0] * (n_e + 2)
+    call_entry = [0] * m
+    for k, (pos, i, c) in enumerate(events, 1):
+        is_call[k], opi[k], epos[k] = c, i, pos
+        if c:
+            call_entry[i] = k
+        else:
+            match[call_entry[i]] = k
+    data = [o[2] for o in oks]
+    info_pos = [o[0] for o in infos]
+    info_data = [o[1] for o in infos]
+    step = model.step
+    per_entry = 150 + (m + n_info) // 7  # tuple + set slot + bitset int, roughly
+    max_entries = max(1000, memory_bytes // per_entry)
+
+    state = model.init
+    bits = 0
+    cache: set[tuple[int, Any]] = set()
+    stack: list[tuple[int, Any, int]] = []  # (entry, or -1-j for info op j; prev state; R)
+    best: tuple[list[tuple[int, Any, int]], Any, int] | None = None
+    entry = nxt[head]
+    info_i = -1  # >= 0: trying info ops at the dead end R
+    blocked = 0
+    iters = 0
+
+    def result(verdict: str, reason: str = "") -> KeyResult:
+        return KeyResult(key, verdict, m, n_info, 0, len(cache), reason=reason,
+                         seconds=_time.monotonic() - started)
+
+    if entry == tail:
+        return result(VALID)
+    while True:
+        iters += 1
+        if not iters & 0x3FFF:
+            if _time.monotonic() > deadline:
+                raise _OutOfBudget(f"the time budget ran out while checking key {key!r} "
+                                   f"after {len(cache)} configurations")
+            if len(cache) > max_entries:
+                raise _OutOfBudget(
+                    f"the memory budget ({memory_bytes // 2**20} MiB) ran out while checking key "
+                    f"{key!r} after {len(cache)} configurations")
+        if info_i < 0:
+            if is_call[entry]:
+                i = opi[entry]
+                new = step(state, data[i])
+                if new is not INVALID:
+                    nb = bits | (1 << i)
+                    ck = (nb, new)
+                    if ck not in cache:
+                        cache.add(ck)
+                        stack.append((entry, state, 0))
+                        state, bits = new, nb
+                        p, n = prv[entry], nxt[entry]
+                        nxt[p], prv[n] = n, p
+                        r = match[entry]
+                        p, n = prv[r], nxt[r]
+                        nxt[p], prv[n] = n, p
+                        entry = nxt[head]
+                        if entry == tail:
+                            return result(VALID)
+                        continue
+                entry = nxt[entry]
+                continue
+            blocked = entry  # a return: its operation should have taken effect by now
+            info_i = 0
+        limit = epos[blocked]
+        found = False
+        while info_i < n_info and info_pos[info_i] < limit:
+            b = 1 << (m + info_i)
+            if not bits & b:
+                new = step(state, info_data[info_i])
+                if new is not INVALID:
+                    ck = (bits | b, new)
+                    if ck not in cache:
+                        cache.add(ck)
+                        stack.append((-1 - info_i, state, blocked))
+                        state, bits = new, bits | b
+                        found = True
+                        break
+            info_i += 1
+        if found:
+            info_i = -1
+            entry = nxt[head]
+            continue
+        # dead end: remember the deepest one, then backtrack
+        if best is None or len(stack) > len(best[0]):
+            best = (list(stack), state, blocked)
+        if not stack:
+            break
+        ref, state, saved = stack.pop()
+        if ref >= 0:
+            bits ^= 1 << opi[ref]
+            r = match[ref]
+            nxt[prv[r]] = r
+            prv[nxt[r]] = r
+            nxt[prv[ref]] = ref
+            prv[nxt[ref]] = ref
+            entry = nxt[ref]
+            info_i = -1
+        else:
+            j = -1 - ref
+            bits ^= 1 << (m + j)
+            blocked = saved
+            info_i = j + 1
+
+    # invalid: rebuild the deepest configuration to name what could not follow it
+    assert best is not None
+    frames, bstate, bblocked = best
+    prefix = [oks[opi[ref]][3] if ref >= 0 else infos[-1 - ref][2] for ref, _, _ in frames]
+    done_ok = {opi[ref] for ref, _, _ in frames if ref >= 0}
+    limit = epos[bblocked]
+    candidates = [i for i, o in enumerate(oks) if i not in done_ok and o[0] < limit]
+    unplaceable = []
+    for i in candidates:
+        op = data[i]
+        if step(bstate, op) is INVALID:
+            why = model.why_not(bstate, op)
+        else:
+            why = "it could take effect here, but every continuation after it fails"
+        unplaceable.append((oks[i][3], why))
+    out = result(V_INVALID)
+    out.prefix, out.state, out.unplaceable = prefix, bstate, unplaceable
+    out.blocking = oks[opi[bblocked]][3]
+    return out
+
+
+def _t(ns: float) -> str:
+    return f"{ns / 1e9:.3f} s" if ns >= 1e9 else f"{ns / 1e6:.3f} ms"
+
+
+def _op_words(c: Call) -> str:
+    d = c.to_dict()
+    what = (f"the {d['f']} returning {show(d['value'])}" if c.f in ("read", "get", "r")
+            else f"the {d['f']} of {show(d['value'])}")
+    return f"{what} by process {d['process']} (invoked at {_t(c.time)}"\
+        + (f", completed at {_t(c.end)})" if c.end is not None else ", never completed)")
+
+
+def _explain(r: KeyResult, model: Model, written: set[Any] | None) -> str:
+    n = len(r.prefix)
+    head = (f"Let P be the longest linearizable prefix of key {r.key!r}: {n} operation"
+            f"{'' if n == 1 else 's'}, after which {model.describe(r.state)}.")
+
+    def why(c: Call, reason: str) -> str:
+        if written is not None and c.f in ("read", "get", "r") and c.complete is not None:
+            vals = c.complete.value if isinstance(c.complete.value, list) else [c.complete.value]
+            ghosts = [v for v in vals if v is not None and _freeze_safe(v) not in written]
+            if ghosts:
+                reason += f" (no operation ever wrote {', '.join(show(v) for v in ghosts)})"
+        return reason
+
+    b = r.blocking
+    reasons = {id(c): why(c, w) for c, w in r.unplaceable}
+    others = [c for c, _ in r.unplaceable if c is not b]
+    if b is None:
+        return f"{head} Then no operation can follow P."
+    text = (f"{head} Then {_op_words(b)} must take effect right after P, but "
+            f"{reasons.get(id(b), 'it cannot')}")
+    if others:
+        shown = "; ".join(f"{_op_words(c)}: {reasons[id(c)]}" for c in others[:3])
+        more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
+        text += (f"; nor can any of the {len(others)} other operation"
+                 f"{'s' if len(others) > 1 else ''} that could go first: {shown}{more}")
+    else:
+        text += ", and no other operation could go first"
+    return text + "."
+
+
+def _freeze_safe(v: Any) -> Any:
+    from checkers.models import freeze
+
+    return freeze(v)
+
+
+def check_linearizable(calls: Sequence[Call], model: Model | str,
+                       budget: Budget | None = None) -> Verdict:
+    """Check client calls (from `history.pair`) against a model, one key at a time."""
+    budget = budget or Budget()
+    if isinstance(model, str):
+        model = get_model(model)
+    deadline = _time.monotonic() + budget.seconds
+    by_key: dict[Any, list[Call]] = defaultdict(list)
+    for c in calls:
+        by_key[c.key].append(c)
+    prepared = []
+    try:
+        for key, cs in by_key.items():
+            oks, infos, pruned = _prepare(cs, model)
+            prepared.append((key, oks, infos, pruned))
+    except ModelError as e:
+        return Verdict(UNKNOWN, f"The history cannot be checked against the {model.name} "
+                       f"model: {e}.", {"keys": {}, "checked_keys": 0, "reason": str(e),
+                                        "model": model.name})
+    # small keys first: more keys finish within the budget, and violations surface sooner
+    prepared.sort(key=lambda p: len(p[1]) + len(p[2]))
+    results: list[KeyResult] = []
+    reason = ""
+    for key, oks, infos, pruned in prepared:
+        try:
+            r = _search(key, model, oks, infos, deadline, budget.memory_bytes)
+        except _OutOfBudget as e:
+            reason = e.reason
+            results.append(KeyResult(key, UNKNOWN, len(oks), len(infos), pruned, 0,
+                                     reason=e.reason))
+            break
+        r.pruned_info = pruned
+        results.append(r)
+    unchecked = len(prepared) - len(results)
+
+    written_by_key: dict[Any, set[Any]] = {}
+    written: set[Any] | None
+    keys_ev: dict[str, dict[str, Any]] = {}
+    for r in results:
+        ev: dict[str, Any] = {"verdict": r.verdict, "ops": r.ops, "info_ops": r.info_ops,
+                              "pruned_info_ops": r.pruned_info,
+                              "configurations": r.configurations,
+                              "seconds": round(r.seconds, 4)}
+        if r.verdict == V_INVALID:
+            # kv reads answer accumulated values, not written ones: no "never written" note
+            written = None if model.name == "kv" else written_by_key.setdefault(
+                r.key, _written(by_key[r.key], model))
+            shown = r.prefix[-PREFIX_SHOWN:]
+            ev.update({
+                "prefix": [c.to_dict() for c in shown],
+                "prefix_length": len(r.prefix),
+                "prefix_omitted": len(r.prefix) - len(shown),
+                "final_state": model.describe(r.state),
+                "unplaceable": [dict(c.to_dict(), why=why) for c, why in r.unplaceable],
+                "must_complete": r.blocking.to_dict() if r.blocking else None,
+                "explanation": _explain(r, model, written),
+            })
+        elif r.verdict == UNKNOWN:
+            ev["explanation"] = r.reason
+            ev["prefix"], ev["unplaceable"] = [], []
+        else:
+            ev["prefix"], ev["unplaceable"], ev["explanation"] = [], [], ""
+        keys_ev["" if r.key is None else str(r.key)] = ev
+
+    bad = [r for r in results if r.verdict == V_INVALID]
+    evidence: dict[str, Any] = {
+        "keys": keys_ev, "checked_keys": sum(r.verdict != UNKNOWN for r in results),
+        "total_keys": len(prepared), "invalid_keys": [str(r.key) for r in bad],
+        "model": model.name, "unchecked_keys": unchecked,
+    }
+    if bad:
+        first = keys_ev["" if bad[0].key is None else str(bad[0].key)]["explanation"]
+        extra = (f" ({len(bad)} of {len(prepared)} keys are not linearizable.)"
+                 if len(bad) > 1 else "")
+        return Verdict(V_INVALID, first + extra, evidence)
+    if reason:
+        evidence["reason"] = reason
+        return Verdict(UNKNOWN, f"Linearizability is undecided: {reason}, with "
+                       f"{evidence['checked_keys']} of {len(prepared)} keys found linearizable.",
+                       evidence)
+    if not prepared:
+        evidence["reason"] = "the history has no client operations"
+        return Verdict(UNKNOWN, "There are no client operations to check for linearizability.",
+                       evidence)
+    n_ops = sum(r.ops for r in results)
+    return Verdict(VALID, f"All {len(prepared)} key{'s' if len(prepared) != 1 else ''} "
+                   f"({n_ops} completed operations) are linearizable under the {model.name} "
+                   "model.", evidence)
+
+
+def _written(calls: Sequence[Call], model: Model) -> set[Any]:
+    out: set[Any] = set()
+    for c in calls:
+        if c.type == "fail":
+            continue
+        try:
+            intro = model.introduces(model.prepare(c.invoke.f, c.invoke.value, None, False))
+        except ModelError:
+            continue
+        if intro:
+            out.update(intro)
+    return out

@@ -1,0 +1,344 @@
+"""Sequential models for the linearizability checker.
+
+A model turns each operation into a small tuple once (`prepare`), then `step(state, op)` answers
+the next state or `INVALID`. States are hashable (the search memoises on them). Values are frozen:
+lists become tuples, dicts sorted tuples of items.
+
+Models (each is checked per key, since all of them are P-compositional over keys):
+
+- `register`: `write v`, `read -> v`. A read answering a list (our register workload's sibling
+  list) counts as its single value; `[]` is the empty register; two or more siblings cannot be
+  explained by a register, and such a read cannot be placed.
+- `cas-register`: `register` plus `cas [old, new]` (Jepsen's etcd test): ok only if the register
+  holds `old`, then it holds `new`. A `fail`ed cas certainly did not happen and is ignored.
+- `kv`: one key's value: `put`/`write v`, `get`/`read -> v`, `append x` (the value becomes the list
+  so far plus x, or the string so far plus x).
+- `set`: `add x`, `read -> [elements]` (compared as a set).
+- `siblings-register`: the register a Dynamo store offers, whose reads answer a set of siblings.
+  What it accepts, and why: a write retires the siblings its writer read (it sends their context)
+  and adds its own value; concurrent writers each retire only what they saw, so several values can
+  be live at once. As a sequential object that is: `write v` makes `v` the newest value and keeps
+  any subset of the values that were live; `read -> S` is allowed exactly when S contains the
+  newest write and every other member of S is still live (a value missing from one read has been
+  retired and cannot come back, since only a write of that value could add it and values are
+  unique). The state is (newest, values that may still be live); each read pins the live set
+  down to what it saw. It still forbids the anomalies that matter: a stale read that misses the
+  newest write, a resurrected value, a value never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class ModelError(ValueError):
+    """An operation the model does not know (names the operation)."""
+
+
+class _Invalid:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+MULTI: Any = ("<several siblings>",)  # a read with several siblings: never equals a register state
+
+READ, WRITE, CAS, APPEND, ADD = "read", "write", "cas", "append", "add"
+
+
+def freeze(v: Any) -> Any:
+    """A hashable copy of a JSON-like value."""
+    if isinstance(v, list | tuple):
+        return tuple(freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((str(k), freeze(x)) for k, x in v.items()))
+    if isinstance(v, set | frozenset):
+        return frozenset(freeze(x) for x in v)
+    return v
+
+
+def show(v: Any) -> str:
+    """A value as a person reads it (tuples back as JSON-ish lists)."""
+    if isinstance(v, frozenset):
+        return "{" + ", ".join(sorted(show(x) for x in v)) + "}"
+    if isinstance(v, tuple):
+        return "[" + ", ".join(show(x) for x in v) + "]"
+    if v is None:
+        return "nothing"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+class Model:
+    """The interface every model implements."""
+
+    name = ""
+    init: Any = None
+    fs: dict[str, str] = {}  # history f -> canonical f
+    readonly: frozenset[str] = frozenset({READ})
+
+    def canonical(self, f: str) -> str:
+        try:
+            return self.fs[f]
+        except KeyError:
+            known = ", ".join(sorted(self.fs))
+            raise ModelError(f"the {self.name} model has no operation {f!r} (it knows {known})") \
+                from None
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        """(f, argument, result) frozen; `completed` False means the result is unknown."""
+        return f, freeze(arg), freeze(result) if completed else None
+
+    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        raise NotImplementedError
+
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        """Values this op puts into the state (None: cannot tell, never prune it)."""
+        return None
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+        """Values this op's success depends on seeing."""
+        return ()
+
+    def describe(self, state: Any) -> str:
+        return f"the {self.name} holds {show(state)}"
+
+    def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
+        f, arg, res = op
+        return f"{f} {show(arg)} cannot follow when {self.describe(state)}"
+
+
+def _register_read(result: Any) -> Any:
+    """A read's answer as a register value: lists are sibling lists (ours), scalars Jepsen's."""
+    if isinstance(result, tuple):
+        if not result:
+            return None
+        if len(result) == 1:
+            return result[0]
+        return MULTI
+    return result
+
+
+class Register(Model):
+    name = "register"
+    fs = {"read": READ, "write": WRITE, "r": READ, "w": WRITE}
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        f = self.canonical(f)
+        res = _register_read(freeze(result)) if completed and f == READ else None
+        return f, freeze(arg), res
+
+    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        f, arg, res = op
+        if f == READ:
+            return state if res == state else INVALID
+        if f == WRITE:
+            return arg
+        return self._step_more(state, op)
+
+    def _step_more(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        return INVALID
+
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        f, arg, _ = op
+        if f == WRITE:
+            return (arg,)
+        return ()
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+        f, _, res = op
+        return (res,) if f == READ else ()
+
+    def describe(self, state: Any) -> str:
+        return "the register is empty" if state is None else f"the register holds {show(state)}"
+
+    def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
+        f, arg, res = op
+        if f == READ:
+            if res is MULTI:
+                return "a register read cannot answer several siblings"
+            return f"the read answered {show(res)} while {self.describe(state)}"
+        return super().why_not(state, op)
+
+
+class CasRegister(Register):
+    name = "cas-register"
+    fs = {**Register.fs, "cas": CAS}
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        op = super().prepare(f, arg, result, completed)
+        if op[0] == CAS and not (isinstance(op[1], tuple) and len(op[1]) == 2):
+            raise ModelError(f"cas needs [old, new] as its value, got {arg!r}")
+        return op
+
+    def _step_more(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        old, new = op[1]
+        return new if state == old else INVALID
+
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        if op[0] == CAS:
+            return (op[1][1],)
+        return super().introduces(op)
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+        if op[0] == CAS:
+            return (op[1][0],)
+        return super().observes(op)
+
+    def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
+        if op[0] == CAS:
+            old, new = op[1]
+            return f"cas {show(old)} -> {show(new)} needs {show(old)} while {self.describe(state)}"
+        return super().why_not(state, op)
+
+
+class KV(Model):
+    name = "kv"
+    fs = {"get": READ, "read": READ, "put": WRITE, "write": WRITE, "append": APPEND}
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        f = self.canonical(f)
+        return f, freeze(arg), freeze(result) if completed and f == READ else None
+
+    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        f, arg, res = op
+        if f == READ:
+            return state if res == state else INVALID
+        if f == WRITE:
+            return arg
+        if state is None:
+            return arg if isinstance(arg, str) else (arg,)
+        if isinstance(state, str) and isinstance(arg, str):
+            return state + arg
+        if isinstance(state, tuple):
+            return state + (arg,)
+        return INVALID
+
+    def describe(self, state: Any) -> str:
+        return "the key is absent" if state is None else f"the key holds {show(state)}"
+
+    def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
+        f, arg, res = op
+        if f == READ:
+            return f"the get answered {show(res)} while {self.describe(state)}"
+        return f"cannot append {show(arg)} when {self.describe(state)}"
+
+
+class SetModel(Model):
+    name = "set"
+    init = frozenset()
+    fs = {"add": ADD, "read": READ}
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        f = self.canonical(f)
+        res = None
+        if completed and f == READ:
+            r = freeze(result)
+            res = frozenset(r) if isinstance(r, tuple | frozenset) else frozenset(
+                () if r is None else (r,))
+        return f, freeze(arg), res
+
+    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        f, arg, res = op
+        if f == READ:
+            return state if res == state else INVALID
+        return state if arg in state else state | {arg}
+
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        return (op[1],) if op[0] == ADD else ()
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+        return op[2] if op[0] == READ else ()
+
+    def describe(self, state: Any) -> str:
+        return f"the set holds {show(state)}"
+
+    def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
+        f, arg, res = op
+        if f == READ:
+            missing, extra = state - res, res - state
+            parts = []
+            if missing:
+                parts.append(f"misses {show(frozenset(missing))}")
+            if extra:
+                parts.append(f"has {show(frozenset(extra))} that the set does not")
+            return f"the read answered {show(res)}, which " + " and ".join(parts)
+        return super().why_not(state, op)
+
+
+class SiblingsRegister(Model):
+    """State: (newest write or None, frozenset of older values that may still be live)."""
+
+    name = "siblings-register"
+    init = (None, frozenset())
+    fs = {"read": READ, "write": WRITE}
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        f = self.canonical(f)
+        res = None
+        if completed and f == READ:
+            r = freeze(result)
+            if isinstance(r, tuple | frozenset):
+                res = frozenset(r)
+            else:
+                res = frozenset(() if r is None else (r,))
+        return f, freeze(arg), res
+
+    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        f, arg, res = op
+        newest, live = state
+        if f == WRITE:
+            return (arg, live if newest is None else live | {newest})
+        if newest is None:
+            return state if not res else INVALID
+        if newest not in res:
+            return INVALID
+        rest = res - {newest}
+        if not rest <= live:
+            return INVALID
+        return (newest, rest) if rest != live else state
+
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        return (op[1],) if op[0] == WRITE else ()
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+        return op[2] if op[0] == READ else ()
+
+    def describe(self, state: Any) -> str:
+        newest, live = state
+        if newest is None:
+            return "nothing has been written"
+        if not live:
+            return f"the newest write is {show(newest)} and no older value is live"
+        return f"the newest write is {show(newest)} and {show(live)} may still be live"
+
+    def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
+        f, arg, res = op
+        newest, live = state
+        if f != READ:
+            return super().why_not(state, op)
+        if newest is None:
+            return f"the read answered {show(res)} while nothing had been written"
+        if newest not in res:
+            return f"the read answered {show(res)}, missing the newest write {show(newest)}"
+        return (f"the read answered {show(res)}, but {show(frozenset(res - {newest} - live))} "
+                "had already been retired")
+
+
+MODELS: dict[str, type[Model]] = {
+    "register": Register,
+    "cas-register": CasRegister,
+    "kv": KV,
+    "set": SetModel,
+    "siblings-register": SiblingsRegister,
+}
+
+
+def get_model(name: str) -> Model:
+    """A model by name; a clear error lists the known ones."""
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None

@@ -1,0 +1,53 @@
+"""`harness cleanup`: stop whatever a crashed run (or a forgotten cluster) left behind."""
+
+from __future__ import annotations
+
+import click
+
+from harness.state import kill_recorded, owner_alive, sessions, state_dir
+
+
+def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
+                     dry_run: bool = False) -> list[str]:
+    """Stop every recorded node whose pid, start time and command line still match; returns what
+    was done, one line each. Runs whose harness is still alive are left alone unless `force`."""
+    lines = []
+    for session in sessions():
+        if session.kind == "run" and owner_alive(session) and not force:
+            lines.append(f"{session.id}: run still in progress (pid {session.owner.get('pid')}); "
+                         "left alone")
+            continue
+        if session.kind == "cluster" and keep_clusters:
+            lines.append(f"{session.id}: cluster kept")
+            continue
+        stopped = [node for node, ident in sorted(session.nodes.items())
+                   if not dry_run and kill_recorded(ident)]
+        if dry_run:
+            nodes = ", ".join(sorted(session.nodes)) or "nothing"
+            lines.append(f"{session.id}: would stop {nodes}")
+            continue
+        session.remove()
+        lines.append(f"{session.id} ({session.kind}, {session.dir}): stopped "
+                     f"{', '.join(stopped) or 'nothing (already gone)'}")
+    return lines
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="also stop runs whose harness is still running")
+@click.option("--keep-clusters", is_flag=True,
+              help="spare clusters started by `harness cluster up` or `run --leave-running`")
+@click.option("--dry-run", is_flag=True, help="only say what would be stopped")
+def cleanup(force: bool, keep_clusters: bool, dry_run: bool) -> int:
+    """Stop every node process that a crashed or interrupted run left behind.
+
+    Only processes recorded in the state directory ($HARNESS_STATE_DIR, default
+    ~/.cache/dynamo-harness) are touched, and only while their pid, start time and command line
+    still match the record: nothing is ever killed by name. Paused nodes are resumed first, and
+    the faults die with the processes. Running it twice is harmless.
+    """
+    lines = cleanup_sessions(force=force, keep_clusters=keep_clusters, dry_run=dry_run)
+    if not lines:
+        click.echo(f"nothing to clean up (state directory {state_dir()})")
+    for line in lines:
+        click.echo(line)
+    return 0

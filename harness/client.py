@@ -1,0 +1,94 @@
+"""A client for one node's HTTP API that sorts every outcome into "did not happen" or "unknown".
+
+`OpFailed` means the request certainly had no effect (refused connection, 4xx, a 503 that wrote
+nothing); `OpUnknown` means it may have had one (timeout, dropped connection, a 503 after a
+partial write, any other server error). Callers turn these into `fail` and `info`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+
+class OpFailed(Exception):
+    """The operation certainly did not take effect."""
+
+
+class OpUnknown(Exception):
+    """The operation may or may not have taken effect."""
+
+
+@dataclass
+class Reply:
+    """A successful answer from the store."""
+
+    values: list[Any] = field(default_factory=list)
+    context: str | None = None
+    clock: dict[str, int] = field(default_factory=dict)
+    found: bool = True
+
+
+class NodeClient:
+    """Requests to one node; one instance per worker, sharing the worker's aiohttp session."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float
+    ) -> None:
+        self.session = session
+        self.node = node
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def get(self, key: str) -> Reply:
+        status, body = await self._request("GET", key, None)
+        if status == 404:
+            return Reply(values=[], context=body.get("context"), clock=body.get("clock") or {},
+                         found=False)
+        if status == 200:
+            return Reply(values=list(body.get("values", [])), context=body.get("context"),
+                         clock=body.get("clock") or {})
+        raise OpFailed(_describe(status, body))  # a read has no effect, whatever went wrong
+
+    async def put(self, key: str, value: Any, context: str | None) -> Reply:
+        status, body = await self._request("PUT", key, {"value": value, "context": context})
+        if status == 200:
+            return Reply(values=[value], context=body.get("context"), clock=body.get("clock") or {})
+        if 400 <= status < 500:
+            raise OpFailed(_describe(status, body))
+        if status == 503 and body.get("error") == "quorum_failed":
+            written = body.get("written")
+            if written == 0:
+                raise OpFailed(_describe(status, body))
+            raise OpUnknown(_describe(status, body))
+        raise OpUnknown(_describe(status, body))
+
+    async def _request(self, method: str, key: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        url = f"{self.base_url}/kv/{quote(key, safe='')}"
+        try:
+            async with self.session.request(method, url, json=payload,
+                                            timeout=self.timeout) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = {"error": "unreadable_body", "message": (await resp.text())[:200]}
+                return resp.status, body if isinstance(body, dict) else {"body": body}
+        except aiohttp.ClientConnectorError as e:
+            # the connection was never made, so nothing was sent
+            raise OpFailed(f"connect failed: {e.os_error or e}") from e
+        except TimeoutError as e:
+            raise OpUnknown("timeout") from e
+        except aiohttp.ClientError as e:
+            raise OpUnknown(f"{type(e).__name__}: {e}") from e
+
+
+def _describe(status: int, body: dict[str, Any]) -> str:
+    code = body.get("error", "http_error")
+    msg = body.get("message", "")
+    extra = ""
+    if "written" in body:
+        extra = f" (written={body['written']})"
+    return f"{status} {code}: {msg}{extra}".strip()

@@ -1,0 +1,73 @@
+"""The history writer: one JSON object a line, flushed as each operation happens.
+
+Flushing every line means a harness that dies (even by kill -9) leaves the history so far on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+FIELD_ORDER = ("process", "type", "f", "fault", "key", "value", "node")
+
+
+class History:
+    """Appends operations to `history.jsonl`, numbering them and stamping harness-monotonic time."""
+
+    def __init__(self, path: Path, started_ns: int | None = None) -> None:
+        self.path = path
+        self.started_ns = time.monotonic_ns() if started_ns is None else started_ns
+        self._file: TextIO = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()  # nemesis steps can finish on worker threads
+        self._index = 0
+
+    def now(self) -> int:
+        """Nanoseconds since the test began."""
+        return time.monotonic_ns() - self.started_ns
+
+    def append(self, **op: Any) -> dict[str, Any]:
+        """Write one operation; `index` and `time` are filled in unless given."""
+        with self._lock:
+            when = op.pop("time", None)
+            record = {"index": self._index, "time": self.now() if when is None else when}
+            for name in FIELD_ORDER:  # a stable, readable order; the rest follow
+                if name in op:
+                    record[name] = op.pop(name)
+            record.update(op)
+            self._file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+            self._file.flush()
+            self._index += 1
+            return record
+
+    @property
+    def count(self) -> int:
+        return self._index
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Every operation of a history file (a torn last line, from a killed harness, is skipped)."""
+    ops = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ops.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return ops

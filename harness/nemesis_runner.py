@@ -1,0 +1,138 @@
+"""Carries out a nemesis schedule on a platform, recording every step in the history.
+
+The schedule (from `nemesis.schedule`) says what and when; this module asks the platform to do it,
+from a worker thread so the clients keep running, and keeps the list of faults now active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from harness.history import History
+from harness.platforms.base import Platform
+from nemesis.schedule import Action
+
+CLOCK_SETTLE_S = 0.05  # libfaketime re-reads the file on the next time call; allow for it
+
+
+class NemesisRunner:
+    def __init__(self, platform: Platform, history: History) -> None:
+        self.platform = platform
+        self.history = history
+        self.active: dict[int, Action] = {}
+        self._strobes: dict[int, asyncio.Task] = {}
+
+    def describe_active(self) -> list[str]:
+        out = []
+        for action in self.active.values():
+            value = action.value
+            targets = value.get("nodes") or sorted(value.get("offsets", {})) or sorted(
+                value.get("grudge", {}))
+            kind = f" {value['kind']}" if "kind" in value else ""
+            out.append(f"{action.fault}{kind} {','.join(targets)}".strip())
+        return out
+
+    async def run(self, actions: list[Action], started_ns: int, stop: asyncio.Event) -> None:
+        """Carry out every start/stop at its time until `stop` is set; heal is separate."""
+        for action in actions:
+            if action.f == "heal":
+                continue
+            delay = action.at - (self.history.now() - started_ns) / 1e9
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return
+            await self.execute(action)
+
+    async def execute(self, action: Action) -> dict[str, Any]:
+        base = {"process": "nemesis", "f": action.f, "fault": action.fault}
+        self.history.append(type="info", value=action.value, **base)
+        try:
+            result = await self._do(action)
+        except Exception as e:  # recorded, and the test goes on: heal will retry
+            result = {"error": f"{type(e).__name__}: {e}"}
+        if action.f == "start":
+            self.active[action.id] = action
+        else:
+            self.active.pop(action.id, None)
+        self.history.append(type="info", value={**action.value, **result}, **base)
+        return result
+
+    async def heal(self, record: bool = True) -> dict[str, Any]:
+        """End every fault, whatever the schedule said; recorded as one `heal` operation."""
+        for task in self._strobes.values():
+            task.cancel()
+        await asyncio.gather(*self._strobes.values(), return_exceptions=True)
+        self._strobes.clear()
+        base = {"process": "nemesis", "type": "info", "f": "heal"}
+        if record:
+            self.history.append(value={"active": self.describe_active()}, **base)
+        errors = await asyncio.to_thread(self.platform.heal_all)
+        self.active.clear()
+        value: dict[str, Any] = {"healed": True}
+        if errors:
+            value["errors"] = errors
+        if record:
+            self.history.append(value=value, **base)
+        return value
+
+    async def _do(self, action: Action) -> dict[str, Any]:
+        p, v = self.platform, action.value
+        if action.fault == "partition":
+            if action.f == "start":
+                grudge = {node: set(drop) for node, drop in v["grudge"].items()}
+                errors = await asyncio.to_thread(p.partition, grudge)
+            else:
+                errors = await asyncio.to_thread(p.heal_partition)
+            return {"errors": errors} if errors else {}
+        if action.fault == "clock":
+            return await self._clock(action)
+        if action.fault in ("crash", "pause"):
+            fn = {("crash", "start"): p.kill, ("crash", "stop"): p.restart,
+                  ("pause", "start"): p.pause, ("pause", "stop"): p.resume}[
+                (action.fault, action.f)]
+            errors = await asyncio.to_thread(_each, fn, v["nodes"])
+            return {"errors": errors} if errors else {}
+        raise ValueError(f"unknown fault {action.fault!r}")
+
+    async def _clock(self, action: Action) -> dict[str, Any]:
+        p, v = self.platform, action.value
+        if action.f == "start" and v["kind"] == "bump":
+            for node, offset in v["offsets"].items():
+                await asyncio.to_thread(p.set_clock_offset, node, float(offset))
+        elif action.f == "start":
+            self._strobes[action.id] = asyncio.create_task(
+                self._strobe(v["nodes"], float(v["delta"]), float(v["period"])))
+        else:
+            task = self._strobes.pop(action.id, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            for node in v["nodes"]:
+                await asyncio.to_thread(p.set_clock_offset, node, 0.0)
+        await asyncio.sleep(CLOCK_SETTLE_S)
+        measured = await asyncio.to_thread(p.read_clock_offsets)
+        return {"measured": measured}
+
+    async def _strobe(self, nodes: list[str], delta: float, period: float) -> None:
+        """Flip the nodes' clocks between +delta and the true time every `period` seconds."""
+        ahead = False
+        while True:
+            ahead = not ahead
+            for node in nodes:
+                await asyncio.to_thread(self.platform.set_clock_offset, node,
+                                        delta if ahead else 0.0)
+            await asyncio.sleep(period)
+
+
+def _each(fn: Any, nodes: list[str]) -> dict[str, str]:
+    errors = {}
+    for node in nodes:
+        try:
+            fn(node)
+        except Exception as e:  # a fault on one node must not stop the others
+            errors[node] = f"{type(e).__name__}: {e}"
+    return errors

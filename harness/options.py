@@ -1,0 +1,67 @@
+"""Flags shared by `harness run` and `harness cluster up`, and their validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.platforms.base import PlatformError
+from harness.settings import FSYNC_POLICIES, ClusterSettings, TestSettings
+from nemesis.schedule import parse_faults
+
+
+def cluster_options(fn: Callable) -> Callable:
+    """--nodes, --n/--r/--w, --q, --sloppy/--strict, --request-timeout-ms, --fsync."""
+    options = [
+        click.option("--nodes", type=int, default=5, help="node processes"),
+        click.option("--n", "n", type=int, default=3, help="replicas per key (N)"),
+        click.option("--r", "r", type=int, default=2, help="read quorum (R)"),
+        click.option("--w", "w", type=int, default=2, help="write quorum (W)"),
+        click.option("--q", "q", type=int, default=64, help="ring partitions (a power of two)"),
+        click.option("--sloppy/--strict", default=True,
+                     help="sloppy quorum with hinted handoff, or primaries only"),
+        click.option("--request-timeout-ms", type=int, default=1000,
+                     help="the nodes' per-request timeout"),
+        click.option("--fsync", type=click.Choice(FSYNC_POLICIES), default="always",
+                     help="the nodes' fsync policy"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def cluster_from_options(nodes: int, n: int, r: int, w: int, q: int, sloppy: bool,
+                         request_timeout_ms: int, fsync: str) -> ClusterSettings:
+    cluster = ClusterSettings(nodes=nodes, n=n, r=r, w=w, q=q, sloppy=sloppy,
+                              request_timeout_ms=request_timeout_ms, fsync=fsync)
+    errors = cluster.errors()
+    if errors:
+        raise click.UsageError("; ".join(errors))
+    return cluster
+
+
+def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, out: Path,
+                          **kw: Any) -> TestSettings:
+    """Settings from the flags, or a click.UsageError naming every bad flag."""
+    try:
+        faults = parse_faults(nemesis_spec)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--nemesis") from None
+    cluster_keys = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
+    cluster = ClusterSettings(**{k: kw.pop(k) for k in cluster_keys})
+    settings = TestSettings(workload=workload, nemesis=faults, platform=platform,
+                            cluster=cluster, out=out, **kw)
+    errors = settings.errors()
+    if errors:
+        raise click.UsageError("; ".join(errors))
+    if "clock" in faults:
+        from harness.platforms.local import find_libfaketime
+
+        try:
+            find_libfaketime()
+        except PlatformError as e:
+            raise click.UsageError(str(e)) from None
+    return settings

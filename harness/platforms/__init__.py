@@ -1,0 +1,1 @@
+"""Platforms: how a cluster runs and is hurt on one kind of host."""

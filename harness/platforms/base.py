@@ -1,0 +1,105 @@
+"""The platform interface: how a cluster is started, stopped and hurt on one kind of host.
+
+The nemesis decides what and when; a platform does the how. Every method is synchronous and
+bounded in time; the runner calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Set
+from pathlib import Path
+
+Grudge = Mapping[str, Set[str]]  # node -> nodes whose frames it drops
+
+
+class PlatformError(RuntimeError):
+    """The platform could not do what was asked (a node did not start, a tool is missing...)."""
+
+
+class Platform(ABC):
+    name: str = ""
+    #: fault -> how this platform produces it, in words for the report
+    mechanisms: dict[str, str] = {}
+
+    @abstractmethod
+    def node_ids(self) -> list[str]:
+        """The cluster's node ids, in order."""
+
+    @abstractmethod
+    def client_url(self, node: str) -> str:
+        """`http://host:port` of the node's client API."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start every node and return once each answers `/admin/status`."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop every node this platform started (teardown); idempotent."""
+
+    @abstractmethod
+    def kill(self, node: str) -> None:
+        """Kill the node abruptly (kill -9)."""
+
+    @abstractmethod
+    def restart(self, node: str) -> None:
+        """Start a killed node again and wait until it answers."""
+
+    @abstractmethod
+    def pause(self, node: str) -> None:
+        """Freeze the node (SIGSTOP)."""
+
+    @abstractmethod
+    def resume(self, node: str) -> None:
+        """Unfreeze the node (SIGCONT)."""
+
+    @abstractmethod
+    def partition(self, grudge: Grudge) -> dict[str, str]:
+        """Make each node drop frames from the nodes in its grudge; returns per-node errors."""
+
+    @abstractmethod
+    def heal_partition(self) -> dict[str, str]:
+        """End every partition; returns per-node errors."""
+
+    @abstractmethod
+    def set_clock_offset(self, node: str, seconds: float) -> None:
+        """Offset the node's wall clock by `seconds` from the true time."""
+
+    @abstractmethod
+    def reset_clocks(self) -> None:
+        """Put every node's clock back to the true time."""
+
+    @abstractmethod
+    def read_clock_offsets(self) -> dict[str, float | None]:
+        """Each node's measured clock offset in seconds (None when it did not answer)."""
+
+    @abstractmethod
+    def node_dir(self, node: str) -> Path:
+        """Where the node's log (and perhaps data) lives."""
+
+    @abstractmethod
+    def pids(self) -> dict[str, int]:
+        """OS process ids of the running nodes (for resource sampling)."""
+
+    def heal_all(self) -> dict[str, str]:
+        """Undo every fault: resume, restart, heal partitions, reset clocks. Returns errors."""
+        errors: dict[str, str] = {}
+        for step in (self._resume_all, self._restart_dead, self.heal_partition, self._reset):
+            try:
+                errors.update(step() or {})
+            except Exception as e:  # keep healing the rest
+                errors[step.__name__] = f"{type(e).__name__}: {e}"
+        return errors
+
+    def _reset(self) -> dict[str, str]:
+        self.reset_clocks()
+        return {}
+
+    @abstractmethod
+    def _resume_all(self) -> dict[str, str]:
+        """Resume every paused node."""
+
+    @abstractmethod
+    def _restart_dead(self) -> dict[str, str]:
+        """Restart every node that is not running."""

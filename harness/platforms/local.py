@@ -1,0 +1,423 @@
+"""The local platform: node processes on loopback addresses 127.0.0.2, 127.0.0.3, ...
+
+Partitions are simulated inside each node's transport (`PUT /admin/faults/partition`), clock skew
+comes from libfaketime, crashes are SIGKILL and pauses SIGSTOP/SIGCONT. The cluster file, every
+node's data directory and log live under `<root>/` (a run directory's `nodes/`). Every process
+started is recorded in a state-directory session before anything else happens to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from harness.platforms.base import Grudge, Platform, PlatformError
+from harness.settings import ClusterSettings
+from harness.state import Session, kill_recorded, matching_process, process_identity
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+LIBFAKETIME_CANDIDATES = (
+    LIBFAKETIME,
+    Path("/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"),
+    Path("/usr/lib/faketime/libfaketime.so.1"),
+    Path("/usr/local/lib/faketime/libfaketime.so.1"),
+)
+READY_TIMEOUT_S = 20.0
+ADMIN_TIMEOUT_S = 1.0
+
+
+def find_libfaketime() -> Path:
+    """The libfaketime library, or a PlatformError that says how to install it."""
+    override = os.environ.get("HARNESS_LIBFAKETIME")
+    for candidate in ([Path(override)] if override else []) + list(LIBFAKETIME_CANDIDATES):
+        if candidate.is_file():
+            return candidate
+    raise PlatformError(
+        "the clock nemesis needs libfaketime, which was not found at "
+        f"{LIBFAKETIME}; install it with `apt-get install faketime` "
+        "(or set HARNESS_LIBFAKETIME to the library's path)"
+    )
+
+
+def free_port(host: str) -> int:
+    """A port the OS says is free on `host` now (others run clusters here concurrently)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class NodeSpec:
+    id: str
+    host: str
+    client_port: int
+    peer_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.client_port}"
+
+
+class LocalPlatform(Platform):
+    name = "local"
+    mechanisms = {
+        "partition": "simulated in the node transport (PUT /admin/faults/partition drops "
+                     "internode frames; no real network fault)",
+        "clock": "libfaketime (LD_PRELOAD with FAKETIME_TIMESTAMP_FILE; wall and monotonic "
+                 "clocks move together)",
+        "crash": "SIGKILL of the node process, restarted by the harness",
+        "pause": "SIGSTOP / SIGCONT of the node process",
+    }
+
+    def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
+                 clock: bool = False, specs: list[NodeSpec] | None = None,
+                 token: str | None = None) -> None:
+        self.root = root.resolve()
+        self.cluster = cluster
+        self.session = session
+        self.clock = clock
+        self.libfaketime = find_libfaketime() if clock else None
+        self.token = token or secrets.token_hex(16)
+        self.specs = specs or self._allocate(cluster.nodes)
+        self._by_id = {s.id: s for s in self.specs}
+        self._popen: dict[str, subprocess.Popen] = {}
+        self._paused: set[str] = set(session.faults.get("paused", []))
+        self._grudge: dict[str, list[str]] = dict(session.faults.get("partition", {}))
+        self.root.mkdir(parents=True, exist_ok=True)
+        session.extra.update({"platform": self.name, "root": str(self.root)})
+        session.save()
+        if specs is None:
+            self._write_files()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @staticmethod
+    def _allocate(count: int) -> list[NodeSpec]:
+        specs = []
+        for i in range(count):
+            host = f"127.0.0.{2 + i}"
+            specs.append(NodeSpec(f"n{i + 1}", host, free_port(host), free_port(host)))
+        return specs
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.root / "cluster.toml"
+
+    def _write_files(self) -> None:
+        c = self.cluster
+        lines = [
+            "[cluster]",
+            f"n = {c.n}",
+            f"r = {c.r}",
+            f"w = {c.w}",
+            f"q = {c.q}",
+            f"sloppy_quorum = {'true' if c.sloppy else 'false'}",
+            f"request_timeout_ms = {c.request_timeout_ms}",
+            'data_dir = "."',
+            f'fsync = "{c.fsync}"',
+            f'admin_token = "{self.token}"',
+            "bugs = []",
+        ]
+        for s in self.specs:
+            self.node_dir(s.id).mkdir(parents=True, exist_ok=True)
+            lines += ["", "[[nodes]]", f'id = "{s.id}"', f'host = "{s.host}"',
+                      f"client_port = {s.client_port}", f"peer_port = {s.peer_port}",
+                      f'data_dir = "{s.id}/data"']
+            if self.clock:
+                self._faketime_file(s.id).write_text("+0\n")
+        self.cluster_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        meta = {"cluster": asdict(c), "clock": self.clock, "token": self.token,
+                "nodes": [asdict(s) for s in self.specs]}
+        (self.root / "platform.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+    @classmethod
+    def attach(cls, root: Path, session: Session) -> LocalPlatform:
+        """A platform for a cluster started earlier (by `harness cluster up`)."""
+        meta = json.loads((root / "platform.json").read_text(encoding="utf-8"))
+        return cls(root, ClusterSettings(**meta["cluster"]), session, clock=meta["clock"],
+                   specs=[NodeSpec(**n) for n in meta["nodes"]], token=meta["token"])
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def node_ids(self) -> list[str]:
+        return [s.id for s in self.specs]
+
+    def client_url(self, node: str) -> str:
+        return self._spec(node).url
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / node
+
+    def log_path(self, node: str) -> Path:
+        return self.node_dir(node) / "node.log"
+
+    def pids(self) -> dict[str, int]:
+        out = {}
+        for node in self.node_ids():
+            proc = self._proc(node)
+            if proc is not None:
+                out[node] = proc.pid
+        return out
+
+    def is_running(self, node: str) -> bool:
+        return self._proc(node) is not None
+
+    def is_paused(self, node: str) -> bool:
+        return node in self._paused
+
+    def status(self, node: str) -> dict[str, Any] | None:
+        try:
+            resp = requests.get(f"{self.client_url(node)}/admin/status", timeout=ADMIN_TIMEOUT_S)
+            return resp.json() if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def _spec(self, node: str) -> NodeSpec:
+        try:
+            return self._by_id[node]
+        except KeyError:
+            raise PlatformError(
+                f"no node {node!r}; the nodes are {', '.join(self.node_ids())}"
+            ) from None
+
+    def _proc(self, node: str) -> psutil.Process | None:
+        return matching_process(self.session.nodes.get(node))
+
+    def _faketime_file(self, node: str) -> Path:
+        return self.node_dir(node) / "faketime.rc"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for node in self.node_ids():
+            if not self.is_running(node):
+                self._launch(node)
+        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
+            list(pool.map(self._wait_ready, self.node_ids()))
+        self._apply_grudge(self.node_ids())
+
+    def stop(self) -> None:
+        for node in self.node_ids():
+            self._terminate(node)
+        self._paused.clear()
+        self._grudge.clear()
+        self._save_faults()
+
+    def kill(self, node: str) -> None:
+        proc = self._proc(node)
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            self._reap(node, proc)
+        self._paused.discard(node)
+        self._save_faults()
+
+    def restart(self, node: str) -> None:
+        if self.is_running(node):
+            return
+        self._launch(node)
+        self._wait_ready(node)
+        self._apply_grudge([node])  # a new process starts with no faults
+
+    def stop_node(self, node: str) -> None:
+        self._spec(node)
+        self.kill(node)
+
+    def _launch(self, node: str) -> None:
+        spec = self._spec(node)
+        directory = self.node_dir(node)
+        directory.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.clock:
+            assert self.libfaketime is not None
+            if not self._faketime_file(node).exists():
+                self._faketime_file(node).write_text("+0\n")
+            env.update({
+                "LD_PRELOAD": ":".join(filter(None, [str(self.libfaketime),
+                                                     env.get("LD_PRELOAD")])),
+                "FAKETIME_TIMESTAMP_FILE": str(self._faketime_file(node)),
+                # re-read the offset on every time call: bumps and strobes take effect at once
+                "FAKETIME_NO_CACHE": "1",
+            })
+        cmd = [sys.executable, "-m", "node", "--cluster", str(self.cluster_file), "--id", spec.id]
+        with self.log_path(node).open("ab") as log:
+            log.write(f"--- harness: starting {spec.id} at {time.ctime()}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=directory, env=env,
+                                     start_new_session=True)  # Ctrl-C reaches the harness only
+        self._popen[node] = popen
+        try:
+            self.session.nodes[node] = process_identity(popen.pid)
+        except psutil.NoSuchProcess:
+            self.session.nodes[node] = {"pid": popen.pid, "create_time": 0, "cmdline": cmd}
+        self.session.save()
+
+    def _wait_ready(self, node: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            popen = self._popen.get(node)
+            if popen is not None and popen.poll() is not None:
+                raise PlatformError(f"node {node} exited with code {popen.returncode} at start; "
+                                    f"its log ends:\n{self._log_tail(node)}")
+            if self.status(node) is not None:
+                return
+            time.sleep(0.1)
+        raise PlatformError(f"node {node} did not answer /admin/status within "
+                            f"{READY_TIMEOUT_S:.0f} s; its log ends:\n{self._log_tail(node)}")
+
+    def _log_tail(self, node: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(node).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _terminate(self, node: str) -> None:
+        ident = self.session.nodes.get(node)
+        if ident is not None:
+            kill_recorded(ident)
+        popen = self._popen.pop(node, None)
+        if popen is not None:
+            try:
+                popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait(timeout=5)
+        self.session.nodes.pop(node, None)
+        self.session.save()
+
+    def _reap(self, node: str, proc: psutil.Process) -> None:
+        popen = self._popen.pop(node, None)
+        if popen is not None:
+            popen.wait(timeout=5)
+        else:
+            with contextlib.suppress(psutil.TimeoutExpired, psutil.NoSuchProcess):
+                proc.wait(timeout=5)
+
+    # -- pause --------------------------------------------------------------------------------
+
+    def pause(self, node: str) -> None:
+        proc = self._proc(node)
+        if proc is None:
+            raise PlatformError(f"cannot pause {node}: it is not running")
+        proc.send_signal(signal.SIGSTOP)
+        self._paused.add(node)
+        self._save_faults()
+
+    def resume(self, node: str) -> None:
+        proc = self._proc(node)
+        if proc is not None:
+            proc.send_signal(signal.SIGCONT)
+        self._paused.discard(node)
+        self._save_faults()
+        if proc is not None:
+            self._apply_grudge([node])  # a change made while it slept did not reach it
+
+    def _resume_all(self) -> dict[str, str]:
+        for node in sorted(self._paused):
+            self.resume(node)
+        return {}
+
+    def _restart_dead(self) -> dict[str, str]:
+        errors = {}
+        for node in self.node_ids():
+            try:
+                self.restart(node)
+            except PlatformError as e:
+                errors[node] = str(e)
+        return errors
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    def partition(self, grudge: Grudge) -> dict[str, str]:
+        self._grudge = {node: sorted(drop) for node, drop in grudge.items() if drop}
+        self._save_faults()
+        return self._apply_grudge(self.node_ids())
+
+    def heal_partition(self) -> dict[str, str]:
+        self._grudge = {}
+        self._save_faults()
+        return self._apply_grudge(self.node_ids())
+
+    def _apply_grudge(self, nodes: list[str]) -> dict[str, str]:
+        """Tell each live, unpaused node its drop list; paused ones are told on resume."""
+        targets = [n for n in nodes if n not in self._paused and self.is_running(n)]
+        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            results = pool.map(self._put_drop, targets)
+            return {node: err for node, err in zip(targets, results, strict=True) if err}
+
+    def _put_drop(self, node: str) -> str | None:
+        url = f"{self.client_url(node)}/admin/faults/partition"
+        headers = {"X-Admin-Token": self.token}
+        drop = self._grudge.get(node, [])
+        try:
+            if drop:
+                resp = requests.put(url, json={"drop_from": drop}, headers=headers,
+                                      timeout=ADMIN_TIMEOUT_S)
+            else:
+                resp = requests.delete(url, headers=headers, timeout=ADMIN_TIMEOUT_S)
+        except requests.RequestException as e:
+            return f"{type(e).__name__}: {e}"
+        if resp.status_code >= 300:
+            return f"HTTP {resp.status_code}: {resp.text[:200]}"
+        return None
+
+    # -- clocks -------------------------------------------------------------------------------
+
+    def set_clock_offset(self, node: str, seconds: float) -> None:
+        if not self.clock:
+            raise PlatformError("clock faults need the cluster started with libfaketime "
+                                "(choose the clock nemesis)")
+        path = self._faketime_file(self._spec(node).id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{seconds:+.6f}\n")
+        os.replace(tmp, path)  # libfaketime must never read a half-written file
+        self.session.faults.setdefault("clock", {})[node] = seconds
+        self.session.save()
+
+    def reset_clocks(self) -> None:
+        if not self.clock:
+            return
+        for node in self.node_ids():
+            self.set_clock_offset(node, 0.0)
+        self.session.faults.pop("clock", None)
+        self.session.save()
+
+    def read_clock_offsets(self) -> dict[str, float | None]:
+        def one(node: str) -> float | None:
+            if node in self._paused or not self.is_running(node):
+                return None
+            try:
+                before = time.time()
+                resp = requests.get(f"{self.client_url(node)}/admin/clock",
+                                      timeout=ADMIN_TIMEOUT_S)
+                after = time.time()
+                return round(resp.json()["wall_ms"] / 1000 - (before + after) / 2, 3)
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                return None
+
+        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
+            return dict(zip(self.node_ids(), pool.map(one, self.node_ids()), strict=True))
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _save_faults(self) -> None:
+        self.session.faults["paused"] = sorted(self._paused)
+        self.session.faults["partition"] = self._grudge
+        self.session.save()
+
+

@@ -1,0 +1,104 @@
+"""`harness run`: one or more Jepsen-style tests against a fresh cluster."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+
+from harness.options import cluster_options, settings_from_options
+from harness.settings import PLATFORMS, WORKLOADS
+from nemesis.schedule import FAULT_HELP
+
+EXIT_HARNESS = 3
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--workload", type=click.Choice(WORKLOADS), default="cart",
+              help="what the clients do (see `harness list`)")
+@click.option("--nemesis", "nemesis_spec", type=str, default="none",
+              help="faults, a comma list of: " + ", ".join(FAULT_HELP))
+@click.option("--platform", type=click.Choice(PLATFORMS), default="local",
+              help="where the cluster runs (netns and docker come later)")
+@cluster_options
+@click.option("--time-limit", type=float, default=60.0, help="seconds of workload")
+@click.option("--concurrency", type=int, default=10, help="client processes")
+@click.option("--rate", type=float, default=100.0, help="total operations per second")
+@click.option("--keys", type=int, default=10, help="keys (carts, registers) in play")
+@click.option("--nemesis-interval", type=float, default=10.0,
+              help="seconds each fault lasts; quiet gaps are 0.3-0.6 of this")
+@click.option("--seed", type=int, default=None,
+              help="random seed for operations and the fault schedule [default: random]")
+@click.option("--test-count", type=int, default=1, help="run the test this many times")
+@click.option("--quiesce-timeout", type=float, default=15.0,
+              help="after heal, seconds to wait at most for the replicas to agree")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              help="reports folder; each run goes to OUT/<test>/<timestamp>/")
+@click.option("--leave-running", is_flag=True,
+              help="keep the cluster running after the test (stop it with `harness cleanup`)")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the verdicts as JUnit XML to this file (for CI)")
+@click.option("--display", type=click.Choice(["auto", "lines", "quiet"]), default="auto",
+              help="live view: rich panel on a terminal (auto), a line every 5 s, or nothing")
+def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, concurrency: int,
+        rate: float, keys: int, nemesis_interval: float, seed: int | None, test_count: int,
+        quiesce_timeout: float, out: Path, leave_running: bool, junit: Path | None,
+        display: str, **cluster: object) -> int:
+    """Run a Jepsen-style test: start a cluster, drive clients, inject faults, check, report.
+
+    Each run goes through setup, the workload with faults, heal, quiesce (waiting for the
+    replicas to agree), final reads, teardown, checking and the HTML report, and writes
+    OUT/<workload>-<nemesis>/<timestamp>/ (OUT/latest points at it).
+
+    Example: harness run --nemesis partition --workload cart --time-limit 20
+
+    Exit codes: 0 valid, 1 invalid, 2 unknown, 3 the harness failed (or a bad flag).
+    """
+    from harness.runner import run_test
+
+    if test_count < 1:
+        raise click.BadParameter(f"must be at least 1 (got {test_count})",
+                                 param_hint="--test-count")
+    if leave_running and test_count > 1:
+        raise click.UsageError("--leave-running keeps one cluster; use it with --test-count 1")
+    base_seed = seed if seed is not None else secrets.randbits(31)
+    codes = []
+    for i in range(test_count):
+        settings = settings_from_options(
+            workload=workload, nemesis_spec=nemesis_spec, platform=platform,
+            time_limit=time_limit, concurrency=concurrency, rate=rate, keys=keys,
+            nemesis_interval=nemesis_interval, seed=base_seed + i,
+            quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running, **cluster)
+        if test_count > 1:
+            click.echo(f"test {i + 1} of {test_count} (seed {settings.seed})")
+        outcome = run_test(settings, display_mode=display)
+        if junit is not None and outcome.results is not None:
+            from harness.junit import write_junit
+
+            target = junit if test_count == 1 else junit.with_stem(f"{junit.stem}-{i + 1}")
+            write_junit(outcome.results, target)
+        click.echo(f"run directory: {outcome.run_dir}")
+        report = outcome.run_dir / "report.html"
+        if report.exists():
+            click.echo(f"report: {report}")
+        if outcome.status != "complete":
+            click.echo(f"run {outcome.status}" + (f": {outcome.error}" if outcome.error else ""),
+                       err=True)
+        elif outcome.error:
+            click.echo(f"harness error: {outcome.error}", err=True)
+        if leave_running and outcome.status == "complete":
+            click.echo("cluster left running (stop it with `harness cleanup`):")
+            for node, url in outcome.urls.items():
+                click.echo(f"{node} {url}")
+        click.echo(f"verdict: {outcome.verdict or 'none'} (exit {outcome.exit_code})")
+        codes.append(outcome.exit_code)
+    return worst(codes)
+
+
+def worst(codes: list[int]) -> int:
+    """The exit code for several tests: a harness failure, else invalid, else unknown, else 0."""
+    for code in (EXIT_HARNESS, 1, 2):
+        if code in codes:
+            return code
+    return 0

@@ -1,0 +1,43 @@
+"""Run directories: `<out>/<test-name>/<timestamp>/`, `test.json`, and the `latest` symlink."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def make_run_dir(out: Path, test_name: str) -> Path:
+    """A fresh, uniquely named directory for one run (a suffix is added if the second repeats)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    base = out / test_name
+    base.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        path = base / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "nodes").mkdir()
+        return path
+    raise RuntimeError(f"could not create a run directory under {base}")
+
+
+def point_latest(out: Path, run_dir: Path) -> Path:
+    """Make `<out>/latest` a relative symlink to `run_dir`, replacing it atomically."""
+    link = out / "latest"
+    target = os.path.relpath(run_dir.resolve(), out.resolve())
+    tmp = out / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+    return link
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file, so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,103 @@
+"""A test's settings, and the checks that reject impossible ones before anything starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+WORKLOADS = ("cart", "register", "set")
+PLATFORMS = ("local",)
+FSYNC_POLICIES = ("always", "os", "none")
+MAX_LOCAL_NODES = 200  # 127.0.0.2 .. 127.0.0.201
+
+
+@dataclass
+class ClusterSettings:
+    """What the store is configured with (the cluster file's [cluster] table)."""
+
+    nodes: int = 5
+    n: int = 3
+    r: int = 2
+    w: int = 2
+    q: int = 64
+    sloppy: bool = True
+    request_timeout_ms: int = 1000
+    fsync: str = "always"
+
+    def errors(self) -> list[str]:
+        errs = []
+        if self.nodes < 1:
+            errs.append(f"--nodes must be at least 1 (got {self.nodes})")
+        if self.nodes > MAX_LOCAL_NODES:
+            errs.append(f"--nodes must be at most {MAX_LOCAL_NODES} (got {self.nodes})")
+        if not 1 <= self.n <= max(self.nodes, 1):
+            errs.append(f"--n must be between 1 and --nodes ({self.nodes}); got {self.n}")
+        if not 1 <= self.r <= self.n:
+            errs.append(f"--r must be between 1 and --n ({self.n}); got {self.r}")
+        if not 1 <= self.w <= self.n:
+            errs.append(f"--w must be between 1 and --n ({self.n}); got {self.w}")
+        if self.q < 1 or self.q & (self.q - 1):
+            errs.append(f"--q must be a power of two (got {self.q})")
+        if self.q < self.nodes:
+            errs.append(f"--q ({self.q}) must be at least --nodes ({self.nodes})")
+        if self.request_timeout_ms <= 0:
+            errs.append(f"--request-timeout-ms must be positive (got {self.request_timeout_ms})")
+        if self.fsync not in FSYNC_POLICIES:
+            errs.append(f"--fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        return errs
+
+
+@dataclass
+class TestSettings:
+    """Everything that defines one test run; written to test.json."""
+
+    workload: str = "cart"
+    nemesis: list[str] = field(default_factory=list)
+    platform: str = "local"
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    time_limit: float = 60.0
+    concurrency: int = 10
+    rate: float = 100.0
+    keys: int = 10
+    nemesis_interval: float = 10.0
+    seed: int = 0
+    quiesce_timeout: float = 15.0
+    out: Path = Path("reports")
+    leave_running: bool = False
+
+    @property
+    def client_timeout_s(self) -> float:
+        # longer than the node's own request timeout, so a quorum failure comes back as a 503
+        return self.cluster.request_timeout_ms / 1000 + 1.5
+
+    @property
+    def name(self) -> str:
+        return f"{self.workload}-{'+'.join(self.nemesis) or 'none'}"
+
+    def errors(self) -> list[str]:
+        errs = self.cluster.errors()
+        if self.workload not in WORKLOADS:
+            errs.append(f"unknown workload {self.workload!r}; choose from {', '.join(WORKLOADS)}")
+        if self.platform not in PLATFORMS:
+            errs.append(f"unknown platform {self.platform!r}; available: {', '.join(PLATFORMS)}")
+        if self.time_limit <= 0:
+            errs.append(f"--time-limit must be positive (got {self.time_limit})")
+        if self.concurrency < 1:
+            errs.append(f"--concurrency must be at least 1 (got {self.concurrency})")
+        if self.rate <= 0:
+            errs.append(f"--rate must be positive (got {self.rate})")
+        if self.keys < 1:
+            errs.append(f"--keys must be at least 1 (got {self.keys})")
+        if self.nemesis_interval <= 0:
+            errs.append(f"--nemesis-interval must be positive (got {self.nemesis_interval})")
+        if self.quiesce_timeout < 0:
+            errs.append(f"--quiesce-timeout must not be negative (got {self.quiesce_timeout})")
+        return errs
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["out"] = str(self.out)
+        out["name"] = self.name
+        return out

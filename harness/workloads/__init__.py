@@ -1,0 +1,28 @@
+"""Workloads: what the clients do, and how each operation's outcome is recorded."""
+
+from __future__ import annotations
+
+import random
+
+from harness.workloads.base import Completion, Op, Workload
+from harness.workloads.cart import CartWorkload
+from harness.workloads.register import RegisterWorkload
+from harness.workloads.set_ import SetWorkload
+
+WORKLOADS: dict[str, type[Workload]] = {
+    "cart": CartWorkload,
+    "register": RegisterWorkload,
+    "set": SetWorkload,
+}
+
+
+def make_workload(name: str, keys: int, rng: random.Random) -> Workload:
+    """The workload called `name`, over `keys` keys where it has several."""
+    try:
+        cls = WORKLOADS[name]
+    except KeyError:
+        raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}") from None
+    return cls(keys=keys, rng=rng)
+
+
+__all__ = ["WORKLOADS", "Completion", "Op", "Workload", "make_workload"]

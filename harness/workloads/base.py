@@ -1,0 +1,113 @@
+"""What every workload provides: the next operation, how to perform it, and the final reads."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.client import NodeClient, OpFailed, OpUnknown, Reply
+
+
+@dataclass(frozen=True)
+class Op:
+    """An operation to invoke: `f`, its key (or None) and its argument."""
+
+    f: str
+    key: str | None
+    value: Any = None
+
+
+@dataclass
+class Completion:
+    """How an operation ended: `type` ok|fail|info, the result value, and history extras."""
+
+    type: str
+    value: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Workload(ABC):
+    """A workload owns its key space and its unique values; it is driven from one event loop."""
+
+    name: str = ""
+    description: str = ""
+    read_fs: frozenset[str] = frozenset({"read"})
+
+    def __init__(self, keys: int, rng: random.Random) -> None:
+        self.keys = keys
+        self.rng = rng
+        self.written_keys: set[str] = set()
+        self._counter = 0
+
+    def unique(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    @abstractmethod
+    def next_op(self) -> Op:
+        """The next operation of the main phase."""
+
+    @abstractmethod
+    async def perform(self, client: NodeClient, op: Op) -> Completion:
+        """Do `op` against the store; raise OpFailed / OpUnknown unless it is ok."""
+
+    def all_keys(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.keys)]
+
+    def final_ops(self) -> list[Op]:
+        """One read of every key, after heal and quiesce."""
+        return [Op("read", key) for key in self.all_keys()]
+
+    async def execute(self, client: NodeClient, op: Op) -> Completion:
+        """Perform `op` and classify the outcome; a read that did not answer is always `fail`."""
+        if op.f not in self.read_fs and op.key is not None:
+            self.written_keys.add(op.key)
+        try:
+            return await self.perform(client, op)
+        except OpFailed as e:
+            return Completion("fail", None, {"error": str(e)})
+        except OpUnknown as e:
+            kind = "fail" if op.f in self.read_fs else "info"
+            return Completion(kind, None, {"error": str(e)})
+
+
+def read_extra(reply: Reply) -> dict[str, Any]:
+    return {"clock": reply.clock, "context": reply.context, "siblings": len(reply.values)}
+
+
+def write_extra(reply: Reply, read: Reply) -> dict[str, Any]:
+    # read_clock: what the write was based on, so checkers can judge causality, not just values
+    return {"clock": reply.clock, "context": reply.context, "read_clock": read.clock}
+
+
+def union(values: Iterable[Any]) -> set[Any]:
+    """Merge siblings that each hold a list of elements (a non-list value counts as one)."""
+    out: set[Any] = set()
+    for value in values:
+        if isinstance(value, list):
+            out.update(_hashable(v) for v in value)
+        elif value is not None:
+            out.add(_hashable(value))
+    return out
+
+
+def _hashable(v: Any) -> Any:
+    return v if isinstance(v, str | int | float | bool) else repr(v)
+
+
+async def read_then(
+    client: NodeClient, key: str, then: Callable[[Reply], Awaitable[Completion]]
+) -> Completion:
+    """Read-modify-write: any trouble during the read means nothing was written, so `fail`."""
+    try:
+        current = await client.get(key)
+    except (OpFailed, OpUnknown) as e:
+        raise OpFailed(f"read before write: {e}") from e
+    return await then(current)
+
+
+def sorted_union(values: Iterable[Any]) -> list[Any]:
+    return sorted(union(values), key=lambda v: (str(type(v)), v))

@@ -1,0 +1,38 @@
+"""The paper's shopping cart: adds by read-modify-write with the context, union of siblings."""
+
+from __future__ import annotations
+
+from harness.client import NodeClient, Reply
+from harness.workloads.base import (
+    Completion,
+    Op,
+    Workload,
+    read_extra,
+    read_then,
+    sorted_union,
+    write_extra,
+)
+
+
+class CartWorkload(Workload):
+    name = "cart"
+    description = "shopping carts: add unique items by read-merge-write with the context; read"
+
+    def next_op(self) -> Op:
+        key = f"cart-{self.rng.randrange(self.keys)}"
+        if self.rng.random() < 0.75:
+            return Op("add", key, f"item-{self.unique()}")
+        return Op("read", key)
+
+    async def perform(self, client: NodeClient, op: Op) -> Completion:
+        assert op.key is not None
+        if op.f == "read":
+            reply = await client.get(op.key)
+            return Completion("ok", sorted_union(reply.values), read_extra(reply))
+
+        async def add(current: Reply) -> Completion:
+            items = sorted_union([*current.values, [op.value]])
+            written = await client.put(op.key, items, current.context)
+            return Completion("ok", op.value, write_extra(written, current))
+
+        return await read_then(client, op.key, add)

@@ -1,0 +1,145 @@
+"""The nemesis schedule: which faults start and stop when, against which nodes.
+
+Everything here is a pure function of the node ids, the chosen faults, the interval, the time limit
+and a seeded random source, so a seed reproduces the same schedule. Every `start` has a `stop`
+no later than the time limit, and the schedule always ends with one `heal`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nemesis.grudges import GRUDGES, grudge_to_json
+
+FAULTS = ("partition", "clock", "crash", "pause")
+FAULT_HELP = {
+    "none": "no faults (a baseline run)",
+    "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
+    "clock": "clock skew per node through libfaketime: bumps (ms to minutes) and strobes",
+    "crash": "kill -9 of a random minority, restarted when the fault ends",
+    "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
+    "all": "every fault above, combined on one schedule",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One nemesis step: `at` seconds after the workload began; `id` pairs stop with start."""
+
+    at: float
+    f: str  # "start" | "stop" | "heal"
+    fault: str | None  # one of FAULTS; None for heal
+    value: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+def parse_faults(spec: str) -> list[str]:
+    """`"partition,clock"` -> ["partition", "clock"]; `all` -> every fault; `none` -> []."""
+    names = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    if not names:
+        raise ValueError("empty nemesis list; use 'none' for no faults")
+    unknown = [n for n in names if n not in FAULT_HELP]
+    if unknown:
+        raise ValueError(
+            f"unknown nemesis {', '.join(unknown)}; choose from {', '.join(FAULT_HELP)}"
+        )
+    if "all" in names:
+        return list(FAULTS)
+    return [f for f in FAULTS if f in names]
+
+
+def plan(
+    nodes: Sequence[str],
+    faults: Sequence[str],
+    interval: float,
+    time_limit: float,
+    rng: random.Random,
+) -> list[Action]:
+    """The whole schedule, sorted by time.
+
+    Quiet periods of 0.3-0.6 intervals alternate with fault periods of one interval. When several
+    faults are chosen, a period usually has one of them and sometimes two at once; crash and pause
+    then pick disjoint nodes so that a node is never both killed and stopped.
+    """
+    if interval <= 0 or time_limit <= 0:
+        raise ValueError("interval and time limit must be positive")
+    actions: list[Action] = []
+    next_id = 1
+    t = interval * rng.uniform(0.3, 0.6)
+    while faults and t < time_limit:
+        stop_at = min(t + interval, time_limit)
+        kinds = [rng.choice(list(faults))]
+        if len(faults) > 1 and rng.random() < 1 / 3:
+            kinds = rng.sample(list(faults), 2)
+        free = list(nodes)
+        for kind in sorted(kinds, key=FAULTS.index):
+            value = _choose(kind, nodes, free, rng)
+            actions.append(Action(round(t, 3), "start", kind, value, next_id))
+            actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
+                                  next_id))
+            next_id += 1
+        t = stop_at + interval * rng.uniform(0.3, 0.6)
+    actions.sort(key=lambda a: (a.at, a.f != "stop", a.id))  # stops before starts at equal times
+    actions.append(Action(round(time_limit, 3), "heal", None, {}, 0))
+    return actions
+
+
+def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:
+    """A random non-empty minority (one node for clusters of up to two)."""
+    size = rng.randint(1, max(1, (len(nodes) - 1) // 2))
+    return sorted(rng.sample(list(nodes), min(size, len(nodes))))
+
+
+def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random) -> dict:
+    if kind == "partition":
+        shape = rng.choice(sorted(GRUDGES))
+        return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
+    if kind == "clock":
+        return _clock(nodes, rng)
+    if kind in ("crash", "pause"):
+        targets = minority(free or nodes, rng)
+        for node in targets:
+            if node in free:
+                free.remove(node)
+        return {"nodes": targets}
+    raise ValueError(f"unknown fault {kind!r}")
+
+
+def _clock(nodes: Sequence[str], rng: random.Random) -> dict:
+    targets = sorted(rng.sample(list(nodes), rng.randint(1, len(nodes))))
+    if rng.random() < 0.5:
+        # log-uniform magnitudes from 1 ms to 2 minutes, either direction
+        offsets = {n: round(rng.choice((-1, 1)) * _log_uniform(rng, 0.001, 120.0), 6)
+                   for n in targets}
+        return {"kind": "bump", "offsets": offsets}
+    return {
+        "kind": "strobe",
+        "nodes": targets,
+        "delta": round(_log_uniform(rng, 0.01, 10.0), 6),
+        "period": round(_log_uniform(rng, 0.01, 1.0), 6),
+    }
+
+
+def _stop_value(kind: str, start: dict) -> dict:
+    if kind == "partition":
+        return {"kind": start["kind"]}
+    if kind == "clock":
+        targets = sorted(start.get("offsets") or start.get("nodes") or [])
+        return {"kind": start["kind"], "nodes": targets}
+    return {"nodes": start["nodes"]}
+
+
+def _log_uniform(rng: random.Random, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def action_to_json(action: Action) -> dict[str, Any]:
+    """The history's nemesis fields for this action."""
+    out: dict[str, Any] = {"f": action.f, "value": action.value}
+    if action.fault is not None:
+        out["fault"] = action.fault
+    return out

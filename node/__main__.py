@@ -1,0 +1,65 @@
+"""`dynamo-node --cluster CLUSTER.toml --id n1` (also `python -m node ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from node.config import ConfigError, load_cluster
+from node.env import SystemClock, system_random
+from node.server import Node, serve
+from node.storage import SqliteStorage
+from node.transport import TcpTransport
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="dynamo-node", description="Run one node of the Dynamo store.")
+    p.add_argument("--cluster", required=True, help="the cluster file (TOML)")
+    p.add_argument("--id", required=True, help="this node's id in the cluster file")
+    p.add_argument("--bug", action="append", default=[], metavar="NAME",
+                   help="enable a seeded defect (repeatable; adds to the cluster file's bugs)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, log: logging.Logger) -> None:
+    config = load_cluster(args.cluster, tuple(args.bug))
+    me = config.node(args.id)
+    for key in config.ignored_keys:
+        log.warning("cluster file: %s is not used by this version of the node", key)
+    data_dir = config.node_data_dir(args.id)
+    storage = SqliteStorage(data_dir / "store.sqlite3", config.fsync, log)
+    peers = {e.id: (e.host, e.peer_port) for e in config.nodes if e.id != me.id}
+    transport = TcpTransport(me.id, me.host, me.peer_port, peers, log,
+                             max_frame=config.max_frame_bytes,
+                             connect_timeout=config.connect_timeout_ms / 1000)
+    node = Node(config, me.id, SystemClock(), system_random(), storage, transport, log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(node, me.host, me.client_port, stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s {args.id}: %(message)s")
+    log = logging.getLogger("node")
+    try:
+        asyncio.run(run(args, log))
+    except ConfigError as e:
+        print(f"dynamo-node: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print(f"dynamo-node: cannot start: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The cluster file (TOML): parsing and validation, with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.bugs import KNOWN_BUGS
+
+FSYNC_POLICIES = ("always", "os", "none")
+
+# Keys of later issues that a cluster file may already carry; accepted and ignored for now.
+FUTURE_CLUSTER_KEYS = frozenset(
+    {"read_repair", "anti_entropy", "aae_interval_ms", "gossip_interval_ms", "tombstone_grace_ms",
+     "handoff_interval_ms", "probe_interval_ms", "resolution"}
+)
+
+
+class ConfigError(ValueError):
+    """The cluster file or the command line is wrong; the message says how."""
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    id: str
+    host: str
+    client_port: int
+    peer_port: int
+    data_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    nodes: tuple[NodeEntry, ...]
+    n: int = 3
+    r: int = 2
+    w: int = 2
+    q: int = 64
+    sloppy_quorum: bool = True
+    request_timeout_ms: int = 1000
+    data_dir: Path = Path("data")
+    fsync: str = "always"
+    admin_token: str = ""
+    bugs: tuple[str, ...] = ()
+    # At most this many entries per version vector, oldest dropped first; 0 = never prune.
+    clock_prune_max: int = 0
+    max_body_bytes: int = 1 << 20
+    max_frame_bytes: int = 16 << 20
+    connect_timeout_ms: int = 500
+    ignored_keys: tuple[str, ...] = field(default=())
+
+    def node(self, node_id: str) -> NodeEntry:
+        for entry in self.nodes:
+            if entry.id == node_id:
+                return entry
+        known = ", ".join(e.id for e in self.nodes)
+        raise ConfigError(f"node id {node_id!r} is not in the cluster file (known: {known})")
+
+    def node_data_dir(self, node_id: str) -> Path:
+        entry = self.node(node_id)
+        return entry.data_dir if entry.data_dir is not None else self.data_dir / node_id
+
+
+def _int(table: dict[str, Any], key: str, default: int, where: str, lo: int, hi: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}: {key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _str(table: dict[str, Any], key: str, default: str | None, where: str) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{where}: {key} is required")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _path(raw: str, base: Path) -> Path:
+    p = Path(raw)
+    return p if p.is_absolute() else (base / p)
+
+
+def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -> ClusterConfig:
+    """Parse a cluster file's text; relative paths are taken relative to `base_dir`."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"cluster file is not valid TOML: {e}") from e
+    cluster = doc.get("cluster", {})
+    if not isinstance(cluster, dict):
+        raise ConfigError("[cluster] must be a table")
+    raw_nodes = doc.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise ConfigError("the cluster file needs at least one [[nodes]] entry")
+
+    nodes: list[NodeEntry] = []
+    seen_ids: set[str] = set()
+    seen_addrs: set[tuple[str, int]] = set()
+    for i, raw in enumerate(raw_nodes):
+        where = f"[[nodes]] #{i + 1}"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table")
+        node_id = _str(raw, "id", None, where)
+        if not node_id or not all(c.isalnum() or c in "-_" for c in node_id):
+            raise ConfigError(f"{where}: id {node_id!r} must be letters, digits, '-' or '_'")
+        if node_id in seen_ids:
+            raise ConfigError(f"{where}: duplicate node id {node_id!r}")
+        seen_ids.add(node_id)
+        where = f"node {node_id}"
+        host = _str(raw, "host", None, where)
+        client_port = _int(raw, "client_port", -1, where, 1, 65535)
+        peer_port = _int(raw, "peer_port", -1, where, 1, 65535)
+        for port in (client_port, peer_port):
+            if (host, port) in seen_addrs:
+                raise ConfigError(f"{where}: address {host}:{port} is used twice")
+            seen_addrs.add((host, port))
+        node_dir = raw.get("data_dir")
+        if node_dir is not None and not isinstance(node_dir, str):
+            raise ConfigError(f"{where}: data_dir must be a string")
+        nodes.append(NodeEntry(node_id, host, client_port, peer_port,
+                               _path(node_dir, base_dir) if node_dir else None))
+
+    where = "[cluster]"
+    count = len(nodes)
+    n = _int(cluster, "n", min(3, count), where, 1, count)
+    r = _int(cluster, "r", min(2, n), where, 1, n)
+    w = _int(cluster, "w", min(2, n), where, 1, n)
+    q = _int(cluster, "q", 64, where, 1, 1 << 16)
+    if q & (q - 1):
+        raise ConfigError(f"{where}: q must be a power of two, got {q}")
+    if q < count:
+        raise ConfigError(f"{where}: q ({q}) must be at least the number of nodes ({count})")
+    sloppy = cluster.get("sloppy_quorum", True)
+    if not isinstance(sloppy, bool):
+        raise ConfigError(f"{where}: sloppy_quorum must be true or false")
+    fsync = _str(cluster, "fsync", "always", where)
+    if fsync not in FSYNC_POLICIES:
+        choices = ", ".join(FSYNC_POLICIES)
+        raise ConfigError(f"{where}: fsync must be one of {choices}, got {fsync!r}")
+    bugs_raw = cluster.get("bugs", [])
+    if not isinstance(bugs_raw, list) or not all(isinstance(b, str) for b in bugs_raw):
+        raise ConfigError(f"{where}: bugs must be a list of strings")
+    bugs = tuple(dict.fromkeys([*bugs_raw, *extra_bugs]))
+    unknown = [b for b in bugs if b not in KNOWN_BUGS]
+    if unknown:
+        known = ", ".join(sorted(KNOWN_BUGS)) or "none yet"
+        raise ConfigError(f"unknown bug name(s): {', '.join(unknown)} (known: {known})")
+
+    known_keys = {"n", "r", "w", "q", "sloppy_quorum", "request_timeout_ms", "data_dir", "fsync",
+                  "admin_token", "bugs", "clock_prune_max", "max_body_bytes", "max_frame_bytes",
+                  "connect_timeout_ms"}
+    ignored = tuple(sorted(k for k in cluster if k not in known_keys))
+    typos = [k for k in ignored if k not in FUTURE_CLUSTER_KEYS]
+    if typos:
+        raise ConfigError(f"{where}: unknown setting(s): {', '.join(typos)}")
+
+    return ClusterConfig(
+        nodes=tuple(nodes), n=n, r=r, w=w, q=q, sloppy_quorum=sloppy,
+        request_timeout_ms=_int(cluster, "request_timeout_ms", 1000, where, 1, 3_600_000),
+        data_dir=_path(_str(cluster, "data_dir", "data", where), base_dir),
+        fsync=fsync,
+        admin_token=_str(cluster, "admin_token", "", where),
+        bugs=bugs,
+        clock_prune_max=_int(cluster, "clock_prune_max", 0, where, 0, 1 << 20),
+        max_body_bytes=_int(cluster, "max_body_bytes", 1 << 20, where, 1024, 1 << 30),
+        max_frame_bytes=_int(cluster, "max_frame_bytes", 16 << 20, where, 1024, 1 << 30),
+        connect_timeout_ms=_int(cluster, "connect_timeout_ms", 500, where, 1, 600_000),
+        ignored_keys=ignored,
+    )
+
+
+def load_cluster(path: str | Path, extra_bugs: tuple[str, ...] = ()) -> ClusterConfig:
+    """Read and parse the cluster file at `path`."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read cluster file {p}: {e.strerror or e}") from e
+    return parse_cluster(text, p.resolve().parent, extra_bugs)

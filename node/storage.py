@@ -1,0 +1,238 @@
+"""Durable key -> sibling-set storage, behind an interface a simulator can swap.
+
+`SqliteStorage` keeps a SQLite database in WAL mode, with a bounded write-through cache in front.
+Writes made during one turn of the event loop are handed as one batch to ONE writer thread, which
+commits every batch that queued up while the previous commit ran in a single transaction with a
+single fsync (group commit), then acknowledges all of them: `fsync = "always"` stays durable
+without one fsync per write, and the loop pays one thread hand-off per turn, not per write.
+
+Contract for every implementation: `put()` registers the new blob at call time (a `get()` right
+after it sees it, even before it is durable) and returns an awaitable that completes once the
+write is as durable as the fsync policy promises. So a read-merge-put done without awaiting in
+between is atomic per key on one event loop, and needs no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+
+_SYNC_PRAGMA = {"always": "FULL", "os": "NORMAL", "none": "OFF"}
+_MAX_BATCH = 4096
+_CACHE_ENTRIES = 100_000
+
+
+class StorageError(RuntimeError):
+    """The disk failed a write; the node must not acknowledge it."""
+
+
+class Storage(ABC):
+    """Keys map to opaque blobs (encoded sibling sets); plus a small metadata table."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def put(self, key: str, blob: bytes) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def wait_durable(self, key: str) -> Awaitable[None]:
+        """Completes once every earlier put() of `key` is durable."""
+
+    @abstractmethod
+    def keys(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def meta_get(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def meta_put(self, name: str, value: str) -> None:
+        """Write metadata durably before returning (rare: start-up only)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+def _done() -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
+class MemoryStorage(Storage):
+    """Everything in a dict: for tests and the simulator; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._kv: dict[str, bytes] = {}
+        self._meta: dict[str, str] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self._kv.get(key)
+
+    def put(self, key: str, blob: bytes) -> Awaitable[None]:
+        self._kv[key] = blob
+        return _done()
+
+    def wait_durable(self, key: str) -> Awaitable[None]:
+        return _done()
+
+    def keys(self) -> Iterator[str]:
+        return iter(sorted(self._kv))
+
+    def meta_get(self, name: str) -> str | None:
+        return self._meta.get(name)
+
+    def meta_put(self, name: str, value: str) -> None:
+        self._meta[name] = value
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteStorage(Storage):
+    def __init__(self, path: Path, fsync: str, log: logging.Logger) -> None:
+        if fsync not in _SYNC_PRAGMA:
+            raise ValueError(f"unknown fsync policy {fsync!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._fsync = fsync
+        self._log = log
+        self._loop = asyncio.get_running_loop()
+        self._reader = self._connect()
+        self._reader.executescript(
+            "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+        )
+        # key -> (sequence number, blob, future) of the newest write not yet committed
+        self._pending: dict[str, tuple[int, bytes, asyncio.Future[None]]] = {}
+        self._seq = 0
+        self._cache: dict[str, bytes] = {}
+        self._batch: list[tuple[str, bytes, int, asyncio.Future[None]]] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={_SYNC_PRAGMA[self._fsync]}")
+        return conn
+
+    def get(self, key: str) -> bytes | None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending[1]
+        blob = self._cache.get(key)
+        if blob is not None:
+            return blob
+        row = self._reader.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self._remember(key, row[0])
+        return row[0]
+
+    def _remember(self, key: str, blob: bytes) -> None:
+        self._cache[key] = blob
+        if len(self._cache) > _CACHE_ENTRIES:
+            del self._cache[next(iter(self._cache))]  # oldest inserted first
+
+    def put(self, key: str, blob: bytes) -> Awaitable[None]:
+        self._seq += 1
+        fut = self._loop.create_future()
+        self._pending[key] = (self._seq, blob, fut)
+        if not self._batch:
+            self._loop.call_soon(self._flush)
+        self._batch.append((key, blob, self._seq, fut))
+        if self._fsync == "none":
+            return _done()  # "none": acknowledged before it reaches the OS
+        return fut
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self._queue.put(batch)
+
+    def wait_durable(self, key: str) -> Awaitable[None]:
+        pending = self._pending.get(key)
+        if pending is None or self._fsync == "none":
+            return _done()
+        return asyncio.shield(pending[2])
+
+    def keys(self) -> Iterator[str]:
+        committed = {r[0] for r in self._reader.execute("SELECT k FROM kv")}
+        return iter(sorted(committed | set(self._pending)))
+
+    def meta_get(self, name: str) -> str | None:
+        row = self._reader.execute("SELECT v FROM meta WHERE k = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def meta_put(self, name: str, value: str) -> None:
+        with self._connect() as conn:
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (name, value))
+        conn.close()
+
+    async def close(self) -> None:
+        self._flush()
+        done = self._loop.create_future()
+        self._queue.put([("", b"", -1, done)])  # stop marker, after every queued write
+        await done
+        self._writer.join(timeout=5)
+        self._reader.close()
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                batch = list(self._queue.get())
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        batch.extend(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = next((item for item in batch if item[2] < 0), None)
+                writes = [item for item in batch if item[2] >= 0]
+                error: Exception | None = None
+                if writes:
+                    try:
+                        conn.execute("BEGIN")
+                        conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                                         [(k, v) for k, v, _, _ in writes])
+                        conn.execute("COMMIT")
+                    except sqlite3.Error as e:
+                        error = e
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                self._loop.call_soon_threadsafe(self._committed, writes, error)
+                if stop is not None:
+                    self._loop.call_soon_threadsafe(_resolve, stop[3], None)
+                    return
+        finally:
+            conn.close()
+
+    def _committed(self, writes: list, error: Exception | None) -> None:
+        if error is not None:
+            self._log.error("storage: commit of %d writes failed: %s", len(writes), error)
+        for key, _, seq, fut in writes:
+            pending = self._pending.get(key)
+            if pending is not None and pending[0] == seq:
+                del self._pending[key]
+                if error is None:
+                    self._remember(key, pending[1])
+            _resolve(fut, None if error is None else StorageError(str(error)))
+
+
+def _resolve(fut: asyncio.Future, error: Exception | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)

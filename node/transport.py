@@ -1,0 +1,289 @@
+"""Internode protocol: length-prefixed msgpack frames over persistent TCP connections.
+
+Frame: 4-byte big-endian length, then a msgpack array:
+  request: [0, request_id, sender_id, kind, body]
+  reply:   [1, request_id, sender_id, ok, body]     (body is the error text when ok is false)
+
+Each node opens one outbound connection per peer for its own requests (replies come back on it)
+and accepts inbound connections for the peers' requests. A malformed or oversized frame closes
+that connection and is logged; the node keeps serving. Frames carry the sender's id so that
+`drop_from` can simulate a partition: every frame received from a listed peer is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgpack
+
+_HEADER = struct.Struct(">I")
+REQUEST, REPLY = 0, 1
+
+Handler = Callable[[str, str, Any], Awaitable[Any]]
+
+
+class PeerError(Exception):
+    """A request to a peer failed. `reason` is one of:
+    "unreachable" (certainly not delivered), "timeout" or "lost" (may have been delivered),
+    "remote" (the peer answered with an error)."""
+
+    def __init__(self, peer: str, reason: str, detail: str = "") -> None:
+        super().__init__(f"{peer}: {reason}{': ' + detail if detail else ''}")
+        self.peer = peer
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def maybe_delivered(self) -> bool:
+        return self.reason != "unreachable"
+
+
+class FrameError(ValueError):
+    pass
+
+
+async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> list | None:
+    """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed."""
+    try:
+        header = await reader.readexactly(4)
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise FrameError("connection closed inside a frame header") from e
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > max_frame:
+        raise FrameError(f"frame of {length} bytes is over the limit of {max_frame}")
+    try:
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError as e:
+        raise FrameError("connection closed inside a frame") from e
+    try:
+        frame = msgpack.unpackb(payload, raw=False)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise FrameError(f"undecodable frame: {type(e).__name__}: {e}") from e
+    if (not isinstance(frame, list) or len(frame) != 5 or frame[0] not in (REQUEST, REPLY)
+            or not isinstance(frame[1], int) or not isinstance(frame[2], str)):
+        raise FrameError("frame is not [type, id, sender, ..., body]")
+    if frame[0] == REQUEST and not isinstance(frame[3], str):
+        raise FrameError("request frame without a kind")
+    return frame
+
+
+def pack_frame(frame: list) -> bytes:
+    payload = msgpack.packb(frame, use_bin_type=True)
+    return _HEADER.pack(len(payload)) + payload
+
+
+class _Corked:
+    """Frames written during one turn of the event loop leave in one send() call: on loopback
+    the syscall, not the bytes, is the cost."""
+
+    __slots__ = ("writer", "buf", "loop")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.buf: list[bytes] = []
+        self.loop = asyncio.get_running_loop()
+
+    def send(self, data: bytes) -> None:
+        if not self.buf:
+            self.loop.call_soon(self.flush)
+        self.buf.append(data)
+
+    def flush(self) -> None:
+        buf, self.buf = self.buf, []
+        if buf and not self.writer.is_closing():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.writer.write(b"".join(buf))
+
+
+class _Outbound:
+    """This node's connection to one peer, for its own requests."""
+
+    def __init__(self, transport: TcpTransport, peer: str) -> None:
+        self.t = transport
+        self.peer = peer
+        self.writer: asyncio.StreamWriter | None = None
+        self.corked: _Corked | None = None
+        self.pending: dict[int, asyncio.Future] = {}
+        self.connecting: asyncio.Future | None = None
+        self.reader_task: asyncio.Task | None = None
+
+    async def ensure(self, timeout: float) -> _Corked:
+        if self.writer is not None and not self.writer.is_closing():
+            return self.corked
+        if self.connecting is None:
+            self.connecting = asyncio.ensure_future(self._connect())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.connecting), timeout)
+        except TimeoutError as e:
+            raise PeerError(self.peer, "unreachable", "connect timed out") from e
+
+    async def _connect(self) -> _Corked:
+        host, port = self.t.peers[self.peer]
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), self.t.connect_timeout)
+        except (TimeoutError, OSError) as e:
+            raise PeerError(self.peer, "unreachable", str(e) or type(e).__name__) from e
+        finally:
+            self.connecting = None
+        self.writer = writer
+        self.corked = _Corked(writer)
+        self.reader_task = asyncio.ensure_future(self._read_replies(reader, writer))
+        return self.corked
+
+    async def _read_replies(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        reason = "connection closed"
+        try:
+            while True:
+                frame = await read_frame(reader, self.t.max_frame)
+                if frame is None:
+                    break
+                if frame[0] != REPLY:
+                    raise FrameError("a request arrived on an outbound connection")
+                if frame[2] in self.t.drop_from:
+                    continue
+                fut = self.pending.pop(frame[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(frame)
+        except FrameError as e:
+            reason = str(e)
+            self.t.log.warning("transport: bad frame from %s, closing: %s", self.peer, e)
+        except (OSError, asyncio.IncompleteReadError) as e:
+            reason = str(e)
+        finally:
+            if self.writer is writer:
+                self.writer = None
+            writer.close()
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(PeerError(self.peer, "lost", reason))
+            self.pending.clear()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+
+
+class TcpTransport:
+    def __init__(self, self_id: str, host: str, port: int, peers: dict[str, tuple[str, int]],
+                 log: logging.Logger, max_frame: int = 16 << 20,
+                 connect_timeout: float = 0.5) -> None:
+        self.self_id = self_id
+        self.host = host
+        self.port = port
+        self.peers = dict(peers)
+        self.log = log
+        self.max_frame = max_frame
+        self.connect_timeout = connect_timeout
+        self.drop_from: frozenset[str] = frozenset()
+        self._handler: Handler | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._out: dict[str, _Outbound] = {}
+        self._next_id = 0
+        self._inbound: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    def set_handler(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def set_drop_from(self, peers: Iterable[str]) -> None:
+        self.drop_from = frozenset(peers)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  reuse_address=True)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for out in self._out.values():
+            out.close()
+        for w in list(self._inbound):
+            w.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def request(self, peer: str, kind: str, body: Any, timeout: float) -> Any:
+        """Send a request and wait for its reply body; raises PeerError."""
+        if peer not in self.peers:
+            raise PeerError(peer, "unreachable", "unknown peer")
+        if timeout <= 0:
+            raise PeerError(peer, "timeout", "no time left")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        out = self._out.get(peer)
+        if out is None:
+            out = self._out[peer] = _Outbound(self, peer)
+        corked = await out.ensure(timeout)
+        self._next_id += 1
+        rid = self._next_id
+        fut = loop.create_future()
+        out.pending[rid] = fut
+        corked.send(pack_frame([REQUEST, rid, self.self_id, kind, body]))
+        if corked.writer.transport.get_write_buffer_size() > (1 << 20):
+            try:
+                await corked.writer.drain()
+            except (OSError, RuntimeError) as e:
+                out.pending.pop(rid, None)
+                raise PeerError(peer, "lost", str(e)) from e
+        timer = loop.call_at(deadline, _expire, fut, peer)
+        try:
+            frame = await fut
+        finally:
+            timer.cancel()
+            out.pending.pop(rid, None)
+        if not frame[3]:
+            raise PeerError(peer, "remote", str(frame[4]))
+        return frame[4]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._inbound.add(writer)
+        corked = _Corked(writer)
+        addr = writer.get_extra_info("peername")
+        try:
+            while True:
+                frame = await read_frame(reader, self.max_frame)
+                if frame is None:
+                    break
+                if frame[0] != REQUEST:
+                    raise FrameError("a reply arrived on an inbound connection")
+                if frame[2] in self.drop_from:
+                    continue
+                task = asyncio.ensure_future(self._dispatch(frame, corked))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except FrameError as e:
+            self.log.warning("transport: bad frame from %s, closing the connection: %s", addr, e)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._inbound.discard(writer)
+            writer.close()
+
+    async def _dispatch(self, frame: list, corked: _Corked) -> None:
+        _, rid, sender, kind, body = frame
+        try:
+            if self._handler is None:
+                raise RuntimeError("not ready")
+            reply = [REPLY, rid, self.self_id, True, await self._handler(sender, kind, body)]
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.log.warning("transport: %s request from %s failed: %s", kind, sender, e)
+            reply = [REPLY, rid, self.self_id, False, f"{type(e).__name__}: {e}"]
+        corked.send(pack_frame(reply))
+
+
+def _expire(fut: asyncio.Future, peer: str) -> None:
+    if not fut.done():
+        fut.set_exception(PeerError(peer, "timeout"))

@@ -1,0 +1,123 @@
+"""The nemesis: partition shapes and fault schedules (pure functions of a seed)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nemesis.grudges import bridge, halves, isolate, majorities_ring, one_way
+from nemesis.schedule import FAULTS, parse_faults, plan
+
+NODES5 = ["n1", "n2", "n3", "n4", "n5"]
+
+
+def sees(grudge: dict, node: str, nodes: list[str]) -> set[str]:
+    """Whom `node` can hear from (itself included)."""
+    return set(nodes) - set(grudge.get(node, ()))
+
+
+def test_parse_faults() -> None:
+    assert parse_faults("none") == []
+    assert parse_faults("all") == list(FAULTS)
+    assert parse_faults("pause, partition") == ["partition", "pause"]  # canonical order
+    with pytest.raises(ValueError, match="unknown nemesis bogus"):
+        parse_faults("partition,bogus")
+    with pytest.raises(ValueError, match="empty"):
+        parse_faults(" , ")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_halves_is_a_clean_symmetric_cut(seed: int) -> None:
+    grudge = halves(NODES5, random.Random(seed))
+    sides = {frozenset(sees(grudge, n, NODES5)) for n in NODES5}
+    assert len(sides) == 2
+    assert sorted(len(s) for s in sides) == [2, 3]
+    for a, dropped in grudge.items():
+        assert a not in dropped
+        for b in dropped:
+            assert a in grudge[b]  # symmetric
+
+
+def test_isolate_cuts_exactly_one_node() -> None:
+    grudge = isolate(NODES5, random.Random(7))
+    alone = [n for n in NODES5 if sees(grudge, n, NODES5) == {n}]
+    assert len(alone) == 1
+    for n in NODES5:
+        if n != alone[0]:
+            assert sees(grudge, n, NODES5) == set(NODES5) - set(alone)
+
+
+@pytest.mark.parametrize("size", [3, 4, 5, 7])
+def test_majorities_ring_gives_everyone_a_different_majority(size: int) -> None:
+    nodes = [f"n{i}" for i in range(1, size + 1)]
+    grudge = majorities_ring(nodes, random.Random(size))
+    views = [frozenset(sees(grudge, n, nodes)) for n in nodes]
+    assert all(len(v) == size // 2 + 1 for v in views)
+    assert len(set(views)) == size  # nobody shares a majority
+    for n, v in zip(nodes, views, strict=True):
+        assert n in v
+
+
+def test_bridge_has_one_node_that_sees_everyone() -> None:
+    grudge = bridge(NODES5, random.Random(3))
+    bridges = [n for n in NODES5 if sees(grudge, n, NODES5) == set(NODES5)]
+    assert len(bridges) == 1
+    others = [n for n in NODES5 if n not in bridges]
+    assert all(bridges[0] not in grudge[n] for n in others)
+    assert {len(sees(grudge, n, NODES5)) for n in others} == {3}  # its half plus the bridge
+
+
+def test_one_way_is_asymmetric() -> None:
+    grudge = one_way(NODES5, random.Random(1))
+    assert len(grudge) == 1
+    (victim, dropped), = grudge.items()
+    assert dropped == frozenset(NODES5) - {victim}
+
+
+def test_same_seed_same_schedule() -> None:
+    a = plan(NODES5, list(FAULTS), 5, 60, random.Random(42))
+    b = plan(NODES5, list(FAULTS), 5, 60, random.Random(42))
+    c = plan(NODES5, list(FAULTS), 5, 60, random.Random(43))
+    assert a == b
+    assert a != c
+
+
+def test_no_faults_means_only_heal() -> None:
+    actions = plan(NODES5, [], 5, 30, random.Random(0))
+    assert [(a.f, a.at) for a in actions] == [("heal", 30)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(1, 9),
+       faults=st.lists(st.sampled_from(FAULTS), min_size=1, unique=True),
+       interval=st.floats(0.5, 20), limit=st.floats(1, 120))
+def test_every_start_has_a_later_stop(seed: int, size: int, faults: list[str], interval: float,
+                                      limit: float) -> None:
+    nodes = [f"n{i}" for i in range(1, size + 1)]
+    actions = plan(nodes, faults, interval, limit, random.Random(seed))
+    assert actions[-1].f == "heal" and actions[-1].at == round(limit, 3)
+    assert [a.at for a in actions] == sorted(a.at for a in actions)
+    starts = {a.id: a for a in actions if a.f == "start"}
+    stops = {a.id: a for a in actions if a.f == "stop"}
+    assert starts.keys() == stops.keys()
+    if interval * 0.6 < limit:
+        assert starts, "a schedule with faults chosen must use them"
+    for fid, start in starts.items():
+        assert start.fault in faults
+        assert start.at <= stops[fid].at <= round(limit, 3)
+        if start.fault in ("crash", "pause"):
+            targets = start.value["nodes"]
+            assert 1 <= len(targets) <= max(1, (size - 1) // 2)
+            assert set(targets) <= set(nodes)
+    # a node is never crashed and paused by the same period
+    by_time: dict[float, list] = {}
+    for start in starts.values():
+        by_time.setdefault(start.at, []).append(start)
+    for group in by_time.values():
+        crashed = {n for a in group if a.fault == "crash" for n in a.value["nodes"]}
+        paused = {n for a in group if a.fault == "pause" for n in a.value["nodes"]}
+        if size > 1:
+            assert not crashed & paused
