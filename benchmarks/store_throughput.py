@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from nodeproc import LocalCluster  # noqa: E402
 
@@ -79,6 +81,11 @@ class Workload:
         if status not in (200, 404):
             name = str(status)
             self.errors[name] = self.errors.get(name, 0) + 1
+
+
+def cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -190,12 +197,26 @@ def main() -> None:
         t0 = time.perf_counter()
         asyncio.run(preload(addrs, work))
         print(f"preloaded {KEYS} keys in {time.perf_counter() - t0:.1f} s", flush=True)
-        results = [asyncio.run(saturate(addrs, args.concurrency, args.seconds, work)),
-                   asyncio.run(offered(addrs, args.rate, args.seconds, work))]
+        procs = [psutil.Process(cluster.procs[n].pid) for n in cluster.ids]
+        me = psutil.Process()
+        phases = [lambda: saturate(addrs, args.concurrency, args.seconds, work),
+                  lambda: offered(addrs, args.rate, args.seconds, work)]
+        results = []
+        for phase in phases:
+            before = [cpu(p) for p in procs], cpu(me)
+            r = asyncio.run(phase())
+            nodes_cpu = sum(cpu(p) for p in procs) - sum(before[0])
+            r["node_cpu_ms_per_op"] = round(nodes_cpu / max(r["ops"], 1) * 1000, 3)
+            r["generator_cpu_ms_per_op"] = round((cpu(me) - before[1]) / max(r["ops"], 1) * 1000, 3)
+            results.append(r)
+        load = os.getloadavg()[0]
         for r in results:
             print(f"{r['phase']:>32}: {r['ops_per_s']:8.1f} ops/s  p50 {r['p50_ms']:6.2f} ms  "
                   f"p99 {r['p99_ms']:6.2f} ms  p99.9 {r['p999_ms']:6.2f} ms  "
                   f"max {r['max_ms']:6.2f} ms  ({r['ops']} ops, errors {r['errors'] or 'none'})")
+            print(f"{'':>32}  CPU per op: nodes {r['node_cpu_ms_per_op']:.3f} ms, "
+                  f"load generator {r['generator_cpu_ms_per_op']:.3f} ms")
+        print(f"machine load average during the run: {load:.2f} (on {os.cpu_count()} cores)")
         sat, off = results
         print(json.dumps({"saturation_ops_per_s": sat["ops_per_s"],
                           "offered_p999_ms": off["p999_ms"],

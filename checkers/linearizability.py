@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkers.history import Call
-from checkers.models import INVALID, Model, ModelError, get_model, show
+from checkers.models import INVALID, UNREAD, Model, ModelError, get_model, show
 from checkers.verdict import INVALID as V_INVALID
 from checkers.verdict import UNKNOWN, VALID, Verdict
 
@@ -91,13 +91,52 @@ def _prepare(calls: Sequence[Call], model: Model) -> tuple[list, list, int]:
         observed.update(model.observes(op))
     for _, op, _ in infos:
         observed.update(model.observes(op))
+    # values nobody observes are interchangeable: one stand-in for all collapses model states
+    oks = [(a, b, model.canonical_op(op, observed), c) for a, b, op, c in oks]
     kept = []
     for item in infos:
         intro = model.introduces(item[1])
-        if intro is not None and not any(v in observed for v in intro):
+        intro = None if intro is None else tuple(intro)
+        if intro is not None and intro and not any(v in observed for v in intro):
             continue
-        kept.append(item)
+        kept.append((item[0], model.canonical_op(item[1], observed), item[2]))
     return oks, kept, len(infos) - len(kept)
+
+
+class _Memo:
+    """Configurations already explored: (ok bitset, state) -> info bitsets used to get there.
+
+    A configuration is dominated by an explored one with the same ok operations and state that
+    used a subset of the info operations: unused info operations stay available forever, so it
+    had every option this one has. Without info operations this is Porcupine's plain cache."""
+
+    __slots__ = ("plain", "table", "size")
+
+    def __init__(self) -> None:
+        self.plain: set[tuple[int, Any]] = set()
+        self.table: dict[tuple[int, Any], list[int]] = {}
+        self.size = 0
+
+    def add(self, key: tuple[int, Any], ibits: int) -> bool:
+        """Record the configuration; False when it (or a dominating one) was seen already."""
+        if not ibits:
+            if key in self.plain:
+                return False
+            self.plain.add(key)
+            self.size += 1
+            return True
+        if key in self.plain:  # explored with no info op used: dominates every ibits
+            return False
+        used = self.table.get(key)
+        if used is None:
+            self.table[key] = [ibits]
+        else:
+            for u in used:
+                if not u & ~ibits:
+                    return False
+            used.append(ibits)
+        self.size += 1
+        return True
 
 
 def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
@@ -128,21 +167,59 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
     info_pos = [o[0] for o in infos]
     info_data = [o[1] for o in infos]
     step = model.step
-    per_entry = 150 + (m + n_info) // 7  # tuple + set slot + bitset int, roughly
+    readonly = [o[2][0] in model.readonly for o in oks]
+    # identical info ops stay eligible forever once invoked: only the first unused one is tried
+    same_prev = [-1] * n_info
+    last_seen: dict[Any, int] = {}
+    for j, d in enumerate(info_data):
+        same_prev[j] = last_seen.get(d, -1)
+        last_seen[d] = j
+    per_entry = 150 + (m + n_info) // 7  # tuple + table slot + bitset ints, roughly
     max_entries = max(1000, memory_bytes // per_entry)
 
+    # Ops writing a value nobody reads (UNREAD) are never worth placing early: they are placed
+    # for free right before an overwriting op while they are candidates ("absorbed"), or else
+    # when their own completion is the dead end. Every linearization can be rearranged so.
+    unread = [o[2][1] is UNREAD for o in oks]
+    absorbs = [model.overwrites(o[2]) for o in oks]
+    info_absorbs = [model.overwrites(d) for d in info_data]
+    any_unread = any(unread)
+
+    def absorbable() -> list[int]:
+        """Candidate UNREAD calls: those before the first return still in the list."""
+        out = []
+        e = nxt[head]
+        while is_call[e]:
+            if unread[opi[e]]:
+                out.append(e)
+            e = nxt[e]
+        return out
+
+    memo = _Memo()
+    remember = memo.add
     state = model.init
-    bits = 0
-    cache: set[tuple[int, Any]] = set()
-    stack: list[tuple[int, Any, int]] = []  # (entry, or -1-j for info op j; prev state; R)
-    best: tuple[list[tuple[int, Any, int]], Any, int] | None = None
+    obits = 0  # ok ops linearized
+    ibits = 0  # info ops linearized
+    # frames: (entry >= 0 for an ok op, -1-j for info op j; state before; kind; absorbed
+    # entries) where kind is FORCED (a read that fitted, or an UNREAD op at its deadline: no
+    # alternative is worth trying), OK, or for info ops the dead-end entry they were tried at
+    FORCED, OK = -1, 0
+    stack: list[tuple[int, Any, int, tuple[int, ...]]] = []
+    best: tuple[list[tuple[int, Any, int, tuple[int, ...]]], Any, int] | None = None
     entry = nxt[head]
-    info_i = -1  # >= 0: trying info ops at the dead end R
+    info_i = -1  # >= 0: trying info ops at the dead end `blocked`
     blocked = 0
     iters = 0
 
-    def result(verdict: str, reason: str = "") -> KeyResult:
-        return KeyResult(key, verdict, m, n_info, 0, len(cache), reason=reason,
+    def lift(e: int) -> None:
+        p, n = prv[e], nxt[e]
+        nxt[p], prv[n] = n, p
+        r = match[e]
+        p, n = prv[r], nxt[r]
+        nxt[p], prv[n] = n, p
+
+    def result(verdict: str) -> KeyResult:
+        return KeyResult(key, verdict, m, n_info, 0, memo.size,
                          seconds=_time.monotonic() - started)
 
     if entry == tail:
@@ -152,27 +229,32 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
         if not iters & 0x3FFF:
             if _time.monotonic() > deadline:
                 raise _OutOfBudget(f"the time budget ran out while checking key {key!r} "
-                                   f"after {len(cache)} configurations")
-            if len(cache) > max_entries:
+                                   f"after {memo.size} configurations")
+            if memo.size > max_entries:
                 raise _OutOfBudget(
                     f"the memory budget ({memory_bytes // 2**20} MiB) ran out while checking key "
-                    f"{key!r} after {len(cache)} configurations")
+                    f"{key!r} after {memo.size} configurations")
         if info_i < 0:
             if is_call[entry]:
                 i = opi[entry]
+                if unread[i]:
+                    entry = nxt[entry]
+                    continue
                 new = step(state, data[i])
                 if new is not INVALID:
-                    nb = bits | (1 << i)
-                    ck = (nb, new)
-                    if ck not in cache:
-                        cache.add(ck)
-                        stack.append((entry, state, 0))
-                        state, bits = new, nb
-                        p, n = prv[entry], nxt[entry]
-                        nxt[p], prv[n] = n, p
-                        r = match[entry]
-                        p, n = prv[r], nxt[r]
-                        nxt[p], prv[n] = n, p
+                    nb = obits | (1 << i)
+                    taken: tuple[int, ...] = ()
+                    if any_unread and absorbs[i]:
+                        taken = tuple(absorbable())
+                        for e in taken:
+                            nb |= 1 << opi[e]
+                    if remember((nb, new), ibits):
+                        # a read that fits now may as well go now: moving it earlier is safe
+                        stack.append((entry, state, FORCED if readonly[i] else OK, taken))
+                        state, obits = new, nb
+                        lift(entry)
+                        for e in taken:
+                            lift(e)
                         entry = nxt[head]
                         if entry == tail:
                             return result(VALID)
@@ -184,48 +266,84 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
         limit = epos[blocked]
         found = False
         while info_i < n_info and info_pos[info_i] < limit:
-            b = 1 << (m + info_i)
-            if not bits & b:
+            b = 1 << info_i
+            twin = same_prev[info_i]
+            if not ibits & b and (twin < 0 or ibits >> twin & 1):
                 new = step(state, info_data[info_i])
                 if new is not INVALID:
-                    ck = (bits | b, new)
-                    if ck not in cache:
-                        cache.add(ck)
-                        stack.append((-1 - info_i, state, blocked))
-                        state, bits = new, bits | b
+                    taken = ()
+                    nb = obits
+                    if any_unread and info_absorbs[info_i]:
+                        taken = tuple(absorbable())
+                        for e in taken:
+                            nb |= 1 << opi[e]
+                    if remember((nb, new), ibits | b):
+                        stack.append((-1 - info_i, state, blocked, taken))
+                        state, ibits, obits = new, ibits | b, nb
+                        for e in taken:
+                            lift(e)
                         found = True
                         break
             info_i += 1
         if found:
             info_i = -1
             entry = nxt[head]
+            if entry == tail:
+                return result(VALID)
             continue
+        i = opi[blocked]
+        if unread[i]:  # an UNREAD op at its deadline goes now
+            e = call_entry[i]
+            new = step(state, data[i])
+            nb = obits | (1 << i)
+            if new is not INVALID and remember((nb, new), ibits):
+                stack.append((e, state, FORCED, ()))
+                state, obits = new, nb
+                lift(e)
+                info_i = -1
+                entry = nxt[head]
+                if entry == tail:
+                    return result(VALID)
+                continue
         # dead end: remember the deepest one, then backtrack
         if best is None or len(stack) > len(best[0]):
             best = (list(stack), state, blocked)
-        if not stack:
+        resumed = False
+        while stack:
+            ref, state, kind, taken = stack.pop()
+            for e in reversed(taken):
+                obits ^= 1 << opi[e]
+                _unlift(e, match[e], nxt, prv)
+            if ref < 0:
+                j = -1 - ref
+                ibits ^= 1 << j
+                blocked, info_i = kind, j + 1
+                resumed = True
+                break
+            obits ^= 1 << opi[ref]
+            _unlift(ref, match[ref], nxt, prv)
+            if kind == OK:
+                entry, info_i = nxt[ref], -1
+                resumed = True
+                break
+            # a forced step failed: the configuration before it fails too, keep undoing
+        if not resumed:
             break
-        ref, state, saved = stack.pop()
-        if ref >= 0:
-            bits ^= 1 << opi[ref]
-            r = match[ref]
-            nxt[prv[r]] = r
-            prv[nxt[r]] = r
-            nxt[prv[ref]] = ref
-            prv[nxt[ref]] = ref
-            entry = nxt[ref]
-            info_i = -1
-        else:
-            j = -1 - ref
-            bits ^= 1 << (m + j)
-            blocked = saved
-            info_i = j + 1
 
     # invalid: rebuild the deepest configuration to name what could not follow it
     assert best is not None
     frames, bstate, bblocked = best
-    prefix = [oks[opi[ref]][3] if ref >= 0 else infos[-1 - ref][2] for ref, _, _ in frames]
-    done_ok = {opi[ref] for ref, _, _ in frames if ref >= 0}
+    prefix: list[Call] = []
+    done_ok: set[int] = set()
+    for ref, _, _, taken in frames:
+        for e in taken:  # absorbed UNREAD writes went just before their overwriting op
+            prefix.append(oks[opi[e]][3])
+            done_ok.add(opi[e])
+        if ref >= 0:
+            prefix.append(oks[opi[ref]][3])
+            done_ok.add(opi[ref])
+        else:
+            prefix.append(infos[-1 - ref][2])
     limit = epos[bblocked]
     candidates = [i for i, o in enumerate(oks) if i not in done_ok and o[0] < limit]
     unplaceable = []
@@ -244,6 +362,13 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
 
 def _t(ns: float) -> str:
     return f"{ns / 1e9:.3f} s" if ns >= 1e9 else f"{ns / 1e6:.3f} ms"
+
+
+def _unlift(call: int, ret: int, nxt: list[int], prv: list[int]) -> None:
+    nxt[prv[ret]] = ret
+    prv[nxt[ret]] = ret
+    nxt[prv[call]] = call
+    prv[nxt[call]] = call
 
 
 def _op_words(c: Call) -> str:

@@ -44,6 +44,24 @@ class _Invalid:
 
 
 INVALID: Any = _Invalid()
+
+
+class _Unread:
+    """Stands for every written value that no operation ever observes: they are interchangeable
+    (no read can answer them), so the search may treat them as one, which collapses states."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<a value no read returns>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Any = _Unread()
 MULTI: Any = ("<several siblings>",)  # a read with several siblings: never equals a register state
 
 READ, WRITE, CAS, APPEND, ADD = "read", "write", "cas", "append", "add"
@@ -102,6 +120,15 @@ class Model:
         """Values this op's success depends on seeing."""
         return ()
 
+    def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
+        """The op with values nobody observes replaced by UNREAD (identity unless safe)."""
+        return op
+
+    def overwrites(self, op: tuple[str, Any, Any]) -> bool:
+        """True when the op's result state hides whatever UNREAD write came just before it, so
+        pending UNREAD writes may be placed right before it for free."""
+        return False
+
     def describe(self, state: Any) -> str:
         return f"the {self.name} holds {show(state)}"
 
@@ -141,6 +168,9 @@ class Register(Model):
     def _step_more(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         return INVALID
 
+    def overwrites(self, op: tuple[str, Any, Any]) -> bool:
+        return op[0] == WRITE
+
     def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
         f, arg, _ = op
         if f == WRITE:
@@ -150,6 +180,14 @@ class Register(Model):
     def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
         f, _, res = op
         return (res,) if f == READ else ()
+
+    def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
+        f, arg, res = op
+        if f == WRITE and arg not in observed:
+            return f, UNREAD, res
+        if f == CAS and arg[1] not in observed:
+            return f, (arg[0], UNREAD), res
+        return op
 
     def describe(self, state: Any) -> str:
         return "the register is empty" if state is None else f"the register holds {show(state)}"
@@ -216,6 +254,20 @@ class KV(Model):
             return state + (arg,)
         return INVALID
 
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        f, arg, _ = op
+        if isinstance(arg, str):
+            return None  # string appends concatenate: elements cannot be told apart
+        if f == WRITE:
+            return arg if isinstance(arg, tuple) else (arg,)
+        return (arg,) if f == APPEND else ()
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+        f, _, res = op
+        if f != READ:
+            return ()
+        return res if isinstance(res, tuple) else (res,)
+
     def describe(self, state: Any) -> str:
         return "the key is absent" if state is None else f"the key holds {show(state)}"
 
@@ -251,6 +303,10 @@ class SetModel(Model):
 
     def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
         return op[2] if op[0] == READ else ()
+
+    def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
+        f, arg, res = op
+        return (f, UNREAD, res) if f == ADD and arg not in observed else op
 
     def describe(self, state: Any) -> str:
         return f"the set holds {show(state)}"
@@ -289,8 +345,8 @@ class SiblingsRegister(Model):
     def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         f, arg, res = op
         newest, live = state
-        if f == WRITE:
-            return (arg, live if newest is None else live | {newest})
+        if f == WRITE:  # UNREAD never joins the live set: no read can answer it anyway
+            return (arg, live if newest is None or newest is UNREAD else live | {newest})
         if newest is None:
             return state if not res else INVALID
         if newest not in res:
@@ -305,6 +361,13 @@ class SiblingsRegister(Model):
 
     def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
         return op[2] if op[0] == READ else ()
+
+    def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
+        f, arg, res = op
+        return (f, UNREAD, res) if f == WRITE and arg not in observed else op
+
+    def overwrites(self, op: tuple[str, Any, Any]) -> bool:
+        return op[0] == WRITE
 
     def describe(self, state: Any) -> str:
         newest, live = state

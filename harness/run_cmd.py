@@ -88,7 +88,9 @@ def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, conc
         elif outcome.error:
             click.echo(f"harness error: {outcome.error}", err=True)
         if leave_running and outcome.status == "complete":
-            click.echo("cluster left running (stop it with `harness cleanup`):")
+            click.echo(f"cluster left running: `harness cluster status --name "
+                       f"{outcome.session_id}`; stop it with `harness cluster down --name "
+                       f"{outcome.session_id}` or `harness cleanup`")
             for node, url in outcome.urls.items():
                 click.echo(f"{node} {url}")
         click.echo(f"verdict: {outcome.verdict or 'none'} (exit {outcome.exit_code})")

@@ -51,6 +51,7 @@ class RunOutcome:
     error: str | None = None
     urls: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] | None = None
+    session_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -103,6 +104,8 @@ class Run:
         if not self.interrupted:
             self.interrupted = True
             self.stop.set()
+            if self.stats.phase in ("quiesce", "final reads"):
+                main.cancel()  # faults are already healed; nothing left worth waiting for
             print("\ninterrupted: healing faults and stopping the cluster "
                   "(interrupt again to stop at once)", file=sys.stderr, flush=True)
         else:
@@ -280,6 +283,7 @@ class Run:
         keep = self.settings.leave_running and outcome.status == "complete"
         if keep:
             # hand the cluster over to `harness cluster`/`harness cleanup`
+            outcome.session_id = self.session.id
             self.session.kind = "cluster"
             self.session.owner = {}
             self.session.save()

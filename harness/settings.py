@@ -53,6 +53,8 @@ class ClusterSettings:
 class TestSettings:
     """Everything that defines one test run; written to test.json."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     workload: str = "cart"
     nemesis: list[str] = field(default_factory=list)
     platform: str = "local"

@@ -116,11 +116,22 @@ def kill_recorded(ident: dict[str, Any], grace_s: float = 2.0) -> bool:
     try:
         proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
         proc.terminate()
-        try:
-            proc.wait(grace_s)
-        except psutil.TimeoutExpired:
+        if not _wait_gone(proc, grace_s):
             proc.kill()
-            proc.wait(grace_s)
+            _wait_gone(proc, grace_s)
     except psutil.NoSuchProcess:
         pass
     return True
+
+
+def _wait_gone(proc: psutil.Process, timeout_s: float) -> bool:
+    """True once the process has exited (a zombie whose parent has not reaped it counts)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--id", required=True, help="this node's id in the cluster file")
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
                    help="enable a seeded defect (repeatable; adds to the cluster file's bugs)")
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="event loop: uvloop if installed (auto), or the standard one")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     return p.parse_args(argv)
@@ -51,8 +53,19 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level, stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s {args.id}: %(message)s")
     log = logging.getLogger("node")
+    loop_factory = None
+    if args.loop != "asyncio":
+        try:
+            import uvloop  # optional: about a third less CPU per request
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            if args.loop == "uvloop":
+                print("dynamo-node: --loop uvloop, but uvloop is not installed", file=sys.stderr)
+                sys.exit(2)
     try:
-        asyncio.run(run(args, log))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(run(args, log))
     except ConfigError as e:
         print(f"dynamo-node: {e}", file=sys.stderr)
         sys.exit(2)

@@ -91,9 +91,10 @@ class Api:
                 raise BadRequest("bad_parameter", f"{name} is given more than once")
         n = self.cfg.n
         default = self.cfg.r if quorum == "r" else self.cfg.w
-        if quorum == "r" and "w" in request.query or quorum == "w" and "r" in request.query:
-            other = "w" if quorum == "r" else "r"
-            raise BadRequest("bad_parameter", f"{other} does not apply to this request")
+        other = "w" if quorum == "r" else "r"
+        for name in (other, "p" + other):
+            if name in request.query:
+                raise BadRequest("bad_parameter", f"{name} does not apply to this request")
         q = _int_param(request, quorum, 1, n, default)
         pq = _int_param(request, "p" + quorum, 0, n, 0)
         timeout_ms = _int_param(request, "timeout_ms", 1, MAX_TIMEOUT_MS,

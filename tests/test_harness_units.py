@@ -44,7 +44,8 @@ def harness_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProc
 def test_default_settings_are_valid_and_sensible() -> None:
     s = TestSettings()
     assert s.errors() == []
-    assert (s.time_limit, s.cluster.nodes, s.cluster.n, s.cluster.r, s.cluster.w) == (60, 5, 3, 2, 2)
+    c = s.cluster
+    assert (s.time_limit, c.nodes, c.n, c.r, c.w) == (60, 5, 3, 2, 2)
     assert s.name == "cart-none"
 
 
@@ -75,8 +76,8 @@ def test_bad_flags_are_usage_errors_with_exit_3(args: list[str], needle: str,
     assert not (tmp_path / "reports").exists()  # nothing was started
 
 
-def test_help_of_every_command() -> None:
-    for args in (["--help"], ["run", "--help"], ["list", "--help"], ["cluster", "--help"],
+def test_help_of_my_commands() -> None:
+    for args in (["run", "--help"], ["list", "--help"], ["cluster", "--help"],
                  ["cluster", "up", "--help"], ["cleanup", "--help"]):
         proc = harness_cli(*args)
         assert proc.returncode == 0, (args, proc.stderr)

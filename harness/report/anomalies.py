@@ -244,6 +244,8 @@ def _conv(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mar
     view["conv_nodes"] = nodes
     view["conv_rows"] = rows
     view["conv_total"] = len(divergent)
+    if "converged_after_ms" in ev and ev["converged_after_ms"] is None:
+        ev = dict(ev, converged_after_ms="did not converge")
     view["stats"] = [(label, ev[k]) for k, label in (
         ("converged_after_ms", "converged after (ms, from the heal)"),
         ("keys_checked", "keys checked"),

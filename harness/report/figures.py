@@ -32,7 +32,7 @@ FAULT_COLORS = {
 FALLBACK_FAULT_COLOR = "#888888"
 EXACT_TIMELINE_LIMIT = 10_000  # ops drawn one by one; above this the timeline aggregates
 SCATTER_BUDGET = 12_000  # latency points drawn; above this they are sampled (and said so)
-MAX_FAULT_LABELS = 40
+MAX_FAULT_LABELS = 12
 
 
 def fault_color(fault: str) -> str:
@@ -47,11 +47,11 @@ def base_layout(title: str, height: int = 320, **extra: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
         "title": {"text": title, "x": 0, "font": {"size": 14}},
         "height": height,
-        "margin": {"l": 60, "r": 20, "t": 36, "b": 40},
+        "margin": {"l": 60, "r": 20, "t": 44, "b": 40},
         "font": {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
-        "legend": {"orientation": "h", "y": -0.18},
+        "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
         "hovermode": "closest",
     }
     layout.update(extra)
@@ -73,10 +73,10 @@ def fault_shapes(faults: list[FaultInterval]) -> tuple[list[dict], list[dict]]:
         if len(faults) <= MAX_FAULT_LABELS or fi.label not in labelled:
             labelled.add(fi.label)
             notes.append({
-                "x": _s(fi.start), "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom",
+                "x": _s(fi.start), "y": 1, "xref": "x", "yref": "paper", "yanchor": "top",
                 "xanchor": "left", "text": fi.label + ("" if fi.healed else " (never healed)"),
                 "showarrow": False, "font": {"size": 10, "color": color},
-                "yshift": -2 - 11 * (i % 2),
+                "bgcolor": "rgba(255,255,255,0.75)", "yshift": -14 * (i % 2),
             })
     return shapes, notes
 
@@ -85,7 +85,6 @@ def _with_faults(layout: dict[str, Any], faults: list[FaultInterval]) -> dict[st
     shapes, notes = fault_shapes(faults)
     layout["shapes"] = layout.get("shapes", []) + shapes
     layout["annotations"] = layout.get("annotations", []) + notes
-    layout["margin"]["t"] = max(layout["margin"]["t"], 50)
     return layout
 
 
@@ -281,7 +280,7 @@ def latency_figure(
         })
     layout = base_layout("Latency over time (by invocation time)", 340)
     layout["xaxis"] = {"title": {"text": "seconds since the test began"}, "zeroline": False}
-    layout["yaxis"] = {"title": {"text": "latency (ms, log)"}, "type": "log"}
+    layout["yaxis"] = {"title": {"text": "latency (ms, log)"}, "type": "log", "dtick": 1}
     how = (f"Each point is one operation, at its invocation time. Lines: p50 and p99 of ok "
            f"latencies per {width:g} s." + sampled_note)
     return {"data": data, "layout": _with_faults(layout, faults)}, how
@@ -304,7 +303,7 @@ def _sample(items: list[Op], budget: int, width: float) -> tuple[list[Op], int]:
 def quantiles_figure(table: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """Grouped bars: p50/p95/p99/p99.9/max per (f, outcome)."""
     cats = [(f, o) for f in table for o in OUTCOMES if o in table[f]]
-    names = [f"{f} {o} (n={int(table[f][o]['count']):,})" for f, o in cats]
+    names = [f"{f} {o}" for f, o in cats]
     data = []
     shades = {"p50": "#9ecae1", "p95": "#4292c6", "p99": "#2171b5", "p999": "#08519c",
               "max": "#08306b"}
@@ -314,7 +313,8 @@ def quantiles_figure(table: dict[str, dict[str, dict[str, float]]]) -> dict[str,
             "y": [_finite(table[f][o].get(q)) for f, o in cats], "marker": {"color": color},
         })
     layout = base_layout("Latency quantiles by operation and outcome", 320, barmode="group")
-    layout["yaxis"] = {"title": {"text": "ms (log)"}, "type": "log"}
+    layout["yaxis"] = {"title": {"text": "ms (log)"}, "type": "log", "dtick": 1}
+    layout["xaxis"] = {"tickangle": 0, "automargin": True}
     return {"data": data, "layout": layout}
 
 
@@ -334,8 +334,8 @@ def throughput_figure(
     nb = int(end_ns / NS_PER_S / width) + 1
     xs = [round((b + 0.5) * width, 3) for b in range(nb)]
     data = [
-        {"type": "bar", "name": o, "x": xs, "y": [round(counts[o][b] / width, 3) for b in range(nb)],
-         "marker": {"color": COLORS[o]}}
+        {"type": "bar", "name": o, "x": xs, "marker": {"color": COLORS[o]},
+         "y": [round(counts[o][b] / width, 3) for b in range(nb)]}
         for o in OUTCOMES
     ]
     layout = base_layout("Throughput (completions per second)", 300, barmode="stack", bargap=0)
@@ -428,9 +428,10 @@ def linearizability_figure(
         })
     layout = base_layout(f"Key {key}: operations by process, in event order",
                          int(max(200, 90 + 36 * len(procs))), barmode="overlay", bargap=0.3)
-    layout["xaxis"] = {"title": {"text": "invocations and completions, in time order "
-                                          "(hover for times)"},
-                       "zeroline": False, "showticklabels": False, "showgrid": False}
+    layout["xaxis"] = {"zeroline": False, "showticklabels": False, "showgrid": False}
+    layout["legend"] = {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1,
+                        "xanchor": "right"}
+    layout["margin"] = {"l": 60, "r": 20, "t": 40, "b": 16}
     layout["yaxis"] = {"type": "category", "categoryorder": "array", "categoryarray": procs,
                        "autorange": "reversed"}
     layout["uniformtext"] = {"minsize": 9, "mode": "hide"}

@@ -37,7 +37,7 @@ class _Codes:
 
 
 def encode_ops(ops: list[Op]) -> dict[str, Any]:
-    """The column store: {"n", "dict": {...}, "cols": {...}}; times in 0.1 ms, latency in 0.01 ms."""
+    """The column store {"n", "dict", "cols"}: times in 0.1 ms units, latency in 0.01 ms."""
     procs, fs, keys, nodes, errors = _Codes(), _Codes(), _Codes(), _Codes(), _Codes()
     cols: dict[str, list[Any]] = {c: [] for c in ("i", "t", "d", "p", "f", "k", "y", "n", "v", "e",
                                                   "s")}
