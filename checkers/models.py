@@ -53,7 +53,7 @@ class _Unread:
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "<a value no read returns>"
+        return "a value no read returns"
 
     __str__ = __repr__
 

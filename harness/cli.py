@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "cleanup": "harness.cleanup_cmd:cleanup",
     "report": "harness.report_cmd:report",
     "serve": "harness.report_cmd:serve",
+    "image": "harness.image_cmd:image",
 }
 
 

@@ -107,7 +107,15 @@ class Api:
             raise BadRequest("body_too_large",
                              f"body of {request.content_length} bytes is over the limit of {limit}")
         try:
-            raw = await request.content.read(limit + 1)
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:  # read() returns what has arrived, not all of it
+                chunk = await request.content.read(limit + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            raw = b"".join(chunks)
         except Exception as e:  # a client that hangs up or sends a broken chunked body
             raise BadRequest("bad_body", f"could not read the body: {e}") from e
         if len(raw) > limit:

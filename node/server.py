@@ -17,7 +17,7 @@ from node.env import Clock
 from node.replica import Replica
 from node.ring import Ring
 from node.storage import Storage
-from node.transport import PeerError, TcpTransport
+from node.transport import PeerError, Transport
 
 
 @dataclass
@@ -54,7 +54,7 @@ def new_incarnation(storage: Storage, rng: random.Random) -> tuple[str, bool]:
 
 class Node:
     def __init__(self, config: ClusterConfig, node_id: str, clock: Clock, rng: random.Random,
-                 storage: Storage, transport: TcpTransport, log: logging.Logger) -> None:
+                 storage: Storage, transport: Transport, log: logging.Logger) -> None:
         self.config = config
         self.id = node_id
         self.clock = clock
@@ -141,9 +141,9 @@ async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) ->
     await runner.setup()
     site = web.TCPSite(runner, host, client_port, reuse_address=True, backlog=1024)
     await site.start()
-    node.log.info("node %s (incarnation %s%s) serving clients on %s:%d, peers on %s:%d",
+    node.log.info("node %s (incarnation %s%s) serving clients on %s:%d",
                   node.id, node.incarnation, ", new data directory" if node.fresh else "",
-                  host, client_port, node.transport.host, node.transport.port)
+                  host, client_port)
     try:
         await stop.wait()
     finally:

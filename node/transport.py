@@ -17,7 +17,7 @@ import contextlib
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -25,6 +25,22 @@ _HEADER = struct.Struct(">I")
 REQUEST, REPLY = 0, 1
 
 Handler = Callable[[str, str, Any], Awaitable[Any]]
+
+
+class Transport(Protocol):
+    """What a node needs from its network; a simulator provides an in-memory one."""
+
+    drop_from: frozenset[str]
+
+    def set_handler(self, handler: Handler) -> None: ...
+
+    def set_drop_from(self, peers: Iterable[str]) -> None: ...
+
+    async def request(self, peer: str, kind: str, body: Any, timeout: float) -> Any: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class PeerError(Exception):

@@ -8,9 +8,9 @@ import struct
 
 import msgpack
 import pytest
+from nodeproc import free_port
 
 from node.transport import PeerError, TcpTransport
-from nodeproc import free_port
 
 LOG = logging.getLogger("test")
 HOST = "127.0.0.1"

@@ -1,0 +1,102 @@
+"""The same node code in one process, on in-memory storage and network, with a seeded random
+source and a manual clock: the seam a deterministic simulator will use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from node import clocks
+from node.config import ClusterConfig, NodeEntry
+from node.env import ManualClock
+from node.server import Node
+from node.storage import MemoryStorage
+from node.transport import Handler, PeerError
+
+LOG = logging.getLogger("test")
+
+
+class MemNet:
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+        self.down: set[str] = set()
+        self.transports: dict[str, MemTransport] = {}
+
+
+class MemTransport:
+    def __init__(self, net: MemNet, me: str) -> None:
+        self.net, self.me = net, me
+        self.drop_from: frozenset[str] = frozenset()
+        net.transports[me] = self
+
+    def set_handler(self, handler: Handler) -> None:
+        self.net.handlers[self.me] = handler
+
+    def set_drop_from(self, peers: Iterable[str]) -> None:
+        self.drop_from = frozenset(peers)
+
+    async def request(self, peer: str, kind: str, body: Any, timeout: float) -> Any:
+        if peer in self.net.down:
+            raise PeerError(peer, "unreachable")
+        if self.me in self.net.transports[peer].drop_from:
+            await asyncio.sleep(timeout)
+            raise PeerError(peer, "timeout")
+        try:
+            return await self.net.handlers[peer](self.me, kind, body)
+        except Exception as e:
+            raise PeerError(peer, "remote", str(e)) from e
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def make_cluster(size: int = 4, seed: int = 7) -> tuple[dict[str, Node], MemNet, ManualClock]:
+    entries = tuple(NodeEntry(f"n{i}", "sim", 1, 2 + i) for i in range(1, size + 1))
+    cfg = ClusterConfig(nodes=entries, n=3, r=2, w=2, q=32)
+    net, clock, rng = MemNet(), ManualClock(wall_ms=1_000), random.Random(seed)
+    nodes = {e.id: Node(cfg, e.id, clock, rng, MemoryStorage(), MemTransport(net, e.id), LOG)
+             for e in entries}
+    return nodes, net, clock
+
+
+def test_quorum_logic_in_one_process() -> None:
+    async def main() -> None:
+        nodes, net, clock = make_cluster()
+        n1 = nodes["n1"].coordinator
+        status, body = await n1.put("k", '"a"', {}, False, 2, 0, 1.0)
+        assert status == 200
+        clock.advance(1)
+        status, body = await nodes["n4"].coordinator.put("k", '"b"', {}, False, 2, 0, 1.0)
+        assert status == 200
+        status, got = await nodes["n2"].coordinator.get("k", 2, 0, 1.0)
+        assert status == 200 and sorted(got["values"]) == ['"a"', '"b"']
+
+        # two of three replicas down: a write with w=2 fails, saying who answered
+        pref = nodes["n1"].ring.preference_list("k")
+        net.down.update(pref[1:])
+        status, fail = await nodes[pref[0]].coordinator.put(
+            "k", '"c"', clocks.decode_context(got["context"]), False, 2, 0, 0.5)
+        assert status == 503 and fail["acks"] == 1 and fail["written"] == 1
+        assert fail["answered"] == [pref[0]]
+        net.down.clear()
+
+        # a partition (frames dropped) makes the replica time out instead
+        nodes[pref[1]].transport.set_drop_from([pref[0]])
+        nodes[pref[2]].transport.set_drop_from([pref[0]])
+        status, fail = await nodes[pref[0]].coordinator.put("k", '"d"', {}, False, 3, 0, 0.05)
+        assert status == 503 and set(fail["failed"].values()) == {"timeout"}
+        assert fail["written"] == 3  # itself, plus two that may have stored it
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_same_seed_same_incarnations() -> None:
+    a, _, _ = make_cluster(seed=3)
+    b, _, _ = make_cluster(seed=3)
+    assert [n.actor for n in a.values()] == [n.actor for n in b.values()]
