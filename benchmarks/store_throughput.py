@@ -184,16 +184,19 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0, help="offered ops/s in phase 2")
     p.add_argument("--fsync", default="always", choices=["always", "os", "none"])
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="the nodes' event loop (auto: uvloop if installed)")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, \
-            LocalCluster(Path(tmp), size=3, n=3, r=2, w=2, fsync=args.fsync,
-                         request_timeout_ms=2000) as cluster:
+            LocalCluster(Path(tmp), size=3, node_args=("--loop", args.loop), n=3, r=2, w=2,
+                         fsync=args.fsync, request_timeout_ms=2000) as cluster:
         cluster.start_all()
         addrs = [(cluster.hosts[n], cluster.client_ports[n]) for n in cluster.ids]
         work = Workload(random.Random(args.seed))
-        print(f"3 nodes, N=3 R=2 W=2, fsync={args.fsync}, {KEYS} keys, ~1 KB values, "
-              f"50/50 GET/PUT, {os.cpu_count()} cores", flush=True)
+        print(f"3 nodes, N=3 R=2 W=2, fsync={args.fsync}, loop={args.loop}, {KEYS} keys, "
+              f"~1 KB values, 50/50 GET/PUT, {os.cpu_count()} cores, "
+              f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         t0 = time.perf_counter()
         asyncio.run(preload(addrs, work))
         print(f"preloaded {KEYS} keys in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -217,6 +220,9 @@ def main() -> None:
             print(f"{'':>32}  CPU per op: nodes {r['node_cpu_ms_per_op']:.3f} ms, "
                   f"load generator {r['generator_cpu_ms_per_op']:.3f} ms")
         print(f"machine load average during the run: {load:.2f} (on {os.cpu_count()} cores)")
+        slow = sum((cluster.workdir / f"{n}.log").read_text(errors="replace").count("took")
+                   for n in cluster.ids)
+        print(f"commits slower than 100 ms in the nodes' logs: {slow}")
         sat, off = results
         print(json.dumps({"saturation_ops_per_s": sat["ops_per_s"],
                           "offered_p999_ms": off["p999_ms"],

@@ -148,7 +148,8 @@ def op_from_dict(d: Any, source: str, line: int | None, ordinal: int) -> Op:
         raise HistoryError(source, line, f"expected a JSON object, got {type(d).__name__}")
     process = _require(d, "process", source, line)
     if isinstance(process, bool) or not isinstance(process, int | str):
-        raise HistoryError(source, line, f"'process' must be an integer or \"nemesis\": {process!r}")
+        raise HistoryError(source, line,
+                           f"'process' must be an integer or \"nemesis\": {process!r}")
     typ = _require(d, "type", source, line)
     if typ not in TYPES:
         raise HistoryError(source, line, f"'type' must be one of {', '.join(TYPES)}: {typ!r}")
@@ -346,3 +347,16 @@ def pair(ops: Iterable[Op], source: str = "history") -> tuple[list[Call], list[O
             call.complete = op
             call.end_pos = pos
     return calls, nemesis
+
+
+def from_events(events: Iterable[tuple[Any, ...]], key: str | None = None,
+                step_ns: int = 1_000_000) -> list[Op]:
+    """A history from (process, type, f, value[, extras dict]) tuples, one every `step_ns`: the
+    compact way to write small histories by hand."""
+    ops = []
+    for i, ev in enumerate(events):
+        process, typ, f, value = ev[:4]
+        extra = dict(ev[4]) if len(ev) > 4 else {}
+        ops.append(Op(index=i, time=extra.pop("time", i * step_ns), process=process, type=typ,
+                      f=f, value=value, key=extra.pop("key", key), line=i + 1, **extra))
+    return ops

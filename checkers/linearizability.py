@@ -249,8 +249,10 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
                         for e in taken:
                             nb |= 1 << opi[e]
                     if remember((nb, new), ibits):
-                        # a read that fits now may as well go now: moving it earlier is safe
-                        stack.append((entry, state, FORCED if readonly[i] else OK, taken))
+                        # a read that fits now and changes nothing may as well go now: moving
+                        # it earlier is safe (a siblings read that retires values is not forced)
+                        forced = readonly[i] and new is state
+                        stack.append((entry, state, FORCED if forced else OK, taken))
                         state, obits = new, nb
                         lift(entry)
                         for e in taken:
@@ -447,6 +449,8 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
                                      reason=e.reason))
             break
         r.pruned_info = pruned
+        if r.verdict == V_INVALID:
+            _restore_values(r, model)
         results.append(r)
     unchecked = len(prepared) - len(results)
 
@@ -503,6 +507,25 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
     return Verdict(VALID, f"All {len(prepared)} key{'s' if len(prepared) != 1 else ''} "
                    f"({n_ops} completed operations) are linearizable under the {model.name} "
                    "model.", evidence)
+
+
+def _restore_values(r: KeyResult, model: Model) -> None:
+    """Replay the prefix with the values as written, so the explanation names the value the
+    register really held rather than the search's stand-in for values nobody reads."""
+
+    def real(c: Call) -> Any:
+        done = c.type == "ok"
+        return model.prepare(c.invoke.f, c.invoke.value,
+                             c.complete.value if done and c.complete else None, done)
+
+    state = model.init
+    for c in r.prefix:
+        state = model.step(state, real(c))
+        if state is INVALID:
+            return
+    r.state = state
+    r.unplaceable = [(c, model.why_not(state, real(c)) if model.step(state, real(c)) is INVALID
+                      else why) for c, why in r.unplaceable]
 
 
 def _written(calls: Sequence[Call], model: Model) -> set[Any]:

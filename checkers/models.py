@@ -78,6 +78,18 @@ def freeze(v: Any) -> Any:
     return v
 
 
+def as_set(value: Any) -> set[Any]:
+    """A read's answer as a set of frozen elements (fast for the usual ints and strings)."""
+    if value is None:
+        return set()
+    if isinstance(value, list | tuple | set | frozenset):
+        try:
+            return set(value)
+        except TypeError:  # unhashable elements (lists, objects): freeze them one by one
+            return {freeze(v) for v in value}
+    return {freeze(value)}
+
+
 def show(v: Any) -> str:
     """A value as a person reads it (tuples back as JSON-ish lists)."""
     if isinstance(v, frozenset):

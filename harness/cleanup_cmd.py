@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from harness.platforms.leftovers import describe_leftovers, remove_leftovers
 from harness.state import kill_recorded, owner_alive, sessions, state_dir
 
 
@@ -25,10 +26,16 @@ def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
         if dry_run:
             nodes = ", ".join(sorted(session.nodes)) or "nothing"
             lines.append(f"{session.id}: would stop {nodes}")
+            lines += [f"{session.id}: would remove {what}"
+                      for what in describe_leftovers(session.extra)]
             continue
-        session.remove()
+        # netns/docker: namespaces, bridges, containers, networks (after their processes died)
+        removed, complete = remove_leftovers(session.extra, session.id)
+        if complete:
+            session.remove()
         lines.append(f"{session.id} ({session.kind}, {session.dir}): stopped "
                      f"{', '.join(stopped) or 'nothing (already gone)'}")
+        lines += [f"{session.id}: removed {what}" for what in removed]
     return lines
 
 
@@ -39,6 +46,9 @@ def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
 @click.option("--dry-run", is_flag=True, help="only say what would be stopped")
 def cleanup(force: bool, keep_clusters: bool, dry_run: bool) -> int:
     """Stop every node process that a crashed or interrupted run left behind.
+
+    On the netns and docker platforms it also removes the run's namespaces, bridge, veth pairs,
+    FORWARD rule, containers and Docker network, exactly as recorded.
 
     Only processes recorded in the state directory ($HARNESS_STATE_DIR, default
     ~/.cache/dynamo-harness) are touched, and only while their pid, start time and command line

@@ -57,7 +57,15 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
     errors = settings.errors()
     if errors:
         raise click.UsageError("; ".join(errors))
-    if "clock" in faults:
+    if platform == "netns":
+        from harness.platforms.netns import require_netns_tools
+
+        try:
+            require_netns_tools()
+        except PlatformError as e:
+            raise click.UsageError(str(e)) from None
+    # on the docker platform libfaketime comes with the image, not from this host
+    if "clock" in faults and platform != "docker":
         from harness.platforms.local import find_libfaketime
 
         try:

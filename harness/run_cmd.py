@@ -20,7 +20,8 @@ EXIT_HARNESS = 3
 @click.option("--nemesis", "nemesis_spec", type=str, default="none",
               help="faults, a comma list of: " + ", ".join(FAULT_HELP))
 @click.option("--platform", type=click.Choice(PLATFORMS), default="local",
-              help="where the cluster runs (netns and docker come later)")
+              help="where the cluster runs: local processes, network namespaces (root), "
+                   "or Docker containers (see docs/platforms.md)")
 @cluster_options
 @click.option("--time-limit", type=float, default=60.0, help="seconds of workload")
 @click.option("--concurrency", type=int, default=10, help="client processes")

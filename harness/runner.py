@@ -71,8 +71,17 @@ class RateLimiter:
 
 
 def make_platform(settings: TestSettings, root: Path, session: Session) -> Platform:
+    clock = "clock" in settings.nemesis
     if settings.platform == "local":
-        return LocalPlatform(root, settings.cluster, session, clock="clock" in settings.nemesis)
+        return LocalPlatform(root, settings.cluster, session, clock=clock)
+    if settings.platform == "netns":
+        from harness.platforms.netns import NetnsPlatform
+
+        return NetnsPlatform(root, settings.cluster, session, clock=clock)
+    if settings.platform == "docker":
+        from harness.platforms.docker import DockerPlatform
+
+        return DockerPlatform(root, settings.cluster, session, clock=clock)
     raise ValueError(f"unknown platform {settings.platform!r}")
 
 

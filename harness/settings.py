@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 WORKLOADS = ("cart", "register", "set")
-PLATFORMS = ("local",)
+PLATFORMS = ("local", "netns", "docker")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.0.0.2 .. 127.0.0.201
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node import clocks
-from node.clocks import VV, Version
+from node.clocks import VV
 from node.replica import Replica
 from node.ring import Ring
 from node.transport import PeerError
@@ -235,6 +235,3 @@ def dumps(body: dict) -> bytes:
         parts.append(f'{sep}{json.dumps(k)}: [{", ".join(v)}]')
     return ("".join(parts) + "}").encode()
 
-
-def version_values(versions: list[Version]) -> list[Any]:
-    return [json.loads(v.value) for v in versions if not v.tombstone and v.value is not None]

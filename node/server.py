@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) ->
     await runner.setup()
     site = web.TCPSite(runner, host, client_port, reuse_address=True, backlog=1024)
     await site.start()
+    gc.freeze()  # start-up objects (modules, config) need no scanning by later collections
     node.log.info("node %s (incarnation %s%s) serving clients on %s:%d",
                   node.id, node.incarnation, ", new data directory" if node.fresh else "",
                   host, client_port)

@@ -5,6 +5,8 @@ Writes made during one turn of the event loop are handed as one batch to ONE wri
 commits every batch that queued up while the previous commit ran in a single transaction with a
 single fsync (group commit), then acknowledges all of them: `fsync = "always"` stays durable
 without one fsync per write, and the loop pays one thread hand-off per turn, not per write.
+Checkpoints (copying the WAL into the database file) run on a third thread of their own, so a
+checkpoint never stalls the commits queued behind it.
 
 Contract for every implementation: `put()` registers the new blob at call time (a `get()` right
 after it sees it, even before it is durable) and returns an awaitable that completes once the
@@ -20,6 +22,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
@@ -27,6 +30,8 @@ from pathlib import Path
 _SYNC_PRAGMA = {"always": "FULL", "os": "NORMAL", "none": "OFF"}
 _MAX_BATCH = 4096
 _CACHE_ENTRIES = 100_000
+_CHECKPOINT_EVERY_S = 0.2
+_SLOW_COMMIT_S = 0.1
 
 
 class StorageError(RuntimeError):
@@ -116,8 +121,12 @@ class SqliteStorage(Storage):
         self._cache: dict[str, bytes] = {}
         self._batch: list[tuple[str, bytes, int, asyncio.Future[None]]] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop,
+                                              name="sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -184,11 +193,25 @@ class SqliteStorage(Storage):
         done = self._loop.create_future()
         self._queue.put([("", b"", -1, done)])  # stop marker, after every queued write
         await done
+        self._stopping.set()
         self._writer.join(timeout=5)
+        self._checkpointer.join(timeout=5)
         self._reader.close()
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stopping.wait(_CHECKPOINT_EVERY_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as e:
+                    self._log.warning("storage: checkpoint failed: %s", e)
+        finally:
+            conn.close()
 
     def _write_loop(self) -> None:
         conn = self._connect()
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         try:
             while True:
                 batch = list(self._queue.get())
@@ -201,6 +224,7 @@ class SqliteStorage(Storage):
                 writes = [item for item in batch if item[2] >= 0]
                 error: Exception | None = None
                 if writes:
+                    started = time.monotonic()
                     try:
                         conn.execute("BEGIN")
                         conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
@@ -210,6 +234,10 @@ class SqliteStorage(Storage):
                         error = e
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
+                    took = time.monotonic() - started
+                    if took > _SLOW_COMMIT_S:
+                        self._log.warning("storage: commit of %d writes took %.0f ms",
+                                          len(writes), took * 1000)
                 self._loop.call_soon_threadsafe(self._committed, writes, error)
                 if stop is not None:
                     self._loop.call_soon_threadsafe(_resolve, stop[3], None)

@@ -42,9 +42,11 @@ def _toml_value(v: Any) -> str:
 
 class LocalCluster:
     def __init__(self, workdir: Path, size: int = 3, first_host: int = 2,
-                 **settings: Any) -> None:
+                 node_args: tuple[str, ...] = (), **settings: Any) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # e.g. DYNAMO_TEST_NODE_ARGS="--loop asyncio" to test without uvloop where it is installed
+        self.node_args = (*os.environ.get("DYNAMO_TEST_NODE_ARGS", "").split(), *node_args)
         self.ids = [f"n{i + 1}" for i in range(size)]
         self.hosts = {nid: f"127.0.0.{first_host + i}" for i, nid in enumerate(self.ids)}
         self.client_ports = {nid: free_port(self.hosts[nid]) for nid in self.ids}
@@ -76,7 +78,7 @@ class LocalCluster:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "node", "--cluster", str(self.cluster_file), "--id", nid,
-             *extra],
+             *self.node_args, *extra],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, cwd=self.workdir)
         self.procs[nid] = proc
         if wait:

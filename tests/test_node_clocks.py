@@ -182,3 +182,11 @@ def test_pruning_keeps_the_newest_entries(vv: dict, m: int) -> None:
 def test_next_counter_never_reuses_a_counter_seen_in_the_context() -> None:
     # the context may know a later counter of this actor than the local replica does
     assert clocks.next_counter([], {"x.1": (7, 0)}, "x.1") == 8
+
+
+def test_write_with_pruning_keeps_the_newest_entries_of_the_past() -> None:
+    ctx = {"a.1": (3, 100), "b.1": (1, 50), "c.1": (2, 300)}
+    new, _ = clocks.write([], ctx, "x.1", 400, "1", False, prune_max=2)
+    assert {a for a, _, _ in new.past} == {"a.1", "c.1"}
+    unpruned, _ = clocks.write([], ctx, "x.1", 400, "1", False)
+    assert len(unpruned.past) == 3

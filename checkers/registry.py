@@ -1,0 +1,147 @@
+"""Checker names, the default checkers per workload, and running a selection of them.
+
+`CheckInput` carries everything a checker may need besides the history itself: the test settings
+(`test.json`), the replicas' final state (`replicas.json`), the model and the search budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkers.convergence import check_convergence
+from checkers.faults import FaultTimeline, fault_intervals
+from checkers.history import Call, Op
+from checkers.linearizability import Budget, check_linearizable
+from checkers.models import MODELS
+from checkers.perf import check_perf
+from checkers.read_your_writes import Quorum, check_read_your_writes
+from checkers.sets import check_sets
+from checkers.verdict import UNKNOWN, Verdict, combine
+
+
+@dataclass
+class CheckInput:
+    calls: list[Call]
+    nemesis: list[Op] = field(default_factory=list)
+    test: dict[str, Any] = field(default_factory=dict)
+    replicas: dict[str, Any] | None = None
+    model: str | None = None
+    budget: Budget = field(default_factory=Budget)
+
+    @property
+    def workload(self) -> str:
+        w = self.test.get("workload")
+        return w if isinstance(w, str) and w else infer_workload(self.calls)
+
+    @property
+    def timeline(self) -> FaultTimeline:
+        return FaultTimeline(fault_intervals(self.nemesis))
+
+    @property
+    def quorum(self) -> Quorum:
+        return quorum_from_test(self.test)
+
+
+def quorum_from_test(test: dict[str, Any]) -> Quorum:
+    """N, R, W and sloppy from test.json, top level or under "cluster"; node defaults otherwise."""
+    merged: dict[str, Any] = {}
+    cluster = test.get("cluster")
+    if isinstance(cluster, dict):
+        merged.update(cluster)
+    merged.update({k: v for k, v in test.items() if k in ("n", "r", "w", "sloppy",
+                                                           "sloppy_quorum")})
+    d = Quorum()
+
+    def num(name: str, default: int) -> int:
+        v = merged.get(name)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else default
+
+    sloppy = merged.get("sloppy", merged.get("sloppy_quorum", d.sloppy))
+    return Quorum(num("n", d.n), num("r", d.r), num("w", d.w), bool(sloppy))
+
+
+def infer_workload(calls: Sequence[Call]) -> str:
+    """The workload a bare history looks like: set (adds), register (writes), else generic."""
+    fs = {c.f for c in calls}
+    if "add" in fs:
+        return "set"
+    if "write" in fs and fs <= {"write", "read"}:
+        return "register"
+    return "generic"
+
+
+def default_model(workload: str, calls: Sequence[Call]) -> str:
+    """The linearizability model a workload's history is checked against by default."""
+    if workload in ("cart", "set"):
+        return "set"
+    if workload == "register":
+        return "siblings-register"
+    fs = {c.f for c in calls}
+    if "cas" in fs:
+        return "cas-register"
+    if fs & {"append", "get", "put"}:
+        return "kv"
+    if "add" in fs:
+        return "set"
+    return "register"
+
+
+def _linearizable(inp: CheckInput) -> Verdict:
+    model = inp.model or default_model(inp.workload, inp.calls)
+    return check_linearizable(inp.calls, model, inp.budget)
+
+
+CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
+    "linearizable": _linearizable,
+    "set": lambda inp: check_sets(inp.calls, inp.timeline),
+    "read-your-writes": lambda inp: check_read_your_writes(inp.calls, inp.quorum),
+    "convergence": lambda inp: check_convergence(inp.replicas),
+    "perf": lambda inp: check_perf(inp.calls, inp.timeline),
+}
+ALIASES = {
+    "linearizability": "linearizable", "lost-writes": "set", "sets": "set",
+    "sibling-preservation": "set", "ryw": "read-your-writes", "performance": "perf",
+}
+# Linearizability is not promised by a Dynamo store, so it is asked for, not a default.
+DEFAULTS: dict[str, list[str]] = {
+    "cart": ["set", "read-your-writes", "convergence", "perf"],
+    "set": ["set", "read-your-writes", "convergence", "perf"],
+    "register": ["read-your-writes", "convergence", "perf"],
+    "generic": ["linearizable", "perf"],
+}
+
+
+def resolve(names: Sequence[str] | None, workload: str) -> list[str]:
+    """Checker names (aliases allowed) or the workload's defaults; unknown names raise."""
+    if not names:
+        return list(DEFAULTS.get(workload, DEFAULTS["generic"]))
+    out = []
+    for n in names:
+        canon = ALIASES.get(n, n)
+        if canon not in CHECKERS:
+            raise ValueError(f"unknown checker {n!r}; choose from {', '.join(CHECKERS)}")
+        if canon not in out:
+            out.append(canon)
+    return out
+
+
+def run_checkers(inp: CheckInput, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """{"verdict", "checkers": {name: {"verdict", "summary", "evidence", "duration_s"}}}."""
+    if inp.model is not None and inp.model not in MODELS:
+        raise ValueError(f"unknown model {inp.model!r}; choose from {', '.join(MODELS)}")
+    chosen = resolve(names, inp.workload)
+    results: dict[str, Any] = {}
+    for name in chosen:
+        started = time.monotonic()
+        try:
+            v = CHECKERS[name](inp)
+        except Exception as e:  # one broken checker must not hide the others' verdicts
+            v = Verdict(UNKNOWN, f"The {name} checker failed: {type(e).__name__}: {e}.",
+                        {"error": f"{type(e).__name__}: {e}"})
+        d = v.to_dict()
+        d["duration_s"] = round(time.monotonic() - started, 4)
+        results[name] = d
+    return {"verdict": combine(r["verdict"] for r in results.values()), "checkers": results}

@@ -1,0 +1,116 @@
+"""Run the checkers over a run directory (or a bare history) and write `results.json`.
+
+The runner calls `check_run` after every test; `harness check` calls the same code, so a stored
+run re-checked later gets the same verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from checkers.history import HistoryError, pair, read_history
+from checkers.linearizability import Budget
+from checkers.registry import CheckInput, default_model, run_checkers
+from checkers.verdict import EXIT_CODES
+
+HISTORY_NAMES = ("history.jsonl", "history.edn")
+EXIT_HARNESS = 3
+
+
+class CheckError(Exception):
+    """The input cannot be checked (missing or unreadable); the message says where and why."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckError(f"{path}: cannot read: {e}") from e
+
+
+def find_history(run_dir: Path) -> Path:
+    for name in HISTORY_NAMES:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise CheckError(f"{run_dir}: no {' or '.join(HISTORY_NAMES)} in this run directory")
+
+
+def load_input(path: Path, model: str | None = None,
+               budget: Budget | None = None) -> tuple[CheckInput, Path | None, Path]:
+    """(input, run directory or None for a bare history, history file)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckError(f"{path}: no such file or directory")
+    run_dir = path if path.is_dir() else None
+    history = find_history(path) if run_dir else path
+    test: dict[str, Any] = {}
+    replicas = None
+    if run_dir is not None:
+        if (run_dir / "test.json").is_file():
+            t = _read_json(run_dir / "test.json")
+            if not isinstance(t, dict):
+                raise CheckError(f"{run_dir / 'test.json'}: expected a JSON object")
+            test = t
+        if (run_dir / "replicas.json").is_file():
+            replicas = _read_json(run_dir / "replicas.json")
+            if not isinstance(replicas, dict):
+                raise CheckError(f"{run_dir / 'replicas.json'}: expected a JSON object")
+    try:
+        ops = read_history(history)
+        calls, nemesis = pair(ops, str(history))
+    except HistoryError as e:
+        raise CheckError(str(e)) from e
+    inp = CheckInput(calls, nemesis, test, replicas, model, budget or Budget())
+    return inp, run_dir, history
+
+
+def check_path(path: Path, checkers: list[str] | None = None, model: str | None = None,
+               budget: Budget | None = None) -> dict[str, Any]:
+    """Check a run directory (writing its results.json) or a bare history file (writing nothing).
+    Raises CheckError for unreadable input and ValueError for unknown checker or model names."""
+    inp, run_dir, history = load_input(path, model, budget)
+    results = run_checkers(inp, checkers)
+    test = dict(inp.test) if inp.test else {"workload": inp.workload}
+    results["test"] = test
+    results["history"] = {"path": str(history), "operations": len(inp.calls),
+                          "nemesis_records": len(inp.nemesis)}
+    if "linearizable" in results["checkers"]:
+        results["model"] = inp.model or default_model(inp.workload, inp.calls)
+    if run_dir is not None:
+        write_results(run_dir, results)
+    return results
+
+
+def check_run(run_dir: Path, checkers: list[str] | None = None,
+              model: str | None = None) -> dict[str, Any]:
+    """Read test.json, history.jsonl and replicas.json from `run_dir`, run the checkers (the
+    workload's defaults unless named), write `results.json` there and return it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckError(f"{run_dir}: not a run directory")
+    return check_path(run_dir, checkers, model)
+
+
+def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
+    """Write results.json atomically (a reader never sees half a file)."""
+    out = run_dir / "results.json"
+    tmp = run_dir / f".results.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, set | frozenset):
+        return sorted(x, key=repr)
+    return repr(x)
+
+
+def exit_code(results: dict[str, Any]) -> int:
+    """0 valid, 1 invalid, 2 unknown (3 is for a harness failure, not a verdict)."""
+    return EXIT_CODES.get(results.get("verdict", "unknown"), EXIT_CODES["unknown"])

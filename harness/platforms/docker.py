@@ -1,0 +1,517 @@
+"""The docker platform: each node is a container from the project's image, on a network of ours.
+
+The harness creates a bridge network `dj-T` on a free 198.18.N.0/24 (host side .1, bridge
+interface `djbr-T`) and one container `dj-T-nI` per node with a fixed address 198.18.N.(10+I),
+`NET_ADMIN` (so iptables works inside it) and the run's `nodes/` folder mounted at /cluster: the
+cluster file, each node's data, its log (`nodes/<id>/node.log`, so the logs are in the run
+directory as they are written) and its libfaketime offset file. The node is the container's
+PID 1 (`sh -c 'exec python3 -m node ...'`).
+
+Crash is SIGKILL of that process (`docker kill -s KILL`), restart `docker start`; pause is
+`docker pause` (the cgroup freezer); partitions are iptables DROP rules in the chain DJ-PART inside
+the receiving container (`docker exec`; for a frozen container, `nsenter` into its network
+namespace, since exec cannot enter it); clock skew is libfaketime inside the image.
+
+Containers and the network carry the label `dynamo-harness.session=<session id>` and are named in
+the session record before they exist, so `harness cleanup` removes exactly them (`remove_recorded`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shlex
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import EndpointConfig, IPAMConfig, IPAMPool
+
+from harness.platforms import iptables
+from harness.platforms.base import Grudge, Platform, PlatformError
+from harness.platforms.clusterfile import cluster_toml
+from harness.platforms.local import NodeSpec
+from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
+from harness.settings import ClusterSettings
+from harness.state import Session
+
+DEFAULT_IMAGE = "dynamo-node:latest"
+LABEL = "dynamo-harness.session"
+EXTRA_KEY = "docker"
+MOUNT = "/cluster"
+CLIENT_PORT = 8000  # each container has its own address, so the ports can be the same
+PEER_PORT = 9000
+LIBFAKETIME_IN_IMAGE = "/usr/local/lib/libfaketime.so.1"  # the Dockerfile links it there
+READY_TIMEOUT_S = 30.0
+ADMIN_TIMEOUT_S = 1.0
+DOCKER_TIMEOUT_S = 60
+DEVICE = "eth0"
+
+
+def docker_client() -> docker.DockerClient:
+    """A client for the local engine, or a PlatformError that says how to get one."""
+    try:
+        client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+        client.ping()
+        return client
+    except (DockerException, requests.RequestException) as e:
+        raise PlatformError(
+            "the docker platform needs a Docker engine, and none answers "
+            f"({type(e).__name__}: {str(e)[:200]}); start one with `scripts/start-dockerd.sh` "
+            "(as root; apt-get install docker.io first) or set DOCKER_HOST"
+        ) from None
+
+
+def node_command(node: str) -> str:
+    """The container's shell command: exec the node (so it is PID 1), its log in the mount."""
+    log = shlex.quote(f"{MOUNT}/{node}/node.log")
+    return (f"echo \"--- harness: starting {node} at $(date)\" >>{log}; "
+            f"exec python3 -m node --cluster {MOUNT}/cluster.toml --id {shlex.quote(node)} "
+            f">>{log} 2>&1")
+
+
+class DockerPlatform(Platform):
+    name = "docker"
+    mechanisms = {
+        "partition": "iptables DROP rules (chain DJ-PART, jumped to from INPUT) inside the "
+                     "receiving node's container; real packets are dropped",
+        "clock": "libfaketime inside the image (LD_PRELOAD with FAKETIME_TIMESTAMP_FILE on a "
+                 "mounted file)",
+        "crash": "SIGKILL of the node process (docker kill -s KILL), docker start to restart",
+        "pause": "docker pause / unpause (cgroup freezer)",
+        "packet": "tc netem (delay, loss) on the container's eth0",
+    }
+
+    def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
+                 clock: bool = False, image: str = DEFAULT_IMAGE,
+                 token: str | None = None) -> None:
+        self.client = docker_client()
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            raise PlatformError(f"the Docker image {image} does not exist; build it with "
+                                "`harness image build` (see docs/platforms.md)") from None
+        self.root = root.resolve()
+        self.cluster = cluster
+        self.session = session
+        self.clock = clock
+        self.image = image
+        self.token = token or secrets.token_hex(16)
+        ids = [f"n{i + 1}" for i in range(cluster.nodes)]
+        record = session.extra.get(EXTRA_KEY)
+        if record is None:
+            tag = new_tag()
+            record = {"tag": tag, "subnet": claim_subnet(session.id).n, "network": f"dj-{tag}",
+                      "bridge": f"djbr-{tag}",
+                      "containers": {node: f"dj-{tag}-{node}" for node in ids}}
+        self.record = record
+        self.subnet = Subnet(int(record["subnet"]))
+        self.specs = [NodeSpec(node, self.subnet.node_address(i), CLIENT_PORT, PEER_PORT)
+                      for i, node in enumerate(ids)]
+        self._by_id = {s.id: s for s in self.specs}
+        self._paused: set[str] = set(session.faults.get("paused", []))
+        self._grudge: dict[str, list[str]] = dict(session.faults.get("partition", {}))
+        self._packet: dict[str, dict[str, float]] = dict(session.faults.get("packet", {}))
+        session.extra.update({"platform": self.name, "root": str(self.root), EXTRA_KEY: record})
+        session.save()
+        self._write_files()
+
+    def _write_files(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for s in self.specs:
+            self.node_dir(s.id).mkdir(parents=True, exist_ok=True)
+            if self.clock and not self._faketime_file(s.id).exists():
+                self._faketime_file(s.id).write_text("+0\n")
+        (self.root / "cluster.toml").write_text(
+            cluster_toml(self.cluster, self.token, self.specs), encoding="utf-8")
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def node_ids(self) -> list[str]:
+        return [s.id for s in self.specs]
+
+    def client_url(self, node: str) -> str:
+        return self._spec(node).url
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / node
+
+    def log_path(self, node: str) -> Path:
+        return self.node_dir(node) / "node.log"
+
+    def container_name(self, node: str) -> str:
+        return self.record["containers"][self._spec(node).id]
+
+    def pids(self) -> dict[str, int]:
+        out = {}
+        for node in self.node_ids():
+            state = self._state(node)
+            if state and state.get("Running") and state.get("Pid"):
+                out[node] = int(state["Pid"])
+        return out
+
+    def is_running(self, node: str) -> bool:
+        state = self._state(node)
+        return bool(state and state.get("Running"))
+
+    def status(self, node: str) -> dict[str, Any] | None:
+        try:
+            resp = requests.get(f"{self.client_url(node)}/admin/status", timeout=ADMIN_TIMEOUT_S)
+            return resp.json() if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def _spec(self, node: str) -> NodeSpec:
+        try:
+            return self._by_id[node]
+        except KeyError:
+            raise PlatformError(
+                f"no node {node!r}; the nodes are {', '.join(self.node_ids())}"
+            ) from None
+
+    def _container(self, node: str) -> Any:
+        try:
+            return self.client.containers.get(self.container_name(node))
+        except NotFound:
+            return None
+
+    def _state(self, node: str) -> dict[str, Any] | None:
+        container = self._container(node)
+        return container.attrs.get("State") if container is not None else None
+
+    def _faketime_file(self, node: str) -> Path:
+        return self.node_dir(node) / "faketime.rc"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._ensure_network()
+        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
+            list(pool.map(self._start_container, self.node_ids()))
+            list(pool.map(self._wait_ready, self.node_ids()))
+        self._apply_grudge(self.node_ids())
+
+    def stop(self) -> None:
+        remove_recorded(self.record, self.session.id, self.client)
+        self._paused.clear()
+        self._grudge.clear()
+        self._packet.clear()
+        self.session.faults.clear()
+        self.session.extra.pop(EXTRA_KEY, None)
+        self.session.save()
+
+    def _ensure_network(self) -> None:
+        name = self.record["network"]
+        with contextlib.suppress(NotFound):
+            self.client.networks.get(name)
+            return
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=self.subnet.cidr,
+                                                 gateway=self.subnet.gateway)])
+        try:
+            self.client.networks.create(
+                name, driver="bridge", ipam=ipam, labels={LABEL: self.session.id},
+                options={"com.docker.network.bridge.name": self.record["bridge"]})
+        except APIError as e:
+            raise PlatformError(f"creating the Docker network {name} on {self.subnet.cidr} "
+                                f"failed: {e.explanation or e}") from None
+
+    def _start_container(self, node: str) -> None:
+        container = self._container(node)
+        if container is None:
+            container = self._create_container(node)
+        if not container.attrs["State"].get("Running"):
+            try:
+                container.start()
+            except APIError as e:
+                raise PlatformError(f"starting the container of {node} failed: "
+                                    f"{e.explanation or e}") from None
+
+    def _create_container(self, node: str) -> Any:
+        spec = self._spec(node)
+        env = {"PYTHONUNBUFFERED": "1"}
+        if self.clock:
+            env.update({"LD_PRELOAD": LIBFAKETIME_IN_IMAGE,
+                        "FAKETIME_TIMESTAMP_FILE": f"{MOUNT}/{node}/faketime.rc",
+                        # re-read the offset on every time call: bumps take effect at once
+                        "FAKETIME_NO_CACHE": "1"})
+        network = self.record["network"]
+        try:
+            return self.client.containers.create(
+                self.image, name=self.container_name(node), hostname=node,
+                entrypoint=["sh", "-c"], command=[node_command(node)], environment=env,
+                cap_add=["NET_ADMIN"], labels={LABEL: self.session.id, "dynamo-harness.node": node},
+                volumes={str(self.root): {"bind": MOUNT, "mode": "rw"}},
+                network=network,
+                networking_config={network: EndpointConfig(self.client.api.api_version,
+                                                           ipv4_address=spec.host)},
+            )
+        except APIError as e:
+            raise PlatformError(f"creating the container of {node} failed: "
+                                f"{e.explanation or e}") from None
+
+    def _wait_ready(self, node: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            state = self._state(node)
+            if state is not None and state.get("Status") == "exited":
+                raise PlatformError(f"node {node} exited with code {state.get('ExitCode')} at "
+                                    f"start; its log ends:\n{self._log_tail(node)}")
+            if self.status(node) is not None:
+                return
+            time.sleep(0.1)
+        raise PlatformError(f"node {node} did not answer /admin/status within "
+                            f"{READY_TIMEOUT_S:.0f} s; its log ends:\n{self._log_tail(node)}")
+
+    def _log_tail(self, node: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(node).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- crash, pause -------------------------------------------------------------------------
+
+    def kill(self, node: str) -> None:
+        container = self._container(node)
+        if container is None or not container.attrs["State"].get("Running"):
+            return
+        try:
+            container.kill(signal="SIGKILL")
+            if node in self._paused:  # a frozen task takes its SIGKILL when thawed
+                with contextlib.suppress(APIError):
+                    container.unpause()
+            container.wait(timeout=DOCKER_TIMEOUT_S)
+        except (APIError, requests.RequestException) as e:
+            raise PlatformError(f"killing {node} failed: {e}") from None
+        self._paused.discard(node)
+        self._save_faults()
+
+    def restart(self, node: str) -> None:
+        if self.is_running(node):
+            return
+        self._start_container(node)
+        self._wait_ready(node)
+        # a restarted container gets a fresh network namespace: put its rules back
+        errors = self._apply_grudge([node]) | self._apply_packet([node])
+        if errors:
+            raise PlatformError(f"restoring faults on {node}: {errors}")
+
+    def pause(self, node: str) -> None:
+        container = self._container(node)
+        if container is None or not container.attrs["State"].get("Running"):
+            raise PlatformError(f"cannot pause {node}: it is not running")
+        if not container.attrs["State"].get("Paused"):
+            container.pause()
+        self._paused.add(node)
+        self._save_faults()
+
+    def resume(self, node: str) -> None:
+        container = self._container(node)
+        if container is not None and container.attrs["State"].get("Paused"):
+            container.unpause()
+        self._paused.discard(node)
+        self._save_faults()
+
+    def _resume_all(self) -> dict[str, str]:
+        errors = {}
+        for node in sorted(self._paused):
+            try:
+                self.resume(node)
+            except (APIError, PlatformError) as e:
+                errors[node] = str(e)
+        return errors
+
+    def _restart_dead(self) -> dict[str, str]:
+        errors = {}
+        for node in self.node_ids():
+            try:
+                self.restart(node)
+            except PlatformError as e:
+                errors[node] = str(e)
+        return errors
+
+    # -- running a script inside a container --------------------------------------------------
+
+    def exec_script(self, node: str, script: str) -> str | None:
+        """`sh -c script` inside the node's container; an error message, or None.
+
+        `docker exec` cannot enter a frozen container, so for a paused one the script runs in
+        its network namespace through nsenter (with the host's iptables and tc).
+        """
+        container = self._container(node)
+        if container is None or not container.attrs["State"].get("Running"):
+            return "not running"
+        if container.attrs["State"].get("Paused"):
+            if shutil.which("nsenter") is None:
+                return "paused, and nsenter (util-linux) is not installed to reach it"
+            pid = str(container.attrs["State"]["Pid"])
+            try:
+                proc = subprocess.run(["nsenter", "-t", pid, "-n", "sh", "-c", script],
+                                      capture_output=True, text=True, timeout=15)
+            except subprocess.TimeoutExpired:
+                return "timed out"
+            out, code = proc.stderr or proc.stdout, proc.returncode
+        else:
+            try:
+                code, raw = container.exec_run(["sh", "-c", script])
+            except APIError as e:
+                return f"docker exec: {e.explanation or e}"
+            out = raw.decode(errors="replace") if raw else ""
+        return None if code == 0 else f"exit {code}: {out.strip()[:300]}"
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    def partition(self, grudge: Grudge) -> dict[str, str]:
+        self._grudge = {node: sorted(drop) for node, drop in grudge.items() if drop}
+        self._save_faults()
+        return self._apply_grudge(self.node_ids())
+
+    def heal_partition(self) -> dict[str, str]:
+        self._grudge = {}
+        self._save_faults()
+        return self._apply_grudge(self.node_ids())
+
+    def _apply_grudge(self, nodes: list[str]) -> dict[str, str]:
+        """Each running node's drop list as iptables rules; a dead one gets its own on restart."""
+        targets = [n for n in nodes if self.is_running(n)]
+
+        def one(node: str) -> str | None:
+            sources = [self._spec(peer).host for peer in self._grudge.get(node, [])]
+            return self.exec_script(node, iptables.partition_script(sources))
+
+        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            results = list(pool.map(one, targets))
+        return {node: err for node, err in zip(targets, results, strict=True) if err}
+
+    def partition_rules(self, node: str) -> list[str]:
+        """The harness's iptables rules now inside the node's container."""
+        container = self._container(node)
+        if container is None:
+            return []
+        _, raw = container.exec_run(["sh", "-c", iptables.list_script()])
+        return [line for line in (raw or b"").decode().splitlines() if line.strip()]
+
+    # -- packet faults ------------------------------------------------------------------------
+
+    def set_packet(self, node: str, delay_ms: float = 0.0, jitter_ms: float = 0.0,
+                   loss_percent: float = 0.0) -> None:
+        self._packet[self._spec(node).id] = {"delay_ms": delay_ms, "jitter_ms": jitter_ms,
+                                             "loss_percent": loss_percent}
+        self._save_faults()
+        err = self._apply_packet([node]).get(node)
+        if err:
+            raise PlatformError(f"tc netem on {node}: {err}")
+
+    def heal_packet(self) -> dict[str, str]:
+        had = list(self._packet)
+        self._packet = {}
+        self._save_faults()
+        targets = [n for n in had if self.is_running(n)]
+        errors = {}
+        for node in targets:
+            err = self.exec_script(node, iptables.netem_heal_script(DEVICE))
+            if err:
+                errors[node] = err
+        return errors
+
+    def _apply_packet(self, nodes: list[str]) -> dict[str, str]:
+        errors = {}
+        for node in nodes:
+            setting = self._packet.get(node)
+            if setting is None:
+                continue
+            err = self.exec_script(node, iptables.netem_script(DEVICE, **setting))
+            if err:
+                if "qdisc kind is unknown" in err:
+                    err = "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM); " + err
+                errors[node] = err
+        return errors
+
+    def heal_all(self) -> dict[str, str]:
+        errors = super().heal_all()
+        try:
+            errors.update(self.heal_packet())
+        except Exception as e:  # keep what the other steps reported
+            errors["heal_packet"] = f"{type(e).__name__}: {e}"
+        return errors
+
+    # -- clocks -------------------------------------------------------------------------------
+
+    def set_clock_offset(self, node: str, seconds: float) -> None:
+        if not self.clock:
+            raise PlatformError("clock faults need the cluster started with libfaketime "
+                                "(choose the clock nemesis)")
+        path = self._faketime_file(self._spec(node).id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{seconds:+.6f}\n")
+        tmp.replace(path)  # libfaketime must never read a half-written file
+        self.session.faults.setdefault("clock", {})[node] = seconds
+        self.session.save()
+
+    def reset_clocks(self) -> None:
+        if not self.clock:
+            return
+        for node in self.node_ids():
+            self.set_clock_offset(node, 0.0)
+        self.session.faults.pop("clock", None)
+        self.session.save()
+
+    def read_clock_offsets(self) -> dict[str, float | None]:
+        def one(node: str) -> float | None:
+            if node in self._paused:
+                return None
+            try:
+                before = time.time()
+                resp = requests.get(f"{self.client_url(node)}/admin/clock",
+                                    timeout=ADMIN_TIMEOUT_S)
+                after = time.time()
+                return round(resp.json()["wall_ms"] / 1000 - (before + after) / 2, 3)
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                return None
+
+        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
+            return dict(zip(self.node_ids(), pool.map(one, self.node_ids()), strict=True))
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _save_faults(self) -> None:
+        self.session.faults["paused"] = sorted(self._paused)
+        self.session.faults["partition"] = self._grudge
+        self.session.faults["packet"] = self._packet
+        self.session.save()
+
+
+def remove_recorded(record: dict[str, Any], owner: str,
+                    client: docker.DockerClient | None = None) -> list[str]:
+    """Remove the containers and network a docker session record names; safe to repeat."""
+    done: list[str] = []
+    client = client or docker_client()
+    names = set(record.get("containers", {}).values())
+    # by name (recorded before creation) and by label (in case a name was reused oddly)
+    found = {c.name: c for c in client.containers.list(all=True,
+                                                      filters={"label": f"{LABEL}={owner}"})}
+    for name in names - set(found):
+        with contextlib.suppress(NotFound):
+            found[name] = client.containers.get(name)
+    for name, container in sorted(found.items()):
+        if container.labels.get(LABEL) != owner:
+            continue  # same name, not ours: never touch it
+        with contextlib.suppress(NotFound):
+            container.remove(force=True)
+            done.append(f"container {name}")
+    network = record.get("network")
+    if network:
+        with contextlib.suppress(NotFound):
+            net = client.networks.get(network)
+            if net.attrs.get("Labels", {}).get(LABEL) == owner:
+                net.remove()
+                done.append(f"network {network}")
+    if "subnet" in record:
+        release_subnet(int(record["subnet"]), owner)
+    return done

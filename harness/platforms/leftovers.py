@@ -1,0 +1,46 @@
+"""What `harness cleanup` removes besides processes: the real platforms' namespaces, bridges, veth
+pairs, host FORWARD rule, containers, networks and subnet claims, as named in a session record.
+
+Each platform writes what it is about to make into the session's `extra` before making it, so this
+removes exactly that, and running it twice is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def describe_leftovers(extra: dict[str, Any]) -> list[str]:
+    """What `remove_leftovers` would try to remove (for `harness cleanup --dry-run`)."""
+    out = []
+    if "netns" in extra:
+        rec = extra["netns"]
+        out += [f"namespace {ns}" for ns in rec.get("namespaces", {}).values()]
+        out.append(f"bridge {rec.get('bridge')}")
+    if "docker" in extra:
+        rec = extra["docker"]
+        out += [f"container {name}" for name in rec.get("containers", {}).values()]
+        out.append(f"network {rec.get('network')}")
+    return out
+
+
+def remove_leftovers(extra: dict[str, Any], owner: str) -> tuple[list[str], bool]:
+    """Remove the platform resources recorded in a session's `extra`. Returns what was removed
+    (one line each; for a platform that could not be reached, why) and whether all is gone, so
+    that a record is kept while something it names may still exist."""
+    done: list[str] = []
+    complete = True
+    if "netns" in extra:
+        from harness.platforms.netns import remove_recorded as remove_netns
+
+        done += remove_netns(extra["netns"], owner)
+    if "docker" in extra:
+        from harness.platforms.base import PlatformError
+        from harness.platforms.docker import remove_recorded as remove_docker
+
+        try:
+            done += remove_docker(extra["docker"], owner)
+        except PlatformError as e:
+            done.append(f"containers not removed: {e}")
+            complete = False
+    return done, complete

@@ -1,0 +1,82 @@
+"""Shared helpers for the netns and docker platform tests (no tests of its own).
+
+A platform test may skip where the machine cannot run it (no root, no Docker engine), saying why;
+with CI=true such a skip is a failure, so CI never passes by skipping them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a platform test must not skip)")
+    pytest.skip(reason)
+
+
+def tcp_connects(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if a TCP connection is made; False if it times out or is refused."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# Run by `python3 -c` inside a namespace or container: prints ok, timeout or refused.
+PROBE = ("import socket,sys\n"
+         "try:\n"
+         "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))"
+         "\n    print('ok')\n"
+         "except TimeoutError:\n    print('timeout')\n"
+         "except OSError as e:\n    print('refused', e)\n")
+
+
+def sh(cmd: str) -> str:
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout
+
+
+def host_leftovers(tag: str) -> list[str]:
+    """Anything on this host whose name carries the cluster's tag (namespaces, links, rules)."""
+    found = [f"netns {line}" for line in sh("ip netns list").splitlines() if tag in line]
+    found += [f"link {line.split()[0]}" for line in sh("ip -br link").splitlines()
+              if tag in line]
+    found += [f"iptables {line}" for line in sh("iptables -S").splitlines() if tag in line]
+    return found
+
+
+def session_records(state: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((state / "sessions").glob("*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def history_lines(out: Path) -> int:
+    files = list(out.glob("*/*/history.jsonl"))
+    return sum(len(f.read_text().splitlines()) for f in files)
