@@ -35,6 +35,9 @@ def check_convergence(replicas: dict[str, Any] | None) -> Verdict:
     checked = 0
     for key, entry in sorted(replicas.get("keys", {}).items()):
         reps = entry.get("replicas") or {}
+        if not reps and entry.get("error"):
+            unreachable.setdefault(key, []).append(f"(no replica view: {entry['error']})")
+            continue
         prefs = entry.get("preference_list") or []
         # the preference list names the replicas; fallback nodes holding hints are not replicas
         names = [n for n in prefs if n in reps] or sorted(reps)

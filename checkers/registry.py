@@ -33,7 +33,7 @@ class CheckInput:
 
     @property
     def workload(self) -> str:
-        w = self.test.get("workload")
+        w = test_settings(self.test).get("workload")
         return w if isinstance(w, str) and w else infer_workload(self.calls)
 
     @property
@@ -45,13 +45,23 @@ class CheckInput:
         return quorum_from_test(self.test)
 
 
+def test_settings(test: dict[str, Any]) -> dict[str, Any]:
+    """test.json's settings: the runner nests them under "settings"; top-level keys win."""
+    nested = test.get("settings")
+    merged = dict(nested) if isinstance(nested, dict) else {}
+    merged.update({k: v for k, v in test.items() if k != "settings"})
+    return merged
+
+
 def quorum_from_test(test: dict[str, Any]) -> Quorum:
-    """N, R, W and sloppy from test.json, top level or under "cluster"; node defaults otherwise."""
+    """N, R, W and sloppy from test.json (top level, under "cluster", or under "settings" and
+    its "cluster"); the node's defaults for whatever is missing."""
+    flat = test_settings(test)
     merged: dict[str, Any] = {}
-    cluster = test.get("cluster")
+    cluster = flat.get("cluster")
     if isinstance(cluster, dict):
         merged.update(cluster)
-    merged.update({k: v for k, v in test.items() if k in ("n", "r", "w", "sloppy",
+    merged.update({k: v for k, v in flat.items() if k in ("n", "r", "w", "sloppy",
                                                            "sloppy_quorum")})
     d = Quorum()
 
@@ -94,12 +104,35 @@ def _linearizable(inp: CheckInput) -> Verdict:
     return check_linearizable(inp.calls, model, inp.budget)
 
 
+def _sets(inp: CheckInput) -> Verdict:
+    """Lost writes: every acknowledged add must be in the final reads (cart, set)."""
+    return check_sets(inp.calls, inp.timeline)
+
+
+def _ryw(inp: CheckInput) -> Verdict:
+    """Read-your-writes: a process's read descends from its own acknowledged write."""
+    return check_read_your_writes(inp.calls, inp.quorum)
+
+
+def _convergence(inp: CheckInput) -> Verdict:
+    """Convergence: every replica of every key holds the same versions after the heal."""
+    return check_convergence(inp.replicas)
+
+
+def _perf(inp: CheckInput) -> Verdict:
+    """Latency quantiles, throughput, and availability while each fault was active."""
+    return check_perf(inp.calls, inp.timeline)
+
+
+_linearizable.__doc__ = ("Linearizability per key against a model (register, cas-register, kv, "
+                         "set, siblings-register); not a default: Dynamo does not promise it.")
+
 CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
     "linearizable": _linearizable,
-    "set": lambda inp: check_sets(inp.calls, inp.timeline),
-    "read-your-writes": lambda inp: check_read_your_writes(inp.calls, inp.quorum),
-    "convergence": lambda inp: check_convergence(inp.replicas),
-    "perf": lambda inp: check_perf(inp.calls, inp.timeline),
+    "set": _sets,
+    "read-your-writes": _ryw,
+    "convergence": _convergence,
+    "perf": _perf,
 }
 ALIASES = {
     "linearizability": "linearizable", "lost-writes": "set", "sets": "set",

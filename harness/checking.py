@@ -13,10 +13,11 @@ from typing import Any
 
 from checkers.history import HistoryError, pair, read_history
 from checkers.linearizability import Budget
-from checkers.registry import CheckInput, default_model, run_checkers
+from checkers.registry import CHECKERS, CheckInput, default_model, run_checkers
 from checkers.verdict import EXIT_CODES
 
 HISTORY_NAMES = ("history.jsonl", "history.edn")
+__all__ = ["CHECKERS", "CheckError", "check_path", "check_run", "exit_code", "load_input"]
 EXIT_HARNESS = 3
 
 

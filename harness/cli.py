@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "report": "harness.report_cmd:report",
     "serve": "harness.report_cmd:serve",
     "image": "harness.image_cmd:image",
+    "suite": "harness.suite_cmd:suite",
 }
 
 

@@ -79,6 +79,11 @@ def test_registry_defaults_and_quorum_from_test() -> None:
     q = quorum_from_test({"cluster": {"n": 5, "r": 3, "w": 3, "sloppy": False}})
     assert (q.n, q.r, q.w, q.strict) == (5, 3, 3, True)
     assert quorum_from_test({"n": 3, "r": 1, "w": 1}).sloppy  # node default
+    # the runner's test.json nests everything under "settings"
+    runner_shape = {"name": "cart-partition", "settings": {
+        "workload": "cart", "cluster": {"n": 3, "r": 2, "w": 2, "sloppy": False}}}
+    assert quorum_from_test(runner_shape).strict
+    assert CheckInput([], test=runner_shape).workload == "cart"
 
 
 def test_run_checkers_combines_verdicts() -> None:

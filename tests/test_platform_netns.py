@@ -16,10 +16,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from harness.platforms.local import find_libfaketime
-from harness.settings import ClusterSettings
-from harness.state import Session
 from test_platform_support import (
     CLI,
     PROBE,
@@ -30,6 +26,10 @@ from test_platform_support import (
     skip_or_fail,
     wait_for,
 )
+
+from harness.platforms.local import find_libfaketime
+from harness.settings import ClusterSettings
+from harness.state import Session
 
 pytestmark = pytest.mark.cluster
 

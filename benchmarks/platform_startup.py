@@ -1,0 +1,101 @@
+"""Time from `harness run` to its first client operation, per platform (the image build excluded).
+
+    python benchmarks/platform_startup.py [--platforms local,netns,docker] [--repeat 3]
+
+Each sample starts `harness run --nemesis none --time-limit 2 --nodes 5` in a fresh state
+directory and watches its history file for the first client `invoke`; it also reports the whole
+command's wall time. A platform this machine cannot run (no root, no Docker engine or image) is
+reported as skipped. Bounded: each run is killed after 120 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+RUN_TIMEOUT_S = 120.0
+
+
+def first_invoke_seen(out: Path) -> bool:
+    for history in out.glob("*/2*/history.jsonl"):
+        for line in history.read_text().splitlines():
+            try:
+                op = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if op.get("type") == "invoke" and op.get("process") != "nemesis":
+                return True
+    return False
+
+
+def sample(platform: str) -> tuple[float, float]:
+    """(seconds to the first operation, seconds for the whole command)."""
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        out = Path(tmp) / "reports"
+        env = dict(os.environ, HARNESS_STATE_DIR=str(Path(tmp) / "state"))
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            CLI + ["run", "--platform", platform, "--nemesis", "none", "--workload", "cart",
+                   "--time-limit", "2", "--nodes", "5", "--display", "quiet", "--out", str(out)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first = None
+        try:
+            while proc.poll() is None and time.monotonic() - t0 < RUN_TIMEOUT_S:
+                if first is None and first_invoke_seen(out):
+                    first = time.monotonic() - t0
+                time.sleep(0.005)
+            if proc.poll() is None:
+                raise RuntimeError(f"{platform}: still running after {RUN_TIMEOUT_S:.0f} s")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            output = proc.communicate()[0]
+        total = time.monotonic() - t0
+        if proc.returncode != 0 or first is None:
+            raise RuntimeError(f"{platform}: exit {proc.returncode}\n{output[-1500:]}")
+        return first, total
+
+
+def usable(platform: str) -> str | None:
+    """None if the platform can run here, else why not."""
+    if platform == "netns" and os.geteuid() != 0:
+        return "needs root"
+    if platform == "docker":
+        from harness.platforms.base import PlatformError
+        from harness.platforms.docker import DEFAULT_IMAGE, docker_client
+
+        try:
+            docker_client().images.get(DEFAULT_IMAGE)
+        except PlatformError as e:
+            return str(e)
+        except Exception:  # ImageNotFound
+            return f"no image {DEFAULT_IMAGE}: run `harness image build`"
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--platforms", default="local,netns,docker")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    print(f"{'platform':<8} {'to first op (s), median [min-max]':<36} whole run (s, 2 s workload)")
+    for platform in args.platforms.split(","):
+        why = usable(platform)
+        if why:
+            print(f"{platform:<8} skipped: {why}")
+            continue
+        firsts, totals = zip(*(sample(platform) for _ in range(args.repeat)), strict=True)
+        print(f"{platform:<8} {statistics.median(firsts):6.2f} [{min(firsts):.2f}-"
+              f"{max(firsts):.2f}]{'':<20} {statistics.median(totals):6.2f}")
+
+
+if __name__ == "__main__":
+    main()
