@@ -108,33 +108,43 @@ class _Memo:
 
     A configuration is dominated by an explored one with the same ok operations and state that
     used a subset of the info operations: unused info operations stay available forever, so it
-    had every option this one has. Without info operations this is Porcupine's plain cache."""
+    had every option this one has. Models with ordered states (`has_dominance`) also let a state
+    whose set part is a superset dominate. Without either this is Porcupine's plain cache."""
 
-    __slots__ = ("plain", "table", "size")
+    __slots__ = ("plain", "table", "size", "split")
 
-    def __init__(self) -> None:
+    def __init__(self, model: Model) -> None:
         self.plain: set[tuple[int, Any]] = set()
-        self.table: dict[tuple[int, Any], list[int]] = {}
+        self.table: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
         self.size = 0
+        self.split = model.split if model.has_dominance else None
 
     def add(self, key: tuple[int, Any], ibits: int) -> bool:
         """Record the configuration; False when it (or a dominating one) was seen already."""
-        if not ibits:
-            if key in self.plain:
-                return False
-            self.plain.add(key)
-            self.size += 1
-            return True
-        if key in self.plain:  # explored with no info op used: dominates every ibits
-            return False
-        used = self.table.get(key)
-        if used is None:
-            self.table[key] = [ibits]
-        else:
-            for u in used:
-                if not u & ~ibits:
+        split = self.split
+        if split is None:
+            if not ibits:
+                if key in self.plain:
                     return False
-            used.append(ibits)
+                self.plain.add(key)
+                self.size += 1
+                return True
+            if key in self.plain:  # explored with no info op used: dominates every ibits
+                return False
+            obits, state = key
+            dom: Any = None
+        else:
+            obits, state = key
+            state, dom = split(state)
+        k = (obits, state)
+        seen = self.table.get(k)
+        if seen is None:
+            self.table[k] = [(ibits, dom)]
+        else:
+            for u, d in seen:
+                if not u & ~ibits and (dom is None or d >= dom):
+                    return False
+            seen.append((ibits, dom))
         self.size += 1
         return True
 
@@ -168,6 +178,17 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
     info_data = [o[1] for o in infos]
     step = model.step
     readonly = [o[2][0] in model.readonly for o in oks]
+    # For reads that retire values (siblings-register): how many reads not yet linearized
+    # observe each value. A read that retires only values no remaining read observes is forced.
+    retires = model.retired is not Model.retired
+    readers_left: dict[Any, int] = defaultdict(int)
+    read_values: list[tuple[Any, ...]] = [()] * m
+    if retires:
+        for i, o in enumerate(oks):
+            if readonly[i]:
+                read_values[i] = tuple(model.observes(o[2]))
+                for v in read_values[i]:
+                    readers_left[v] += 1
     # identical info ops stay eligible forever once invoked: only the first unused one is tried
     same_prev = [-1] * n_info
     last_seen: dict[Any, int] = {}
@@ -195,7 +216,7 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
             e = nxt[e]
         return out
 
-    memo = _Memo()
+    memo = _Memo(model)
     remember = memo.add
     state = model.init
     obits = 0  # ok ops linearized
@@ -252,6 +273,12 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
                         # a read that fits now and changes nothing may as well go now: moving
                         # it earlier is safe (a siblings read that retires values is not forced)
                         forced = readonly[i] and new is state
+                        if retires and readonly[i]:
+                            for v in read_values[i]:
+                                readers_left[v] -= 1
+                            if not forced:
+                                forced = not any(readers_left[v]
+                                                 for v in model.retired(state, new))
                         stack.append((entry, state, FORCED if forced else OK, taken))
                         state, obits = new, nb
                         lift(entry)
@@ -324,6 +351,9 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
                 break
             obits ^= 1 << opi[ref]
             _unlift(ref, match[ref], nxt, prv)
+            if retires:
+                for v in read_values[opi[ref]]:
+                    readers_left[v] += 1
             if kind == OK:
                 entry, info_i = nxt[ref], -1
                 resumed = True

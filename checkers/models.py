@@ -141,6 +141,19 @@ class Model:
         pending UNREAD writes may be placed right before it for free."""
         return False
 
+    def retired(self, before: Any, after: Any) -> Iterable[Any]:
+        """Values a read made unavailable to later reads (only models whose reads change the
+        state override this)."""
+        return ()
+
+    # Models whose states are ordered (one allows everything another allows) say so here: the
+    # search then skips a state that an explored state with the same exact part covers.
+    has_dominance = False
+
+    def split(self, state: Any) -> tuple[Any, frozenset[Any]]:
+        """(exact part, a set such that a bigger set allows at least as much)."""
+        raise NotImplementedError
+
     def describe(self, state: Any) -> str:
         return f"the {self.name} holds {show(state)}"
 
@@ -380,6 +393,15 @@ class SiblingsRegister(Model):
 
     def overwrites(self, op: tuple[str, Any, Any]) -> bool:
         return op[0] == WRITE
+
+    # more values still live allows every read that fewer would (and writes keep the order)
+    has_dominance = True
+
+    def split(self, state: Any) -> tuple[Any, frozenset[Any]]:
+        return state
+
+    def retired(self, before: Any, after: Any) -> Iterable[Any]:
+        return before[1] - after[1]
 
     def describe(self, state: Any) -> str:
         newest, live = state

@@ -96,6 +96,14 @@ class NemesisRunner:
                 (action.fault, action.f)]
             errors = await asyncio.to_thread(_each, fn, v["nodes"])
             return {"errors": errors} if errors else {}
+        if action.fault == "packet":
+            if action.f == "start":
+                knobs = {k: float(v[k]) for k in ("delay_ms", "jitter_ms", "loss_percent")}
+                errors = await asyncio.to_thread(
+                    _each, lambda n: p.set_packet(n, **knobs), v["nodes"])
+            else:
+                errors = await asyncio.to_thread(p.heal_packet)
+            return {"errors": errors} if errors else {}
         raise ValueError(f"unknown fault {action.fault!r}")
 
     async def _clock(self, action: Action) -> dict[str, Any]:

@@ -57,6 +57,9 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
     errors = settings.errors()
     if errors:
         raise click.UsageError("; ".join(errors))
+    if "packet" in faults and platform == "local":
+        raise click.UsageError(
+            "--nemesis packet needs a real network (tc netem): use --platform netns or docker")
     if platform == "netns":
         from harness.platforms.netns import require_netns_tools
 

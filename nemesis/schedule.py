@@ -15,14 +15,17 @@ from typing import Any
 
 from nemesis.grudges import GRUDGES, grudge_to_json
 
-FAULTS = ("partition", "clock", "crash", "pause")
+FAULTS = ("partition", "clock", "crash", "pause", "packet")
+# `all` means the faults every platform can produce; packet needs tc netem on a real platform
+ALL_FAULTS = ("partition", "clock", "crash", "pause")
 FAULT_HELP = {
     "none": "no faults (a baseline run)",
     "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
     "clock": "clock skew per node through libfaketime: bumps (ms to minutes) and strobes",
     "crash": "kill -9 of a random minority, restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
-    "all": "every fault above, combined on one schedule",
+    "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
+    "all": "partition, clock, crash and pause combined on one schedule",
 }
 
 
@@ -48,7 +51,7 @@ def parse_faults(spec: str) -> list[str]:
             f"unknown nemesis {', '.join(unknown)}; choose from {', '.join(FAULT_HELP)}"
         )
     if "all" in names:
-        return list(FAULTS)
+        names = [*names, *ALL_FAULTS]
     return [f for f in FAULTS if f in names]
 
 
@@ -106,6 +109,13 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
             if node in free:
                 free.remove(node)
         return {"nodes": targets}
+    if kind == "packet":
+        return {
+            "nodes": minority(nodes, rng),
+            "delay_ms": round(_log_uniform(rng, 5.0, 500.0), 1),
+            "jitter_ms": round(_log_uniform(rng, 1.0, 50.0), 1),
+            "loss_percent": round(rng.uniform(0.0, 30.0), 1),
+        }
     raise ValueError(f"unknown fault {kind!r}")
 
 

@@ -12,10 +12,19 @@ from node.bugs import KNOWN_BUGS
 FSYNC_POLICIES = ("always", "os", "none")
 
 # Keys of later issues that a cluster file may already carry; accepted and ignored for now.
-FUTURE_CLUSTER_KEYS = frozenset(
-    {"read_repair", "anti_entropy", "aae_interval_ms", "gossip_interval_ms", "tombstone_grace_ms",
-     "handoff_interval_ms", "probe_interval_ms", "resolution"}
-)
+FUTURE_CLUSTER_KEYS = frozenset({"resolution"})
+
+# Issue 3's background mechanisms: (setting, default, lowest, highest). Intervals in ms.
+BACKGROUND_INTS: dict[str, tuple[int, int, int]] = {
+    "gossip_interval_ms": (1000, 10, 600_000),
+    "probe_interval_ms": (1000, 10, 600_000),
+    "handoff_interval_ms": (1000, 10, 3_600_000),
+    "handoff_batch": (200, 1, 100_000),
+    "aae_interval_ms": (10_000, 10, 3_600_000),
+    "aae_max_keys": (10_000, 1, 10_000_000),
+    "tombstone_grace_ms": (60_000, 0, 30 * 86_400_000),
+    "reap_interval_ms": (5_000, 10, 3_600_000),
+}
 
 
 class ConfigError(ValueError):
@@ -49,6 +58,16 @@ class ClusterConfig:
     max_body_bytes: int = 1 << 20
     max_frame_bytes: int = 16 << 20
     connect_timeout_ms: int = 500
+    read_repair: bool = True
+    anti_entropy: bool = True
+    gossip_interval_ms: int = 1000
+    probe_interval_ms: int = 1000
+    handoff_interval_ms: int = 1000
+    handoff_batch: int = 200
+    aae_interval_ms: int = 10_000
+    aae_max_keys: int = 10_000
+    tombstone_grace_ms: int = 60_000
+    reap_interval_ms: int = 5_000
     ignored_keys: tuple[str, ...] = field(default=())
 
     def node(self, node_id: str) -> NodeEntry:
@@ -136,9 +155,12 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
         raise ConfigError(f"{where}: q must be a power of two, got {q}")
     if q < count:
         raise ConfigError(f"{where}: q ({q}) must be at least the number of nodes ({count})")
-    sloppy = cluster.get("sloppy_quorum", True)
-    if not isinstance(sloppy, bool):
-        raise ConfigError(f"{where}: sloppy_quorum must be true or false")
+    flags = {}
+    for name in ("sloppy_quorum", "read_repair", "anti_entropy"):
+        flags[name] = cluster.get(name, True)
+        if not isinstance(flags[name], bool):
+            raise ConfigError(f"{where}: {name} must be true or false")
+    sloppy = flags["sloppy_quorum"]
     fsync = _str(cluster, "fsync", "always", where)
     if fsync not in FSYNC_POLICIES:
         choices = ", ".join(FSYNC_POLICIES)
@@ -154,7 +176,7 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
 
     known_keys = {"n", "r", "w", "q", "sloppy_quorum", "request_timeout_ms", "data_dir", "fsync",
                   "admin_token", "bugs", "clock_prune_max", "max_body_bytes", "max_frame_bytes",
-                  "connect_timeout_ms"}
+                  "connect_timeout_ms", "read_repair", "anti_entropy", *BACKGROUND_INTS}
     ignored = tuple(sorted(k for k in cluster if k not in known_keys))
     typos = [k for k in ignored if k not in FUTURE_CLUSTER_KEYS]
     if typos:
@@ -171,6 +193,9 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
         max_body_bytes=_int(cluster, "max_body_bytes", 1 << 20, where, 1024, 1 << 30),
         max_frame_bytes=_int(cluster, "max_frame_bytes", 16 << 20, where, 1024, 1 << 30),
         connect_timeout_ms=_int(cluster, "connect_timeout_ms", 500, where, 1, 600_000),
+        read_repair=flags["read_repair"], anti_entropy=flags["anti_entropy"],
+        **{name: _int(cluster, name, default, where, lo, hi)
+           for name, (default, lo, hi) in BACKGROUND_INTS.items()},
         ignored_keys=ignored,
     )
 

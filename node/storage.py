@@ -11,7 +11,12 @@ checkpoint never stalls the commits queued behind it.
 Contract for every implementation: `put()` registers the new blob at call time (a `get()` right
 after it sees it, even before it is durable) and returns an awaitable that completes once the
 write is as durable as the fsync policy promises. So a read-merge-put done without awaiting in
-between is atomic per key on one event loop, and needs no lock.
+between is atomic per key on one event loop, and needs no lock. `delete()` (tombstone reaping)
+follows the same contract.
+
+Hints (sloppy quorum, issue 3) live in a second table, keyed by (owner, key): the sibling set a
+fallback holds on behalf of a primary that did not answer. They are durable like the data, go
+through the same group commit, and are deleted only after the owner acknowledged them.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from pathlib import Path
 
 _SYNC_PRAGMA = {"always": "FULL", "os": "NORMAL", "none": "OFF"}
@@ -39,13 +44,31 @@ class StorageError(RuntimeError):
 
 
 class Storage(ABC):
-    """Keys map to opaque blobs (encoded sibling sets); plus a small metadata table."""
+    """Keys map to opaque blobs (encoded sibling sets); plus hints and a small metadata table."""
 
     @abstractmethod
     def get(self, key: str) -> bytes | None: ...
 
     @abstractmethod
     def put(self, key: str, blob: bytes) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def hint_get(self, owner: str, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def hint_put(self, owner: str, key: str, blob: bytes) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def hint_delete(self, owner: str, key: str) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def hint_keys(self, owner: str | None = None, after: str = "",
+                  limit: int = 0) -> list[tuple[str, str]]:
+        """(owner, key) of stored hints, sorted; only `owner`'s if given, keys > `after`,
+        at most `limit` (0: all)."""
 
     @abstractmethod
     def wait_durable(self, key: str) -> Awaitable[None]:
@@ -76,6 +99,7 @@ class MemoryStorage(Storage):
 
     def __init__(self) -> None:
         self._kv: dict[str, bytes] = {}
+        self._hints: dict[tuple[str, str], bytes] = {}
         self._meta: dict[str, str] = {}
 
     def get(self, key: str) -> bytes | None:
@@ -84,6 +108,25 @@ class MemoryStorage(Storage):
     def put(self, key: str, blob: bytes) -> Awaitable[None]:
         self._kv[key] = blob
         return _done()
+
+    def delete(self, key: str) -> Awaitable[None]:
+        self._kv.pop(key, None)
+        return _done()
+
+    def hint_get(self, owner: str, key: str) -> bytes | None:
+        return self._hints.get((owner, key))
+
+    def hint_put(self, owner: str, key: str, blob: bytes) -> Awaitable[None]:
+        self._hints[(owner, key)] = blob
+        return _done()
+
+    def hint_delete(self, owner: str, key: str) -> Awaitable[None]:
+        self._hints.pop((owner, key), None)
+        return _done()
+
+    def hint_keys(self, owner: str | None = None, after: str = "",
+                  limit: int = 0) -> list[tuple[str, str]]:
+        return _select_hints(self._hints, owner, after, limit)
 
     def wait_durable(self, key: str) -> Awaitable[None]:
         return _done()
@@ -101,6 +144,16 @@ class MemoryStorage(Storage):
         return None
 
 
+_KV, _HINTS = "kv", "hints"
+_HINT_SEP = "\x00"  # node ids never hold it (config allows letters, digits, '-', '_')
+
+
+def _select_hints(hints: Iterable[tuple[str, str]], owner: str | None, after: str,
+                  limit: int) -> list[tuple[str, str]]:
+    picked = sorted(h for h in hints if (owner is None or h[0] == owner) and h[1] > after)
+    return picked[:limit] if limit > 0 else picked
+
+
 class SqliteStorage(Storage):
     def __init__(self, path: Path, fsync: str, log: logging.Logger) -> None:
         if fsync not in _SYNC_PRAGMA:
@@ -113,13 +166,15 @@ class SqliteStorage(Storage):
         self._reader = self._connect()
         self._reader.executescript(
             "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS hints (k TEXT PRIMARY KEY, v BLOB NOT NULL);"
             "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
         )
-        # key -> (sequence number, blob, future) of the newest write not yet committed
-        self._pending: dict[str, tuple[int, bytes, asyncio.Future[None]]] = {}
+        # (table, key) -> (sequence number, blob or None for a delete, future) of the newest
+        # write not yet committed
+        self._pending: dict[tuple[str, str], tuple[int, bytes | None, asyncio.Future[None]]] = {}
         self._seq = 0
         self._cache: dict[str, bytes] = {}
-        self._batch: list[tuple[str, bytes, int, asyncio.Future[None]]] = []
+        self._batch: list[tuple[str, str, bytes | None, int, asyncio.Future[None]]] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
@@ -135,7 +190,7 @@ class SqliteStorage(Storage):
         return conn
 
     def get(self, key: str) -> bytes | None:
-        pending = self._pending.get(key)
+        pending = self._pending.get((_KV, key))
         if pending is not None:
             return pending[1]
         blob = self._cache.get(key)
@@ -147,18 +202,62 @@ class SqliteStorage(Storage):
         self._remember(key, row[0])
         return row[0]
 
-    def _remember(self, key: str, blob: bytes) -> None:
+    def _remember(self, key: str, blob: bytes | None) -> None:
+        if blob is None:
+            self._cache.pop(key, None)
+            return
         self._cache[key] = blob
         if len(self._cache) > _CACHE_ENTRIES:
             del self._cache[next(iter(self._cache))]  # oldest inserted first
 
     def put(self, key: str, blob: bytes) -> Awaitable[None]:
+        return self._write(_KV, key, blob)
+
+    def delete(self, key: str) -> Awaitable[None]:
+        return self._write(_KV, key, None)
+
+    def hint_get(self, owner: str, key: str) -> bytes | None:
+        hkey = owner + _HINT_SEP + key
+        pending = self._pending.get((_HINTS, hkey))
+        if pending is not None:
+            return pending[1]
+        row = self._reader.execute("SELECT v FROM hints WHERE k = ?", (hkey,)).fetchone()
+        return None if row is None else row[0]
+
+    def hint_put(self, owner: str, key: str, blob: bytes) -> Awaitable[None]:
+        return self._write(_HINTS, owner + _HINT_SEP + key, blob)
+
+    def hint_delete(self, owner: str, key: str) -> Awaitable[None]:
+        return self._write(_HINTS, owner + _HINT_SEP + key, None)
+
+    def hint_keys(self, owner: str | None = None, after: str = "",
+                  limit: int = 0) -> list[tuple[str, str]]:
+        if owner is None:
+            rows = self._reader.execute("SELECT k FROM hints ORDER BY k")
+        else:
+            # the range of `owner`'s hints after `after`, in key order
+            lo = owner + _HINT_SEP + after
+            hi = owner + chr(ord(_HINT_SEP) + 1)
+            sql = "SELECT k FROM hints WHERE k > ? AND k < ? ORDER BY k"
+            rows = self._reader.execute(sql + (f" LIMIT {int(limit)}" if limit > 0 else ""),
+                                        (lo, hi))
+        found = {k for (k,) in rows}
+        for table, hkey in list(self._pending):
+            if table == _HINTS:
+                if self._pending[(table, hkey)][1] is None:
+                    found.discard(hkey)
+                else:
+                    found.add(hkey)
+        pairs = (tuple(h.split(_HINT_SEP, 1)) for h in found)
+        return _select_hints(pairs, owner, after, limit)  # type: ignore[arg-type]
+
+    def _write(self, table: str, key: str, blob: bytes | None) -> Awaitable[None]:
         self._seq += 1
         fut = self._loop.create_future()
-        self._pending[key] = (self._seq, blob, fut)
+        self._pending[(table, key)] = (self._seq, blob, fut)
         if not self._batch:
             self._loop.call_soon(self._flush)
-        self._batch.append((key, blob, self._seq, fut))
+        self._batch.append((table, key, blob, self._seq, fut))
         if self._fsync == "none":
             return _done()  # "none": acknowledged before it reaches the OS
         return fut
@@ -169,14 +268,20 @@ class SqliteStorage(Storage):
             self._queue.put(batch)
 
     def wait_durable(self, key: str) -> Awaitable[None]:
-        pending = self._pending.get(key)
+        pending = self._pending.get((_KV, key))
         if pending is None or self._fsync == "none":
             return _done()
         return asyncio.shield(pending[2])
 
     def keys(self) -> Iterator[str]:
         committed = {r[0] for r in self._reader.execute("SELECT k FROM kv")}
-        return iter(sorted(committed | set(self._pending)))
+        for (table, key), (_, blob, _) in list(self._pending.items()):
+            if table == _KV:
+                if blob is None:
+                    committed.discard(key)
+                else:
+                    committed.add(key)
+        return iter(sorted(committed))
 
     def meta_get(self, name: str) -> str | None:
         row = self._reader.execute("SELECT v FROM meta WHERE k = ?", (name,)).fetchone()
@@ -191,7 +296,7 @@ class SqliteStorage(Storage):
     async def close(self) -> None:
         self._flush()
         done = self._loop.create_future()
-        self._queue.put([("", b"", -1, done)])  # stop marker, after every queued write
+        self._queue.put([("", "", None, -1, done)])  # stop marker, after every queued write
         await done
         self._stopping.set()
         self._writer.join(timeout=5)
@@ -220,15 +325,14 @@ class SqliteStorage(Storage):
                         batch.extend(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = next((item for item in batch if item[2] < 0), None)
-                writes = [item for item in batch if item[2] >= 0]
+                stop = next((item for item in batch if item[3] < 0), None)
+                writes = [item for item in batch if item[3] >= 0]
                 error: Exception | None = None
                 if writes:
                     started = time.monotonic()
                     try:
                         conn.execute("BEGIN")
-                        conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
-                                         [(k, v) for k, v, _, _ in writes])
+                        _apply(conn, writes)
                         conn.execute("COMMIT")
                     except sqlite3.Error as e:
                         error = e
@@ -240,7 +344,7 @@ class SqliteStorage(Storage):
                                           len(writes), took * 1000)
                 self._loop.call_soon_threadsafe(self._committed, writes, error)
                 if stop is not None:
-                    self._loop.call_soon_threadsafe(_resolve, stop[3], None)
+                    self._loop.call_soon_threadsafe(_resolve, stop[4], None)
                     return
         finally:
             conn.close()
@@ -248,13 +352,28 @@ class SqliteStorage(Storage):
     def _committed(self, writes: list, error: Exception | None) -> None:
         if error is not None:
             self._log.error("storage: commit of %d writes failed: %s", len(writes), error)
-        for key, _, seq, fut in writes:
-            pending = self._pending.get(key)
+        for table, key, _, seq, fut in writes:
+            pending = self._pending.get((table, key))
             if pending is not None and pending[0] == seq:
-                del self._pending[key]
-                if error is None:
+                del self._pending[(table, key)]
+                if error is None and table == _KV:
                     self._remember(key, pending[1])
             _resolve(fut, None if error is None else StorageError(str(error)))
+
+
+def _apply(conn: sqlite3.Connection, writes: list) -> None:
+    """Apply a batch in order (a later write of the same key wins, as in `_pending`)."""
+    for table in (_KV, _HINTS):
+        last: dict[str, bytes | None] = {}
+        for t, key, blob, _, _ in writes:
+            if t == table:
+                last[key] = blob
+        puts = [(k, v) for k, v in last.items() if v is not None]
+        dels = [(k,) for k, v in last.items() if v is None]
+        if puts:
+            conn.executemany(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", puts)
+        if dels:
+            conn.executemany(f"DELETE FROM {table} WHERE k = ?", dels)
 
 
 def _resolve(fut: asyncio.Future, error: Exception | None) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nemesis.grudges import bridge, halves, isolate, majorities_ring, one_way
-from nemesis.schedule import FAULTS, parse_faults, plan
+from nemesis.schedule import ALL_FAULTS, FAULTS, parse_faults, plan
 
 NODES5 = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -21,7 +21,8 @@ def sees(grudge: dict, node: str, nodes: list[str]) -> set[str]:
 
 def test_parse_faults() -> None:
     assert parse_faults("none") == []
-    assert parse_faults("all") == list(FAULTS)
+    assert parse_faults("all") == list(ALL_FAULTS)
+    assert "packet" in parse_faults("partition,packet")
     assert parse_faults("pause, partition") == ["partition", "pause"]  # canonical order
     with pytest.raises(ValueError, match="unknown nemesis bogus"):
         parse_faults("partition,bogus")

@@ -81,5 +81,18 @@ def test_bug_flags_are_checked_too() -> None:
 
 
 def test_settings_of_later_issues_are_accepted_and_reported() -> None:
-    cfg = parse_cluster(GOOD.replace("q = 64", "q = 64\nread_repair = false"), Path("/"))
-    assert cfg.ignored_keys == ("read_repair",)
+    cfg = parse_cluster(GOOD.replace("q = 64", "q = 64\nresolution = \"lww\""), Path("/"))
+    assert cfg.ignored_keys == ("resolution",)
+
+
+def test_background_settings_are_read_and_checked() -> None:
+    text = GOOD.replace("q = 64", "q = 64\nread_repair = false\naae_interval_ms = 200\n"
+                                  "gossip_interval_ms = 50\ntombstone_grace_ms = 0")
+    cfg = parse_cluster(text, Path("/"))
+    assert (cfg.read_repair, cfg.anti_entropy, cfg.aae_interval_ms) == (False, True, 200)
+    assert (cfg.gossip_interval_ms, cfg.tombstone_grace_ms, cfg.ignored_keys) == (50, 0, ())
+    assert parse_cluster(GOOD, Path("/")).handoff_interval_ms == 1000
+    with pytest.raises(ConfigError, match="anti_entropy must be true or false"):
+        parse_cluster(GOOD.replace("q = 64", "q = 64\nanti_entropy = 1"), Path("/"))
+    with pytest.raises(ConfigError, match="gossip_interval_ms must be between"):
+        parse_cluster(GOOD.replace("q = 64", "q = 64\ngossip_interval_ms = 0"), Path("/"))

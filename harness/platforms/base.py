@@ -82,10 +82,21 @@ class Platform(ABC):
     def pids(self) -> dict[str, int]:
         """OS process ids of the running nodes (for resource sampling)."""
 
+    def set_packet(self, node: str, delay_ms: float = 0.0, jitter_ms: float = 0.0,
+                   loss_percent: float = 0.0) -> None:
+        """Delay and drop packets on the node's interface (tc netem)."""
+        raise PlatformError(f"the {self.name} platform cannot shape packets (no tc netem)")
+
+    def heal_packet(self) -> dict[str, str]:
+        """End every packet fault; returns per-node errors."""
+        return {}
+
     def heal_all(self) -> dict[str, str]:
-        """Undo every fault: resume, restart, heal partitions, reset clocks. Returns errors."""
+        """Undo every fault: resume, restart, heal partitions and packets, reset clocks."""
         errors: dict[str, str] = {}
-        for step in (self._resume_all, self._restart_dead, self.heal_partition, self._reset):
+        steps = (self._resume_all, self._restart_dead, self.heal_partition, self.heal_packet,
+                 self._reset)
+        for step in steps:
             try:
                 errors.update(step() or {})
             except Exception as e:  # keep healing the rest

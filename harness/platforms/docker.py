@@ -433,14 +433,6 @@ class DockerPlatform(Platform):
                 errors[node] = err
         return errors
 
-    def heal_all(self) -> dict[str, str]:
-        errors = super().heal_all()
-        try:
-            errors.update(self.heal_packet())
-        except Exception as e:  # keep what the other steps reported
-            errors["heal_packet"] = f"{type(e).__name__}: {e}"
-        return errors
-
     # -- clocks -------------------------------------------------------------------------------
 
     def set_clock_offset(self, node: str, seconds: float) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 from harness.platforms import iptables
-from harness.platforms.base import Platform, PlatformError
+from harness.platforms.base import PlatformError
 from harness.platforms.clusterfile import cluster_toml
 from harness.platforms.local import LocalPlatform, NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
@@ -318,12 +318,4 @@ class NetnsPlatform(LocalPlatform):
         self._packet = {}
         self.session.faults.pop("packet", None)
         self.session.save()
-        return errors
-
-    def heal_all(self) -> dict[str, str]:
-        errors = Platform.heal_all(self)
-        try:
-            errors.update(self.heal_packet())
-        except Exception as e:  # keep what the other steps reported
-            errors["heal_packet"] = f"{type(e).__name__}: {e}"
         return errors
