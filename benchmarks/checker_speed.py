@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checkers.generate import generate  # noqa: E402
+from checkers.generate import corrupt_one_read, generate  # noqa: E402
 from checkers.history import pair, read_history  # noqa: E402
 from checkers.linearizability import Budget, check_linearizable  # noqa: E402
 
@@ -37,13 +37,20 @@ CASES = {
                                info_rate=0.05),
     "cas-register-1k-40p": dict(model="cas-register", n_ops=1000, processes=40, keys=1,
                                 info_rate=0.05),
+    # one read answers a value never written: the search must prove the key invalid
+    "register-100k-corrupt": dict(model="register", n_ops=100_000, processes=10, keys=100,
+                                  info_rate=0.05, corrupt=True),
 }
-DEFAULT = ["cas-register-1k", "register-100k", "register-100k-info", "cas-register-1k-40p"]
+DEFAULT = ["cas-register-1k", "register-100k", "register-100k-info", "register-100k-corrupt",
+           "cas-register-1k-40p"]
 
 
 def run_case(name: str, seed: int, time_limit: float) -> dict:
-    spec = CASES[name]
+    spec = dict(CASES[name])
+    corrupt = spec.pop("corrupt", False)
     ops = generate(seed=seed, **spec)
+    if corrupt:
+        ops = corrupt_one_read(ops, seed) or ops
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.jsonl"
         with path.open("w") as fh:

@@ -281,9 +281,22 @@ def _edn_values(text: str, source: str) -> Iterator[tuple[int | None, Any]]:
         yield None, v  # maps spanning lines: no single line to name
 
 
+# Jepsen >= 0.3 and knossos print operations as records: #jepsen.history.Op{...}
+RECORD_TAGS = ("jepsen.history.Op", "knossos.op.Op")
+
+
+def _register_record_tags() -> None:
+    import edn_format
+
+    for tag in RECORD_TAGS:
+        edn_format.add_tag(tag, lambda m: m)
+
+
 def read_edn(path: Path) -> list[Op]:
     """Read a Jepsen EDN history: a vector of maps or one map per line, with :process :type :f
-    :value (and optionally :key :time :index). Keywords become strings (:ok -> "ok")."""
+    :value (and optionally :key :time :index); Jepsen's #jepsen.history.Op{...} records too.
+    Keywords become strings (:ok -> "ok")."""
+    _register_record_tags()
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

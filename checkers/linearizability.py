@@ -183,6 +183,8 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
     retires = model.retired is not Model.retired
     readers_left: dict[Any, int] = defaultdict(int)
     read_values: list[tuple[Any, ...]] = [()] * m
+    project = model.project
+    needed = readers_left.__getitem__  # a value is worth keeping while a read to come sees it
     if retires:
         for i, o in enumerate(oks):
             if readonly[i]:
@@ -269,16 +271,18 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
                         taken = tuple(absorbable())
                         for e in taken:
                             nb |= 1 << opi[e]
-                    if remember((nb, new), ibits):
-                        # a read that fits now and changes nothing may as well go now: moving
-                        # it earlier is safe (a siblings read that retires values is not forced)
-                        forced = readonly[i] and new is state
-                        if retires and readonly[i]:
+                    # a read that fits now and changes nothing may as well go now: moving it
+                    # earlier is safe. A siblings read that retires values is forced only when
+                    # no read still to come observes them.
+                    forced = readonly[i] and new is state
+                    if retires:
+                        if readonly[i]:
                             for v in read_values[i]:
                                 readers_left[v] -= 1
-                            if not forced:
-                                forced = not any(readers_left[v]
-                                                 for v in model.retired(state, new))
+                            forced = forced or not any(readers_left[v]
+                                                       for v in model.retired(state, new))
+                        new = project(new, needed)
+                    if remember((nb, new), ibits):
                         stack.append((entry, state, FORCED if forced else OK, taken))
                         state, obits = new, nb
                         lift(entry)
@@ -288,6 +292,9 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
                         if entry == tail:
                             return result(VALID)
                         continue
+                    if retires and readonly[i]:
+                        for v in read_values[i]:
+                            readers_left[v] += 1
                 entry = nxt[entry]
                 continue
             blocked = entry  # a return: its operation should have taken effect by now
@@ -299,6 +306,8 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
             twin = same_prev[info_i]
             if not ibits & b and (twin < 0 or ibits >> twin & 1):
                 new = step(state, info_data[info_i])
+                if retires and new is not INVALID:
+                    new = project(new, needed)
                 if new is not INVALID:
                     taken = ()
                     nb = obits
@@ -324,6 +333,8 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
         if unread[i]:  # an UNREAD op at its deadline goes now
             e = call_entry[i]
             new = step(state, data[i])
+            if retires and new is not INVALID:
+                new = project(new, needed)
             nb = obits | (1 << i)
             if new is not INVALID and remember((nb, new), ibits):
                 stack.append((e, state, FORCED, ()))
@@ -477,7 +488,9 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
             reason = e.reason
             results.append(KeyResult(key, UNKNOWN, len(oks), len(infos), pruned, 0,
                                      reason=e.reason))
-            break
+            if _time.monotonic() > deadline:
+                break  # the clock is shared by all keys; memory is per key, so go on
+            continue
         r.pruned_info = pruned
         if r.verdict == V_INVALID:
             _restore_values(r, model)
@@ -514,6 +527,9 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
         keys_ev["" if r.key is None else str(r.key)] = ev
 
     bad = [r for r in results if r.verdict == V_INVALID]
+    unknown = [r for r in results if r.verdict == UNKNOWN]
+    if len(unknown) > 1:
+        reason = f"{reason} (and {len(unknown) - 1} more key(s) ran out of budget)"
     evidence: dict[str, Any] = {
         "keys": keys_ev, "checked_keys": sum(r.verdict != UNKNOWN for r in results),
         "total_keys": len(prepared), "invalid_keys": [str(r.key) for r in bad],

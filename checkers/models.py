@@ -143,8 +143,12 @@ class Model:
 
     def retired(self, before: Any, after: Any) -> Iterable[Any]:
         """Values a read made unavailable to later reads (only models whose reads change the
-        state override this)."""
+        state override this, and then also `project`)."""
         return ()
+
+    def project(self, state: Any, needed: Any) -> Any:
+        """The state without values no remaining read can observe (`needed(v)` is falsy)."""
+        return state
 
     # Models whose states are ordered (one allows everything another allows) say so here: the
     # search then skips a state that an explored state with the same exact part covers.
@@ -402,6 +406,13 @@ class SiblingsRegister(Model):
 
     def retired(self, before: Any, after: Any) -> Iterable[Any]:
         return before[1] - after[1]
+
+    def project(self, state: Any, needed: Any) -> Any:
+        newest, live = state
+        if not live:
+            return state
+        kept = frozenset(v for v in live if needed(v))
+        return state if len(kept) == len(live) else (newest, kept)
 
     def describe(self, state: Any) -> str:
         newest, live = state

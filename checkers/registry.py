@@ -17,6 +17,7 @@ from checkers.history import Call, Op
 from checkers.linearizability import Budget, check_linearizable
 from checkers.models import MODELS
 from checkers.perf import check_perf
+from checkers.phantoms import check_phantoms
 from checkers.read_your_writes import Quorum, check_read_your_writes
 from checkers.sets import check_sets
 from checkers.verdict import UNKNOWN, Verdict, combine
@@ -119,6 +120,11 @@ def _convergence(inp: CheckInput) -> Verdict:
     return check_convergence(inp.replicas)
 
 
+def _phantoms(inp: CheckInput) -> Verdict:
+    """Phantom reads: every value read was written, by a write not known to have failed."""
+    return check_phantoms(inp.calls)
+
+
 def _perf(inp: CheckInput) -> Verdict:
     """Latency quantiles, throughput, and availability while each fault was active."""
     return check_perf(inp.calls, inp.timeline)
@@ -132,17 +138,19 @@ CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
     "set": _sets,
     "read-your-writes": _ryw,
     "convergence": _convergence,
+    "phantoms": _phantoms,
     "perf": _perf,
 }
 ALIASES = {
     "linearizability": "linearizable", "lost-writes": "set", "sets": "set",
     "sibling-preservation": "set", "ryw": "read-your-writes", "performance": "perf",
+    "phantom-reads": "phantoms",
 }
 # Linearizability is not promised by a Dynamo store, so it is asked for, not a default.
 DEFAULTS: dict[str, list[str]] = {
     "cart": ["set", "read-your-writes", "convergence", "perf"],
     "set": ["set", "read-your-writes", "convergence", "perf"],
-    "register": ["read-your-writes", "convergence", "perf"],
+    "register": ["phantoms", "read-your-writes", "convergence", "perf"],
     "generic": ["linearizable", "perf"],
 }
 

@@ -21,9 +21,10 @@ def _checker_help() -> str:
             f"Default per workload: {defaults}.")
 
 
-@click.command(help=f"""Check PATH: a run directory (its results.json is rewritten) or a bare
-history file: history.jsonl, or a Jepsen EDN history (.edn; a vector of maps or one map per line,
-keys :process :type :f :value, optionally :key :time).
+@click.command(help=f"""Check PATH: a run directory (its results.json is rewritten; with
+--checker, only those checkers' entries are replaced) or a bare history file: history.jsonl, or a
+Jepsen EDN history (.edn; a vector of maps or one map per line, keys :process :type :f :value,
+optionally :key :time).
 
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 unreadable input or a usage error.
 

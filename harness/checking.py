@@ -14,7 +14,7 @@ from typing import Any
 from checkers.history import HistoryError, pair, read_history
 from checkers.linearizability import Budget
 from checkers.registry import CHECKERS, CheckInput, default_model, run_checkers
-from checkers.verdict import EXIT_CODES
+from checkers.verdict import EXIT_CODES, combine
 
 HISTORY_NAMES = ("history.jsonl", "history.edn")
 __all__ = ["CHECKERS", "CheckError", "check_path", "check_run", "exit_code", "load_input"]
@@ -73,6 +73,8 @@ def load_input(path: Path, model: str | None = None,
 def check_path(path: Path, checkers: list[str] | None = None, model: str | None = None,
                budget: Budget | None = None) -> dict[str, Any]:
     """Check a run directory (writing its results.json) or a bare history file (writing nothing).
+    Returns the results of the checkers run. With `checkers` named, a run directory's existing
+    results.json keeps its other checkers' entries and its overall verdict is recomputed.
     Raises CheckError for unreadable input and ValueError for unknown checker or model names."""
     inp, run_dir, history = load_input(path, model, budget)
     results = run_checkers(inp, checkers)
@@ -83,8 +85,27 @@ def check_path(path: Path, checkers: list[str] | None = None, model: str | None 
     if "linearizable" in results["checkers"]:
         results["model"] = inp.model or default_model(inp.workload, inp.calls)
     if run_dir is not None:
-        write_results(run_dir, results)
+        write_results(run_dir, _merged(run_dir, results) if checkers else results)
     return results
+
+
+def _merged(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Checkers named by hand replace their own entries in an existing results.json and keep
+    the others, so asking for one more checker does not throw the defaults' verdicts away."""
+    try:
+        old = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return results
+    if not isinstance(old, dict) or not isinstance(old.get("checkers"), dict):
+        return results
+    merged = dict(old)
+    merged["checkers"] = {**old["checkers"], **results["checkers"]}
+    merged["verdict"] = combine(c.get("verdict", "unknown") for c in merged["checkers"].values()
+                                if isinstance(c, dict))
+    for k in ("test", "history", "model"):
+        if k in results:
+            merged[k] = results[k]
+    return merged
 
 
 def check_run(run_dir: Path, checkers: list[str] | None = None,

@@ -50,8 +50,9 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
         faults = parse_faults(nemesis_spec)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--nemesis") from None
-    cluster_keys = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
-    cluster = ClusterSettings(**{k: kw.pop(k) for k in cluster_keys})
+    cluster_keys = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync", "bugs",
+                    "node_settings")
+    cluster = ClusterSettings(**{k: kw.pop(k) for k in cluster_keys if k in kw})
     settings = TestSettings(workload=workload, nemesis=faults, platform=platform,
                             cluster=cluster, out=out, **kw)
     errors = settings.errors()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from harness.options import cluster_options, settings_from_options
-from harness.settings import PLATFORMS, WORKLOADS
+from harness.settings import PLATFORMS, WORKLOADS, parse_node_setting
 from nemesis.schedule import FAULT_HELP
 
 EXIT_HARNESS = 3
@@ -42,10 +42,16 @@ EXIT_HARNESS = 3
               help="also write the verdicts as JUnit XML to this file (for CI)")
 @click.option("--display", type=click.Choice(["auto", "lines", "quiet"]), default="auto",
               help="live view: rich panel on a terminal (auto), a line every 5 s, or nothing")
+@click.option("--bug", "bugs", multiple=True, metavar="NAME",
+              help="seed this defect in every node (repeatable; see docs/bugs.md)")
+@click.option("--node-setting", "node_settings", multiple=True, metavar="KEY=VALUE",
+              help="an extra [cluster] setting for the nodes' cluster file (repeatable), "
+                   "e.g. read_repair=false")
 def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, concurrency: int,
         rate: float, keys: int, nemesis_interval: float, seed: int | None, test_count: int,
         quiesce_timeout: float, out: Path, leave_running: bool, junit: Path | None,
-        display: str, **cluster: object) -> int:
+        display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
+        **cluster: object) -> int:
     """Run a Jepsen-style test: start a cluster, drive clients, inject faults, check, report.
 
     Each run goes through setup, the workload with faults, heal, quiesce (waiting for the
@@ -63,6 +69,14 @@ def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, conc
                                  param_hint="--test-count")
     if leave_running and test_count > 1:
         raise click.UsageError("--leave-running keeps one cluster; use it with --test-count 1")
+    extra: dict[str, object] = {}
+    for item in node_settings:
+        try:
+            key, value = parse_node_setting(item)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--node-setting") from None
+        extra[key] = value
+    cluster.update(bugs=list(dict.fromkeys(bugs)), node_settings=extra)
     base_seed = seed if seed is not None else secrets.randbits(31)
     codes = []
     for i in range(test_count):

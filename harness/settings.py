@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,14 @@ class ClusterSettings:
     sloppy: bool = True
     request_timeout_ms: int = 1000
     fsync: str = "always"
+    bugs: list[str] = field(default_factory=list)  # seeded defects (docs/bugs.md)
+    # extra [cluster] settings passed through to the nodes as they are (--node-setting)
+    node_settings: dict[str, Any] = field(default_factory=dict)
 
     def errors(self) -> list[str]:
-        errs = []
+        errs = node_settings_errors(self.node_settings)
+        errs += [f"--bug {b!r}: a bug name is lowercase letters, digits and '-'"
+                 for b in self.bugs if not isinstance(b, str) or not BUG_NAME.fullmatch(b)]
         if self.nodes < 1:
             errs.append(f"--nodes must be at least 1 (got {self.nodes})")
         if self.nodes > MAX_LOCAL_NODES:
@@ -47,6 +54,68 @@ class ClusterSettings:
         if self.fsync not in FSYNC_POLICIES:
             errs.append(f"--fsync must be one of {', '.join(FSYNC_POLICIES)}")
         return errs
+
+    def extra_toml_lines(self) -> list[str]:
+        """The cluster file's `bugs = [...]` and the --node-setting lines, in TOML."""
+        lines = [f"bugs = {json.dumps(list(dict.fromkeys(self.bugs)))}"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in sorted(self.node_settings.items())]
+        return lines
+
+
+BUG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+SETTING_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# [cluster] keys the harness writes itself, and the flag that sets each
+RESERVED_NODE_SETTINGS = {
+    "n": "--n", "r": "--r", "w": "--w", "q": "--q", "sloppy_quorum": "--sloppy/--strict",
+    "request_timeout_ms": "--request-timeout-ms", "fsync": "--fsync", "bugs": "--bug",
+    "data_dir": "the platform", "admin_token": "the platform",
+}
+
+
+def parse_node_setting(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` -> (key, value); true/false, integers and decimals are typed, the rest is a
+    string. Raises ValueError saying what is wrong."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not KEY=VALUE")
+    if raw in ("true", "false"):
+        value: Any = raw == "true"
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+    errs = node_settings_errors({key: value})
+    if errs:
+        raise ValueError(errs[0])
+    return key, value
+
+
+def node_settings_errors(settings: dict[str, Any]) -> list[str]:
+    errs = []
+    for key, value in settings.items():
+        if not isinstance(key, str) or not SETTING_KEY.fullmatch(key):
+            errs.append(f"--node-setting {key!r}: a key is letters, digits and '_'")
+        elif key in RESERVED_NODE_SETTINGS:
+            errs.append(f"--node-setting {key}: set it with {RESERVED_NODE_SETTINGS[key]}")
+        elif isinstance(value, float) and value != value:  # NaN has no TOML spelling here
+            errs.append(f"--node-setting {key}: not a number")
+        elif not isinstance(value, bool | int | float | str):
+            errs.append(f"--node-setting {key}: the value must be a boolean, number or string "
+                        f"(got {type(value).__name__})")
+    return errs
+
+
+def toml_value(value: bool | int | float | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
 @dataclass

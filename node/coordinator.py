@@ -6,8 +6,18 @@ the first preference-list node it can reach ("coord_put"), which coordinates and
 answer is passed through unchanged. The coordinator writes locally and sends its whole resulting
 sibling set to the other replicas in parallel, answering after W durable acknowledgements.
 
-GET: any node coordinates. It asks all N replicas, answers after R replies with the causally
+GET: any node coordinates. It asks the N replicas, answers after R replies with the causally
 merged sibling set (`clocks.sync`). A quorum that cannot be gathered in time answers 503.
+
+Sloppy quorum (`sloppy_quorum = true`): a primary that this node's failure detector holds down is
+replaced at once by the next healthy node clockwise (a fallback), and so is a primary that fails
+or has not answered by half the timeout. A fallback stores a write as a *hint* naming the primary
+it stands for (node/handoff.py delivers it later) and answers reads from its hints. Fallbacks
+count toward W and R, never toward PW and PR. In strict mode no fallback is ever asked.
+
+Read repair (`read_repair = true`): after a GET has answered, the coordinator waits (until the
+request's deadline) for the remaining replies and sends the merged sibling set to every primary
+that answered with less (`read_repair`).
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ from node.transport import PeerError
 
 # call(peer, kind, body, timeout_s) -> reply body; raises PeerError. Calls to self run locally.
 Call = Callable[[str, str, Any, float], Awaitable[Any]]
+# make(node, owner) -> the call to `node`; owner is None for a primary, else the primary it
+# stands for
+MakeCall = Callable[[str, "str | None"], Awaitable[Any]]
 
 
 @dataclass
@@ -42,6 +55,95 @@ class Gathered:
         return out
 
 
+class Gatherer:
+    """Calls running concurrently, added at any time; `changed()` wakes on every completion."""
+
+    def __init__(self, background: set[asyncio.Task]) -> None:
+        self.background = background
+        self.order: list[str] = []
+        self.results: dict[str, Any] = {}
+        self.failed: dict[str, PeerError] = {}
+        self._waiter: asyncio.Future | None = None
+
+    def add(self, node: str, aw: Awaitable[Any]) -> None:
+        self.order.append(node)
+        task = asyncio.ensure_future(aw)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        task.add_done_callback(functools.partial(self._finished, node))
+
+    def _finished(self, node: str, task: asyncio.Future) -> None:
+        if task.cancelled():
+            self.failed[node] = PeerError(node, "lost", "cancelled")
+        elif task.exception() is not None:
+            exc = task.exception()
+            self.failed[node] = exc if isinstance(exc, PeerError) else PeerError(
+                node, "remote", f"{type(exc).__name__}: {exc}")
+        else:
+            self.results[node] = task.result()
+        _settle(self._waiter)
+
+    @property
+    def pending(self) -> list[str]:
+        return [n for n in self.order if n not in self.results and n not in self.failed]
+
+    async def changed(self, until: float) -> None:
+        """Wait for a completion or the loop time `until`, whichever comes first."""
+        loop = asyncio.get_running_loop()
+        if until <= loop.time() or not self.pending:
+            return
+        self._waiter = loop.create_future()
+        timer = loop.call_at(until, _settle, self._waiter)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def settle(self, until: float) -> None:
+        """Wait until every call ended or the loop time `until`."""
+        loop = asyncio.get_running_loop()
+        while self.pending and loop.time() < until:
+            await self.changed(until)
+
+    def snapshot(self) -> Gathered:
+        return Gathered(dict(self.results), dict(self.failed), self.pending)
+
+
+@dataclass
+class Round:
+    """What a sloppy round asked: `hinted` maps each fallback asked to the primary it stands
+    for; `skipped` holds primaries never asked (down in this node's view, replaced)."""
+
+    gatherer: Gatherer
+    primaries: list[str]
+    hinted: dict[str, str]
+    skipped: dict[str, str]
+
+    def acks(self) -> tuple[int, int]:
+        """(replies, replies from primaries). Strict mode asks no fallback, so there they are
+        the same; a fallback never counts toward pr/pw."""
+        res = self.gatherer.results
+        return len(res), sum(1 for n in self.primaries if n in res)
+
+    def answered(self) -> list[str]:
+        return [n for n in self.gatherer.order if n in self.gatherer.results]
+
+    def replicas(self) -> list[dict]:
+        out = []
+        for n in self.answered():
+            entry: dict[str, Any] = {"node": n, "primary": n in self.primaries}
+            if n in self.hinted:
+                entry["for"] = self.hinted[n]
+            out.append(entry)
+        return out
+
+    def reasons(self) -> dict[str, str]:
+        out = dict(self.skipped)
+        out.update(self.gatherer.snapshot().failure_reasons())
+        return out
+
+
 @dataclass
 class Coordinator:
     node_id: str
@@ -50,23 +152,94 @@ class Coordinator:
     call: Call
     default_r: int
     default_w: int
+    is_up: Callable[[str], bool] = lambda _peer: True
+    sloppy: bool = True
+    read_repair_on: bool = True
+    stats: dict[str, int] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
+
+    # ---- the sloppy quorum ----
+
+    async def sloppy_round(self, walk: list[str], make: MakeCall,
+                           enough: Callable[[Round], bool], timeout: float) -> Round:
+        """Ask the primaries of `walk` (and, in sloppy mode, fallbacks in place of primaries
+        that are down, fail, or are slow) until `enough(round)` or the timeout."""
+        n = self.ring.n
+        primaries, spares = walk[:n], list(walk[n:])
+        g = Gatherer(self._background)
+        rnd = Round(g, primaries, {}, {})
+
+        def next_spare() -> str | None:
+            while spares:
+                s = spares.pop(0)
+                if self.is_up(s):
+                    return s
+            return None
+
+        replaced: set[str] = set()
+        for p in primaries:
+            spare = next_spare() if self.sloppy and not self.is_up(p) else None
+            if spare is None:
+                g.add(p, make(p, None))  # up, strict mode, or nobody to stand in: try it
+            else:
+                rnd.skipped[p] = "down"
+                replaced.add(p)
+                rnd.hinted[spare] = p
+                g.add(spare, make(spare, p))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline, half = start + timeout, start + timeout / 2
+        while not enough(rnd):
+            now = loop.time()
+            if now >= deadline:
+                break
+            if self.sloppy and spares:
+                for target in list(g.order):
+                    if target in replaced:
+                        continue
+                    if target in g.failed or (now >= half and target not in g.results):
+                        spare = next_spare()
+                        if spare is None:
+                            break
+                        replaced.add(target)
+                        owner = rnd.hinted.get(target, target)
+                        rnd.hinted[spare] = owner
+                        g.add(spare, make(spare, owner))
+            if not g.pending:
+                break
+            await g.changed(half if now < half else deadline)
+        return rnd
+
+    def _remaining(self, deadline: float) -> float:
+        return max(deadline - asyncio.get_running_loop().time(), 0.001)
 
     # ---- reads ----
 
     async def get(self, key: str, r: int, pr: int, timeout: float) -> tuple[int, dict]:
         """(status, body) of a quorum read; 200, 404 or 503."""
-        pref = self.ring.preference_list(key)
-        needed = max(r, pr)
-        got = await self.gather({n: self.call(n, "read", [key], timeout) for n in pref},
-                                needed, timeout)
-        answered = [n for n in pref if n in got.results]
-        if len(answered) < needed:
-            return 503, self.quorum_failed("pr" if pr > r else "r", needed, answered, got)
+        walk = self.ring.walk(self.ring.partition(key))
+        deadline = asyncio.get_running_loop().time() + timeout
+
+        def make(node: str, owner: str | None) -> Awaitable[Any]:
+            kind = "read" if owner is None else "read_hints"
+            return self.call(node, kind, [key], self._remaining(deadline))
+
+        def enough(rnd: Round) -> bool:
+            total, prim = rnd.acks()
+            return total >= r and prim >= pr
+
+        rnd = await self.sloppy_round(walk, make, enough, timeout)
+        total, prim = rnd.acks()
+        if total < r or prim < pr:
+            return 503, self._quorum_failed(rnd, r, pr, "r")
+        answered = rnd.answered()
+        results = rnd.gatherer.results
         try:
-            merged = clocks.sync(*(clocks.decode_versions(got.results[n]) for n in answered))
+            merged = clocks.sync(*(clocks.decode_versions(results[n]) for n in answered))
         except ValueError as e:
             return 500, {"error": "internal", "message": f"a replica answered garbage: {e}"}
+        if self.read_repair_on:
+            self._spawn(self.read_repair(key, rnd, deadline))
         ctx = clocks.context_of(merged)
         live = [v for v in merged if not v.tombstone]
         body = {
@@ -74,41 +247,71 @@ class Coordinator:
             "values": _RawJson([v.value for v in live]),
             "context": clocks.encode_context(ctx),
             "clock": clocks.vv_counters(ctx),
-            "replicas": [{"node": n, "primary": True} for n in answered],
+            "replicas": rnd.replicas(),
         }
         if not live:
             body["error"] = "not_found"
             body["message"] = "no value" if not merged else "deleted (every sibling is a tombstone)"
         return (200 if live else 404), body
 
+    async def read_repair(self, key: str, rnd: Round, deadline: float) -> int:
+        """Once every asked replica answered (or the deadline passed), send the merged sibling
+        set to each primary that answered with a different one. Returns how many were sent."""
+        await rnd.gatherer.settle(deadline)
+        sets = {}
+        for n, blob in list(rnd.gatherer.results.items()):
+            try:
+                sets[n] = clocks.decode_versions(blob)
+            except ValueError:
+                continue
+        if not sets:
+            return 0
+        merged = clocks.sync(*sets.values())
+        blob = clocks.encode_versions(merged)
+        stale = [n for n in rnd.primaries if n in sets and sets[n] != merged]
+        for n in stale:
+            self.stats["read_repairs_sent"] = self.stats.get("read_repairs_sent", 0) + 1
+            self._spawn(self.call(n, "replicate", [key, blob], max(deadline - _now(), 1.0)))
+        return len(stale)
+
     # ---- writes ----
 
     async def put(self, key: str, value: str | None, ctx: VV, tombstone: bool, w: int, pw: int,
                   timeout: float) -> tuple[int, dict]:
         """(status, body) of a quorum write (a tombstone when `tombstone`); 200 or 503."""
-        pref = self.ring.preference_list(key)
+        walk = self.ring.walk(self.ring.partition(key))
+        pref = walk[: self.ring.n]
         if self.node_id not in pref:
             return await self._forward(pref, key, value, ctx, tombstone, w, pw, timeout)
-        needed = max(w, pw)
+        deadline = asyncio.get_running_loop().time() + timeout
         new, siblings, durable = self.replica.coordinate(key, value, ctx, tombstone)
         blob = clocks.encode_versions(siblings)
-        calls: dict[str, Awaitable[Any]] = {}
-        for n in pref:
-            calls[n] = durable if n == self.node_id else self.call(
-                n, "replicate", [key, blob], timeout)
-        got = await self.gather(calls, needed, timeout)
-        answered = [n for n in pref if n in got.results]
-        if len(answered) < needed:
-            body = self.quorum_failed("pw" if pw > w else "w", needed, answered, got)
+
+        def make(node: str, owner: str | None) -> Awaitable[Any]:
+            if node == self.node_id:
+                return durable
+            if owner is None:
+                return self.call(node, "replicate", [key, blob], self._remaining(deadline))
+            return self.call(node, "hint", [key, blob, owner], self._remaining(deadline))
+
+        def enough(rnd: Round) -> bool:
+            total, prim = rnd.acks()
+            return total >= w and prim >= pw
+
+        rnd = await self.sloppy_round(walk, make, enough, timeout)
+        total, prim = rnd.acks()
+        if total < w or prim < pw:
+            body = self._quorum_failed(rnd, w, pw, "w")
+            got = rnd.gatherer.snapshot()
             # a replica that timed out or lost the connection may still have stored it
             maybe = sum(1 for e in got.failed.values() if e.reason in ("timeout", "lost"))
-            body["written"] = len(answered) + maybe + len(got.outstanding)
+            body["written"] = total + maybe + len(got.outstanding)
             body["version"] = new.id
             return 503, body
         return 200, {
             "context": clocks.encode_context(new.clock()),
             "clock": clocks.vv_counters(new.clock()),
-            "replicas": [{"node": n, "primary": True} for n in answered],
+            "replicas": rnd.replicas(),
             "version": new.id,
         }
 
@@ -119,7 +322,7 @@ class Coordinator:
         failed: dict[str, str] = {}
         # the remote coordinator answers by its own deadline; allow for the hop
         wait = timeout * 1.1 + 0.2
-        for target in pref:
+        for target in sorted(pref, key=lambda n: not self.is_up(n)):  # up ones first
             try:
                 status, reply = await self.call(target, "coord_put", body, wait)
                 return status, reply
@@ -133,15 +336,19 @@ class Coordinator:
             "message": f"could not reach a replica of {key!r} to coordinate the write "
                        f"(this node is not one): {_describe(failed)}",
             "quorum": "pw" if pw > w else "w", "needed": max(w, pw), "acks": 0,
-            "answered": [], "failed": failed, "written": maybe,
+            "primary_acks": 0, "answered": [], "failed": failed, "written": maybe,
         }
 
     # ---- admin ----
 
     async def replicas_view(self, key: str, timeout: float) -> dict:
-        pref = self.ring.preference_list(key)
-        got = await self.gather({n: self.call(n, "read", [key], timeout) for n in pref},
-                                len(pref), timeout)
+        partition = self.ring.partition(key)
+        walk = self.ring.walk(partition)
+        pref, fallbacks = walk[: self.ring.n], walk[self.ring.n:]
+        calls: dict[str, Awaitable[Any]] = {n: self.call(n, "read", [key], timeout) for n in pref}
+        calls.update({f"hints:{n}": self.call(n, "hints_for", [key], timeout) for n in fallbacks})
+        got = await self.gather(calls, len(calls), timeout)
+        reasons = got.failure_reasons()
         replicas: dict[str, dict] = {}
         for n in pref:
             if n in got.results:
@@ -150,16 +357,26 @@ class Coordinator:
                 except ValueError as e:
                     replicas[n] = {"ok": False, "primary": True, "error": str(e)}
                     continue
-                replicas[n] = {
-                    "ok": True, "primary": True,
-                    "clock": clocks.vv_counters(clocks.context_of(versions)),
-                    "versions": [clocks.version_json(v) for v in versions],
-                }
+                replicas[n] = {"ok": True, "primary": True, **_versions_json(versions)}
             else:
-                reason = got.failure_reasons().get(n, "timeout")
-                replicas[n] = {"ok": False, "primary": True, "error": reason}
-        return {"key": key, "partition": self.ring.partition(key), "preference_list": pref,
-                "fallbacks": self.ring.fallbacks(key), "replicas": replicas}
+                replicas[n] = {"ok": False, "primary": True,
+                               "error": reasons.get(n, "timeout")}
+        hints: dict[str, dict] = {}
+        for n in fallbacks:
+            tag = f"hints:{n}"
+            if tag not in got.results:
+                hints[n] = {"ok": False, "error": reasons.get(tag, "timeout")}
+                continue
+            held = []
+            try:
+                for owner, blob in sorted(dict(got.results[tag]).items()):
+                    held.append({"owner": owner, **_versions_json(clocks.decode_versions(blob))})
+            except (TypeError, ValueError) as e:
+                hints[n] = {"ok": False, "error": f"bad hints reply: {e}"}
+                continue
+            hints[n] = {"ok": True, "held": held}
+        return {"key": key, "partition": partition, "preference_list": pref,
+                "fallbacks": fallbacks, "replicas": replicas, "hints": hints}
 
     # ---- helpers ----
 
@@ -167,56 +384,64 @@ class Coordinator:
                      timeout: float) -> Gathered:
         """Run the calls concurrently; return once `needed` succeeded, all ended, or time is up.
         Calls still running go on in the background (their frames are already sent)."""
-        loop = asyncio.get_running_loop()
-        results: dict[str, Any] = {}
-        failed: dict[str, PeerError] = {}
-        waiter = loop.create_future()
-        total = len(calls)
-
-        def finished(node: str, task: asyncio.Future) -> None:
-            if task.cancelled():
-                failed[node] = PeerError(node, "lost", "cancelled")
-            elif task.exception() is not None:
-                exc = task.exception()
-                failed[node] = exc if isinstance(exc, PeerError) else PeerError(
-                    node, "remote", f"{type(exc).__name__}: {exc}")
-            else:
-                results[node] = task.result()
-            if not waiter.done() and (len(results) >= needed
-                                      or len(results) + len(failed) == total):
-                waiter.set_result(None)
-
+        g = Gatherer(self._background)
         for node, aw in calls.items():
-            task = asyncio.ensure_future(aw)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            task.add_done_callback(functools.partial(finished, node))
-        timer = loop.call_later(max(timeout, 0), _settle, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-        res, fail = dict(results), dict(failed)
-        return Gathered(res, fail, [n for n in calls if n not in res and n not in fail])
+            g.add(node, aw)
+        deadline = asyncio.get_running_loop().time() + max(timeout, 0)
+        while len(g.results) < needed and g.pending and _now() < deadline:
+            await g.changed(deadline)
+        return g.snapshot()
 
-    def quorum_failed(self, quorum: str, needed: int, answered: list[str], got: Gathered) -> dict:
-        reasons = got.failure_reasons()
+    def _spawn(self, aw: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(aw)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_swallow)
+
+    def _quorum_failed(self, rnd: Round, q: int, pq: int, name: str) -> dict:
+        total, prim = rnd.acks()
+        if total < q:
+            quorum, needed, acks, what = name, q, total, "replies"
+        else:
+            quorum, needed, acks, what = "p" + name, pq, prim, "replies from primaries"
+        answered = rnd.answered()
+        reasons = rnd.reasons()
+        message = (f"{quorum}={needed} needed {needed} {what}, got {acks} "
+                   f"({_describe(reasons)})")
+        if rnd.hinted and quorum.startswith("p"):
+            held = ", ".join(f"{f} for {o}" for f, o in sorted(rnd.hinted.items())
+                             if f in rnd.gatherer.results)
+            if held:
+                message += f"; fallbacks do not count toward {quorum} (answered: {held})"
         return {
-            "error": "quorum_failed",
-            "message": f"{quorum}={needed} needed {needed} replies, got {len(answered)}"
-                       f" ({_describe(reasons)})",
-            "quorum": quorum, "needed": needed, "acks": len(answered),
+            "error": "quorum_failed", "message": message,
+            "quorum": quorum, "needed": needed, "acks": acks, "primary_acks": prim,
             "answered": answered, "failed": reasons,
+            "fallbacks": {f: o for f, o in rnd.hinted.items() if f in rnd.gatherer.results},
         }
+
+
+def _versions_json(versions: list[clocks.Version]) -> dict:
+    return {"clock": clocks.vv_counters(clocks.context_of(versions)),
+            "versions": [clocks.version_json(v) for v in versions]}
+
+
+def _settle(fut: asyncio.Future | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _swallow(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed background repair is not an error to log
 
 
 def _describe(reasons: dict[str, str]) -> str:
     return ", ".join(f"{n}: {r}" for n, r in sorted(reasons.items())) or "no replica answered"
-
-
-def _settle(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class _RawJson(list):

@@ -175,6 +175,12 @@ class Api:
     async def status(self, request: web.Request) -> web.Response:
         return reply(200, self.node.status())
 
+    async def stats(self, request: web.Request) -> web.Response:
+        return reply(200, self.node.stats_view())
+
+    async def aae(self, request: web.Request) -> web.Response:
+        return reply(200, self.node.aae_status())
+
     async def replicas(self, request: web.Request) -> web.Response:
         key = self._key(request)
         timeout = _int_param(request, "timeout_ms", 1, MAX_TIMEOUT_MS,
@@ -243,6 +249,8 @@ def make_app(node: Node) -> web.Application:
     app.router.add_put("/kv" + key, api.put)
     app.router.add_delete("/kv" + key, api.delete)
     app.router.add_get("/admin/status", api.status)
+    app.router.add_get("/admin/stats", api.stats)
+    app.router.add_get("/admin/aae", api.aae)
     app.router.add_get("/admin/replicas" + key, api.replicas)
     app.router.add_get("/admin/clock", api.clock)
     app.router.add_put("/admin/faults/partition", api.partition)

@@ -1,4 +1,5 @@
-"""This node as a replica: its local sibling sets, coordinated writes and merges from peers."""
+"""This node as a replica: its local sibling sets, coordinated writes and merges from peers,
+the hints it holds as a fallback, and the reaping of tombstones."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from collections.abc import Awaitable, Callable
 from node import clocks
 from node.clocks import VV, Version
 from node.env import Clock
+from node.merkle import version_digest
 from node.storage import Storage
 
-# Called after every local change of a key's sibling set: (key, new siblings). A seam for
-# issue 3's Merkle trees and hint bookkeeping.
-WriteHook = Callable[[str, list[Version]], None]
+# Called after every local change of a key's sibling set: (key, new siblings, their encoding;
+# empty list and None once the key was reaped). Feeds the Merkle trees and the tombstone index.
+WriteHook = Callable[[str, list[Version], "bytes | None"], None]
+
+
+def digest(blob: bytes) -> bytes:
+    """The digest of a stored sibling set, as the Merkle trees and reaping compare it. The
+    encoding is canonical (siblings sorted by dot), so equal sets give equal digests."""
+    return version_digest(blob)
 
 
 class Replica:
@@ -36,8 +44,9 @@ class Replica:
         local = self.read(key)
         new, siblings = clocks.write(local, ctx, self.actor, self.clock.wall_ms(), value,
                                      tombstone, self.prune_max)
-        durable = self.storage.put(key, clocks.encode_versions(siblings))
-        self._changed(key, siblings)
+        blob = clocks.encode_versions(siblings)
+        durable = self.storage.put(key, blob)
+        self._changed(key, siblings, blob)
         return new, siblings, durable
 
     def merge(self, key: str, incoming: list[Version]) -> Awaitable[None]:
@@ -46,11 +55,37 @@ class Replica:
         merged = clocks.sync(local, incoming)
         if merged == local:
             return self.storage.wait_durable(key)
-        durable = self.storage.put(key, clocks.encode_versions(merged))
-        self._changed(key, merged)
+        blob = clocks.encode_versions(merged)
+        durable = self.storage.put(key, blob)
+        self._changed(key, merged, blob)
         return durable
 
-    def _changed(self, key: str, siblings: list[Version]) -> None:
-        for hook in self.write_hooks:
-            hook(key, siblings)
+    def reap(self, key: str, expected: bytes) -> Awaitable[None] | None:
+        """Delete `key` if it still holds exactly the tombstones whose digest is `expected`;
+        None (nothing done) otherwise: a write that landed since must not be lost."""
+        blob = self.storage.get(key)
+        if blob is None or digest(blob) != expected:
+            return None
+        if not all(v.tombstone for v in clocks.decode_versions(blob)):
+            return None
+        durable = self.storage.delete(key)
+        self._changed(key, [], None)
+        return durable
 
+    # ---- hints: sibling sets held as a fallback, for a primary ----
+
+    def hint(self, owner: str, key: str, incoming: list[Version]) -> Awaitable[None]:
+        merged = clocks.sync(clocks.decode_versions(self.storage.hint_get(owner, key)), incoming)
+        return self.storage.hint_put(owner, key, clocks.encode_versions(merged))
+
+    def hints_for(self, key: str, owners: list[str]) -> dict[str, bytes]:
+        out = {}
+        for owner in owners:
+            blob = self.storage.hint_get(owner, key)
+            if blob:
+                out[owner] = blob
+        return out
+
+    def _changed(self, key: str, siblings: list[Version], blob: bytes | None) -> None:
+        for hook in self.write_hooks:
+            hook(key, siblings, blob)

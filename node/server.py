@@ -3,43 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import hashlib
 import logging
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from node import clocks
-from node.config import ClusterConfig
+from node.aae import SHAPE, AntiEntropy
+from node.config import BACKGROUND_INTS, ClusterConfig
 from node.coordinator import Coordinator
 from node.env import Clock
+from node.handoff import Handoff
+from node.membership import Membership
+from node.reaper import Reaper
 from node.replica import Replica
 from node.ring import Ring
 from node.storage import Storage
+from node.tasks import Periodic
 from node.transport import PeerError, Transport
-
-
-@dataclass
-class PeerView:
-    """What this node believes about each peer. Part 1 only records the last outcome of a
-    request; issue 3's failure detector and gossip replace it behind the same `snapshot()`."""
-
-    peers: tuple[str, ...]
-    clock: Clock
-    state: dict[str, dict] = field(default_factory=dict)
-
-    def saw(self, peer: str, ok: bool, reason: str = "") -> None:
-        entry = self.state.setdefault(peer, {})
-        entry["up"] = ok
-        entry["last_ms"] = self.clock.wall_ms()
-        if not ok:
-            entry["last_error"] = reason
-
-    def snapshot(self) -> dict[str, dict]:
-        return {p: {"up": self.state.get(p, {}).get("up", True), **self.state.get(p, {})}
-                for p in self.peers}
 
 
 def new_incarnation(storage: Storage, rng: random.Random) -> tuple[str, bool]:
@@ -66,11 +51,78 @@ class Node:
         self.incarnation, self.fresh = new_incarnation(storage, rng)
         self.actor = f"{node_id}.{self.incarnation}"
         self.ring = Ring.build([e.id for e in config.nodes], config.q, config.n)
-        self.peers = PeerView(tuple(e.id for e in config.nodes if e.id != node_id), clock)
+        self.others = tuple(e.id for e in config.nodes if e.id != node_id)
+        self.peers = Membership(node_id, self.others, clock, self.incarnation,
+                                ring_hash(self.ring), log)
+        # counters for the report (`/admin/stats`)
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.replica = Replica(storage, self.actor, clock, config.clock_prune_max)
         self.coordinator = Coordinator(node_id, self.ring, self.replica, self.call,
-                                       config.r, config.w)
+                                       config.r, config.w, is_up=self.peers.is_up,
+                                       sloppy=config.sloppy_quorum,
+                                       read_repair_on=config.read_repair, stats=self.stats)
+        timeout = config.request_timeout_ms / 1000
+        self.handoff = Handoff(self.replica, self.call, self.peers.is_up, self.others,
+                               config.handoff_batch, max(timeout, 1.0), self.stats, log)
+        self.aae = AntiEntropy(node_id, self.ring, self.replica, self.call, self.peers.is_up,
+                               clock, config.aae_max_keys, max(timeout, 2.0), self.stats, log)
+        self.reaper = Reaper(node_id, self.ring, self.replica, self.call, clock,
+                             config.tombstone_grace_ms, max(timeout, 1.0), self.stats, log)
+        self.replica.write_hooks += [self.aae.on_write, self.reaper.on_write]
+        for key, blob in storage.items():  # rebuild the in-memory indexes
+            try:
+                siblings = clocks.decode_versions(blob)
+            except ValueError as e:
+                log.error("storage: key %r holds an unreadable sibling set: %s", key, e)
+                continue
+            self.aae.on_write(key, siblings, blob)
+            self.reaper.on_write(key, siblings, blob)
+        self.loops: list[Periodic] = []
         transport.set_handler(self.handle)
+
+    # ---- background work ----
+
+    def start_background(self) -> None:
+        """Start gossip, probes, handoff, anti-entropy and reaping (not in unit tests that
+        drive a node by hand)."""
+        cfg = self.config
+        plan = [("gossip", cfg.gossip_interval_ms, self.gossip_once),
+                ("probe", cfg.probe_interval_ms, self.probe_once),
+                ("handoff", cfg.handoff_interval_ms, self.handoff.run_once),
+                ("reaper", cfg.reap_interval_ms, self.reaper.run_once)]
+        if cfg.anti_entropy:
+            plan.append(("aae", cfg.aae_interval_ms, self.aae.run_once))
+        self.loops = [Periodic(name, ms / 1000, fn, self.rng, self.log) for name, ms, fn in plan]
+        for loop in self.loops:
+            loop.start()
+
+    async def stop_background(self) -> None:
+        for loop in self.loops:
+            await loop.stop()
+
+    async def gossip_once(self) -> None:
+        if not self.others:
+            return
+        peer = self.rng.choice(self.others)
+        timeout = min(self.config.request_timeout_ms, max(self.config.gossip_interval_ms, 200))
+        try:
+            reply = await self.call(peer, "gossip", self.peers.beat(), timeout / 1000)
+        except PeerError:
+            return
+        self.peers.merge(reply)
+
+    async def probe_once(self) -> None:
+        stale = self.config.probe_interval_ms
+        timeout = min(self.config.request_timeout_ms, max(stale, 200)) / 1000
+        targets = self.peers.to_probe(stale)
+        if targets:
+            await asyncio.gather(*(self._ping(p, timeout) for p in targets))
+
+    async def _ping(self, peer: str, timeout: float) -> None:
+        with contextlib.suppress(PeerError):
+            await self.call(peer, "ping", None, timeout)
+
+    # ---- internode ----
 
     async def call(self, peer: str, kind: str, body: Any, timeout: float) -> Any:
         if peer == self.id:
@@ -78,20 +130,58 @@ class Node:
         try:
             reply = await self.transport.request(peer, kind, body, timeout)
         except PeerError as e:
-            self.peers.saw(peer, e.reason == "remote", e.reason)
+            self.peers.saw(peer, False, e.reason)
             raise
         self.peers.saw(peer, True)
         return reply
+
+    def _kick(self, name: str) -> None:
+        for loop in self.loops:
+            if loop.name == name:
+                loop.kick()
 
     async def handle(self, sender: str, kind: str, body: Any) -> Any:
         """Internode requests (and this node's own, short-circuited)."""
         if kind == "read":
             return self.replica.read_blob(_key(body[0]))
         if kind == "replicate":
-            key, blob = _key(body[0]), body[1]
-            if not isinstance(blob, bytes):
-                raise ValueError("replicate needs a binary sibling set")
+            key, blob = _key(body[0]), _blob(body[1])
             await self.replica.merge(key, clocks.decode_versions(blob))
+            return True
+        if kind == "hint":
+            key, blob, owner = _key(body[0]), _blob(body[1]), _key(body[2])
+            if owner not in self.others:
+                raise ValueError(f"hint for unknown or own node {owner!r}")
+            await self.replica.hint(owner, key, clocks.decode_versions(blob))
+            self.stats["hints_stored"] += 1
+            return True
+        if kind == "read_hints":  # a fallback's answer to a read: what it holds in hints
+            held = self.replica.hints_for(_key(body[0]), list(self.others))
+            return clocks.encode_versions(
+                clocks.sync(*(clocks.decode_versions(b) for b in held.values())))
+        if kind == "hints_for":
+            return self.replica.hints_for(_key(body[0]), list(self.others))
+        if kind == "read_many":
+            if not isinstance(body, list):
+                raise ValueError("read_many needs a list of keys")
+            return [self.replica.read_blob(_key(k)) for k in body]
+        if kind == "replicate_many":
+            if not isinstance(body, list):
+                raise ValueError("replicate_many needs a list of [key, blob]")
+            waits = [self.replica.merge(_key(k), clocks.decode_versions(_blob(b)))
+                     for k, b in body]
+            for w in waits:
+                await w
+            return True
+        if kind == "aae":
+            return self.aae.answer(body)
+        if kind == "reap":
+            key, expected = _key(body[0]), _blob(body[1])
+            durable = self.replica.reap(key, expected)
+            if durable is None:
+                return False
+            await durable
+            self.stats["tombstones_reaped"] += 1
             return True
         if kind == "coord_put":
             if not isinstance(body, dict):
@@ -103,27 +193,67 @@ class Node:
                 bool(body.get("tombstone")), int(body["w"]), int(body.get("pw", 0)),
                 int(body["timeout_ms"]) / 1000)
             return [status, reply]
+        if kind == "gossip":
+            self.peers.merge(body)
+            if self.peers.restarted:
+                self._kick("probe")
+            return self.peers.beat()
         if kind == "ping":
-            return {"id": self.id, "incarnation": self.incarnation}
+            return {"id": self.id, "incarnation": self.incarnation,
+                    "generation": self.peers.generation}
         raise ValueError(f"unknown request kind {kind!r}")
+
+    # ---- views ----
+
+    def stats_view(self) -> dict:
+        out = dict(self.stats)
+        out["hints_pending"] = len(self.storage.hint_keys())
+        out["tombstones_held"] = len(self.reaper.tombstoned)
+        return out
 
     def status(self) -> dict:
         summary = self.ring.summary()
+        cfg = self.config
         return {
             "id": self.id,
             "incarnation": self.incarnation,
             "actor": self.actor,
             "ring": {"q": summary["q"], "n": summary["n"],
                      "partitions_owned": summary["partitions_owned"][self.id],
-                     "owners": summary["partitions_owned"]},
+                     "owners": summary["partitions_owned"], "hash": ring_hash(self.ring)},
             "peers": self.peers.snapshot(),
+            "membership": self.peers.membership(),
             "faults": {"drop_from": sorted(self.transport.drop_from)},
-            "settings": {"r": self.config.r, "w": self.config.w,
-                         "request_timeout_ms": self.config.request_timeout_ms,
-                         "fsync": self.config.fsync, "sloppy_quorum": self.config.sloppy_quorum,
-                         "clock_prune_max": self.config.clock_prune_max},
-            "bugs": list(self.config.bugs),
+            "settings": {"r": cfg.r, "w": cfg.w, "request_timeout_ms": cfg.request_timeout_ms,
+                         "fsync": cfg.fsync, "sloppy_quorum": cfg.sloppy_quorum,
+                         "clock_prune_max": cfg.clock_prune_max,
+                         "read_repair": cfg.read_repair, "anti_entropy": cfg.anti_entropy,
+                         **{name: getattr(cfg, name) for name in BACKGROUND_INTS}},
+            "stats": self.stats_view(),
+            "bugs": list(cfg.bugs),
         }
+
+    def aae_status(self) -> dict:
+        return {"enabled": self.config.anti_entropy,
+                "interval_ms": self.config.aae_interval_ms,
+                "shape": SHAPE.as_list(),
+                "partitions": self.aae.status()}
+
+
+STAT_NAMES = ("hints_stored", "hints_handed_off", "read_repairs_sent", "aae_exchanges",
+              "aae_keys_repaired", "tombstones_reaped")
+
+
+def ring_hash(ring: Ring) -> str:
+    """A short fingerprint of the ring (nodes, q, n, owners): equal on nodes that agree."""
+    text = "|".join([",".join(ring.nodes), str(ring.q), str(ring.n), ",".join(ring.owners)])
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _blob(raw: Any) -> bytes:
+    if not isinstance(raw, bytes):
+        raise ValueError("expected a binary sibling set")
+    return raw
 
 
 def _key(raw: Any) -> str:
@@ -137,6 +267,7 @@ async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) ->
     from node.http_api import make_app
 
     await node.transport.start()
+    node.start_background()
     app = make_app(node)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
@@ -150,6 +281,7 @@ async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) ->
         await stop.wait()
     finally:
         node.log.info("shutting down")
+        await node.stop_background()
         await runner.cleanup()
         await node.transport.close()
         await node.storage.close()

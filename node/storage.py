@@ -77,6 +77,13 @@ class Storage(ABC):
     @abstractmethod
     def keys(self) -> Iterator[str]: ...
 
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        """Every (key, blob), for rebuilding in-memory indexes at start-up."""
+        for key in self.keys():
+            blob = self.get(key)
+            if blob is not None:
+                yield key, blob
+
     @abstractmethod
     def meta_get(self, name: str) -> str | None: ...
 
@@ -282,6 +289,16 @@ class SqliteStorage(Storage):
                 else:
                     committed.add(key)
         return iter(sorted(committed))
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        # a scan that bypasses the cache: start-up would otherwise flood it
+        overlay = {k: b for (t, k), (_, b, _) in list(self._pending.items()) if t == _KV}
+        for key, blob in self._reader.execute("SELECT k, v FROM kv").fetchall():
+            if key not in overlay:
+                yield key, blob
+        for key, blob in overlay.items():
+            if blob is not None:
+                yield key, blob
 
     def meta_get(self, name: str) -> str | None:
         row = self._reader.execute("SELECT v FROM meta WHERE k = ?", (name,)).fetchone()

@@ -28,6 +28,21 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def free_ports(hosts: list[str]) -> list[int]:
+    """One free port per entry of `hosts`, all distinct: the sockets stay bound until every
+    port is chosen, so the OS cannot hand out the same one twice."""
+    socks = []
+    try:
+        for host in hosts:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -49,8 +64,9 @@ class LocalCluster:
         self.node_args = (*os.environ.get("DYNAMO_TEST_NODE_ARGS", "").split(), *node_args)
         self.ids = [f"n{i + 1}" for i in range(size)]
         self.hosts = {nid: f"127.0.0.{first_host + i}" for i, nid in enumerate(self.ids)}
-        self.client_ports = {nid: free_port(self.hosts[nid]) for nid in self.ids}
-        self.peer_ports = {nid: free_port(self.hosts[nid]) for nid in self.ids}
+        ports = free_ports([self.hosts[nid] for nid in self.ids for _ in (0, 1)])
+        self.client_ports = {nid: ports[2 * i] for i, nid in enumerate(self.ids)}
+        self.peer_ports = {nid: ports[2 * i + 1] for i, nid in enumerate(self.ids)}
         self.settings = {"n": 3, "r": 2, "w": 2, "q": 64, "request_timeout_ms": 1000,
                          "data_dir": "data", "fsync": "always", "admin_token": "test-token",
                          **settings}

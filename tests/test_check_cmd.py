@@ -72,6 +72,13 @@ def test_lost_write_exits_1_and_check_run_agrees(tmp_path: Path) -> None:
     results = check_run(run)
     assert exit_code(results) == 1 and results["verdict"] == "invalid"
     assert json.loads((run / "results.json").read_text())["verdict"] == "invalid"
+    # one more checker by hand: its entry is added, the defaults' entries and verdict stay
+    out = harness(run, "--checker", "linearizable")
+    assert out.returncode == 1 and "misses {'a'}" in out.stdout  # the lost add, seen as a set
+    stored = json.loads((run / "results.json").read_text())
+    assert set(stored["checkers"]) == {"set", "read-your-writes", "convergence", "perf",
+                                       "linearizable"}
+    assert stored["verdict"] == "invalid"
 
 
 def test_bare_histories_jsonl_and_edn(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_perf_latency_throughput_and_availability_per_fault() -> None:
 
 
 def test_registry_defaults_and_quorum_from_test() -> None:
-    assert resolve(None, "register") == ["read-your-writes", "convergence", "perf"]
+    assert resolve(None, "register") == ["phantoms", "read-your-writes", "convergence", "perf"]
     assert "linearizable" not in resolve(None, "register")
     assert resolve(None, "cart")[0] == "set"
     assert resolve(["linearizability", "ryw"], "set") == ["linearizable", "read-your-writes"]
@@ -104,3 +104,22 @@ def test_combine_rule() -> None:
     assert combine([]) == "unknown"
     with pytest.raises(ValueError):
         Verdict("maybe", "")
+
+
+def test_phantom_reads() -> None:
+    from checkers.phantoms import check_phantoms
+
+    def run(events):
+        return check_phantoms(pair(from_events(events, key="r1"))[0])
+
+    ok = run([(0, "invoke", "write", 1), (1, "invoke", "read", None), (1, "ok", "read", [1]),
+              (0, "info", "write", 1), (1, "invoke", "read", None), (1, "ok", "read", [])])
+    assert ok.verdict == "valid" and ok.evidence["reads_checked"] == 2
+    ghost = run([(1, "invoke", "read", None), (1, "ok", "read", [7])])
+    assert ghost.verdict == "invalid" and "no operation ever wrote it" in ghost.summary
+    failed = run([(0, "invoke", "write", 1), (0, "fail", "write", 1),
+                  (1, "invoke", "read", None), (1, "ok", "read", [1])])
+    assert failed.verdict == "invalid" and "failed" in failed.evidence["phantoms"][0]["why"]
+    future = run([(1, "invoke", "read", None), (1, "ok", "read", [1]),
+                  (0, "invoke", "write", 1), (0, "ok", "write", 1)])
+    assert future.verdict == "invalid" and "after the read" in future.summary

@@ -91,3 +91,11 @@ def test_pairing_rejects_double_invocation() -> None:
 def test_pending_invocation_counts_as_info() -> None:
     calls, _ = pair(from_events([(0, "invoke", "write", 1)]))
     assert calls[0].type == "info" and calls[0].end is None
+
+
+def test_edn_jepsen_records(tmp_path: Path) -> None:
+    text = ("#jepsen.history.Op{:index 0, :time 1, :type :invoke, :process 0, :f :write, "
+            ":value 3}\n"
+            "#jepsen.history.Op{:index 1, :time 2, :type :ok, :process 0, :f :write, :value 3}\n")
+    ops = read_edn(write(tmp_path, "history.edn", text))
+    assert [(o.type, o.f, o.value) for o in ops] == [("invoke", "write", 3), ("ok", "write", 3)]

@@ -56,9 +56,10 @@ class MemTransport:
         return None
 
 
-def make_cluster(size: int = 4, seed: int = 7) -> tuple[dict[str, Node], MemNet, ManualClock]:
+def make_cluster(size: int = 4, seed: int = 7, sloppy: bool = True
+                 ) -> tuple[dict[str, Node], MemNet, ManualClock]:
     entries = tuple(NodeEntry(f"n{i}", "sim", 1, 2 + i) for i in range(1, size + 1))
-    cfg = ClusterConfig(nodes=entries, n=3, r=2, w=2, q=32)
+    cfg = ClusterConfig(nodes=entries, n=3, r=2, w=2, q=32, sloppy_quorum=sloppy)
     net, clock, rng = MemNet(), ManualClock(wall_ms=1_000), random.Random(seed)
     nodes = {e.id: Node(cfg, e.id, clock, rng, MemoryStorage(), MemTransport(net, e.id), LOG)
              for e in entries}
@@ -77,21 +78,30 @@ def test_quorum_logic_in_one_process() -> None:
         status, got = await nodes["n2"].coordinator.get("k", 2, 0, 1.0)
         assert status == 200 and sorted(got["values"]) == ['"a"', '"b"']
 
-        # two of three replicas down: a write with w=2 fails, saying who answered
+        # two of three replicas down: the one fallback of a 4-node ring takes a hint, so w=2
+        # succeeds, but pw=2 cannot (a fallback is no primary)
         pref = nodes["n1"].ring.preference_list("k")
+        fallback = nodes["n1"].ring.fallbacks("k")[0]
         net.down.update(pref[1:])
-        status, fail = await nodes[pref[0]].coordinator.put(
-            "k", '"c"', clocks.decode_context(got["context"]), False, 2, 0, 0.5)
-        assert status == 503 and fail["acks"] == 1 and fail["written"] == 1
-        assert fail["answered"] == [pref[0]]
+        ctx = clocks.decode_context(got["context"])
+        status, ok = await nodes[pref[0]].coordinator.put("k", '"c"', ctx, False, 2, 0, 0.5)
+        assert status == 200, ok
+        assert {"node": fallback, "primary": False, "for": pref[1]} in ok["replicas"]
+        assert nodes[fallback].storage.hint_keys() == [(pref[1], "k")]
+        status, fail = await nodes[pref[0]].coordinator.put("k", '"c2"', ctx, False, 2, 2, 0.5)
+        assert status == 503 and fail["quorum"] == "pw" and fail["primary_acks"] == 1
+        assert fail["fallbacks"] == {fallback: pref[1]} and fail["written"] == 2
         net.down.clear()
+        for peer in pref[1:]:  # what the periodic probe would find
+            nodes[pref[0]].peers.saw(peer, True)
 
         # a partition (frames dropped) makes the replica time out instead
         nodes[pref[1]].transport.set_drop_from([pref[0]])
         nodes[pref[2]].transport.set_drop_from([pref[0]])
         status, fail = await nodes[pref[0]].coordinator.put("k", '"d"', {}, False, 3, 0, 0.05)
         assert status == 503 and set(fail["failed"].values()) == {"timeout"}
-        assert fail["written"] == 3  # itself, plus two that may have stored it
+        # itself, the fallback that took a hint after half the timeout, two that may have it
+        assert fail["written"] == 4 and fail["fallbacks"] == {fallback: pref[1]}
 
     asyncio.run(asyncio.wait_for(main(), 10))
 
@@ -100,3 +110,17 @@ def test_same_seed_same_incarnations() -> None:
     a, _, _ = make_cluster(seed=3)
     b, _, _ = make_cluster(seed=3)
     assert [n.actor for n in a.values()] == [n.actor for n in b.values()]
+
+
+def test_strict_mode_never_asks_a_fallback() -> None:
+    async def main() -> None:
+        nodes, net, _ = make_cluster(sloppy=False)
+        pref = nodes["n1"].ring.preference_list("k")
+        net.down.update(pref[1:])
+        status, fail = await nodes[pref[0]].coordinator.put("k", '"c"', {}, False, 2, 0, 0.5)
+        assert status == 503 and fail["acks"] == 1 and fail["written"] == 1
+        assert fail["answered"] == [pref[0]] and fail["quorum"] == "w"
+        assert set(fail["failed"]) == set(pref[1:])
+        assert all(not n.storage.hint_keys() for n in nodes.values())
+
+    asyncio.run(asyncio.wait_for(main(), 10))

@@ -130,7 +130,7 @@ class LocalPlatform(Platform):
             'data_dir = "."',
             f'fsync = "{c.fsync}"',
             f'admin_token = "{self.token}"',
-            "bugs = []",
+            *c.extra_toml_lines(),  # bugs = [...] and --node-setting lines
         ]
         for s in self.specs:
             self.node_dir(s.id).mkdir(parents=True, exist_ok=True)

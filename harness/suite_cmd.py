@@ -1,0 +1,99 @@
+"""`harness suite`: run a suite file's tests; compare each checker's verdict with the expected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_SUITE = 0, 1, 3
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              help="reports folder; each test's runs go to OUT/<test name>/")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write JUnit XML here: one testcase per suite test")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="run only the tests with this name (repeatable; shell patterns allowed)")
+@click.option("--seed", type=int, default=None,
+              help="seed every test with this (overrides the suite's seeds)")
+@click.option("--dry-run", is_flag=True, help="validate the suite and print the runs, run nothing")
+def suite(suite_file: Path, out: Path, junit: Path | None, only: tuple[str, ...],
+          seed: int | None, dry_run: bool) -> int:
+    """Run the tests of SUITE_FILE (TOML) and check each against its expected verdicts.
+
+    Each test is a `harness run` (a subprocess) with its own workload, nemesis, platform, cluster
+    settings, seeded bugs and time limit; `expect` names the verdict each checker must give.
+    Prints a table of expected versus actual verdicts and writes OUT/suite.json.
+
+    Exit codes: 0 every expectation met, 1 some test missed its expectation (or its run failed),
+    3 the suite file is wrong.
+    """
+    from harness.suite import (
+        SuiteError,
+        junit_xml,
+        load_suite,
+        run_args,
+        run_one,
+        select,
+        summary_json,
+    )
+
+    console = Console(highlight=False)
+    try:
+        loaded = load_suite(suite_file)
+        tests = select(loaded, list(only))
+    except SuiteError as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_BAD_SUITE
+    if dry_run:
+        for t in tests:
+            click.echo(f"{t.name}: harness {' '.join(run_args(t, out / t.name, seed))}")
+        return EXIT_OK
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for i, t in enumerate(tests, 1):
+        bugs = f" bugs {','.join(t.bugs)}" if t.bugs else " (correct store)"
+        console.print(f"[{i}/{len(tests)}] {t.name}:{bugs} ...")
+        o = run_one(t, out, seed)
+        outcomes.append(o)
+        mark = "[green]ok[/]" if o.passed else "[red]FAILED[/]"
+        reason = o.error or "; ".join(f"{c} {o.actual[c]}" for c in t.expect)
+        console.print(f"    {mark} in {o.seconds:.1f} s: {reason}")
+        # written after every test, so an interrupted suite still leaves what it found
+        (out / "suite.json").write_text(json.dumps(summary_json(loaded, outcomes), indent=2)
+                                        + "\n", encoding="utf-8")
+    console.print(table(outcomes))
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(junit_xml(loaded, outcomes), encoding="utf-8")
+    failed = [o.test.name for o in outcomes if not o.passed]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(outcomes)} tests missed their expectation:"
+                      f"[/] {', '.join(failed)}")
+        return EXIT_MISMATCH
+    console.print(f"[green]all {len(outcomes)} tests met their expectations[/]")
+    return EXIT_OK
+
+
+def table(outcomes: list) -> Table:
+    t = Table(title="expected vs actual verdicts")
+    for col in ("test", "bugs", "checker", "expected", "actual", "", "seconds"):
+        t.add_column(col, overflow="fold")  # CI logs need whole names, not ellipses
+    for o in outcomes:
+        first = True
+        for checker, expected in o.test.expect.items():
+            ok = checker not in o.mismatches and o.error is None
+            t.add_row(o.test.name if first else "", ",".join(o.test.bugs) if first else "",
+                      checker, " or ".join(expected), o.actual.get(checker, "missing"),
+                      "[green]ok[/]" if ok else "[red]MISMATCH[/]",
+                      f"{o.seconds:.1f}" if first else "")
+            first = False
+        if o.error:
+            t.add_row("", "", "[red]error[/]", "", o.error[:200], "", "")
+    return t

@@ -1,0 +1,176 @@
+"""Active anti-entropy: one Merkle tree per partition this node replicates, kept current on the
+write path, and a periodic exchange with the other replicas of each partition.
+
+Trees are built from storage once at start-up, then updated by the replica's write hook on every
+local change (`on_write`), never rebuilt for an exchange. A leaf entry is (key, digest of the
+stored sibling set, tombstones included), so replicas agree exactly when they hold the same
+versions.
+
+Every `aae_interval_ms` the node walks its partitions and, for each other primary of a partition
+that is up in its view, runs the exchange of node/merkle.py over the transport (kind "aae"): it
+descends only into differing branches and ends with the differing keys. `repair` then fetches
+the peer's sibling sets for those keys, merges them into the local copy, and pushes the merged
+set back wherever the peer's differed: both ways in one exchange. At most `aae_max_keys` keys
+are repaired per round, so a badly diverged replica is fixed over several rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from node import clocks
+from node.clocks import Version
+from node.coordinator import Call
+from node.env import Clock
+from node.merkle import MerkleTree, Shape, answer, diff_async
+from node.replica import Replica, digest
+from node.ring import Ring
+
+SHAPE = Shape(fanout=16, depth=3, digest_size=16)  # 4,096 leaves per partition
+REPAIR_CHUNK = 256  # keys per read_many / replicate_many message
+
+
+@dataclass
+class PartitionInfo:
+    keys_repaired: int = 0
+    exchanges: int = 0
+    last_exchange: dict[str, Any] | None = None
+
+
+@dataclass
+class AntiEntropy:
+    me: str
+    ring: Ring
+    replica: Replica
+    call: Call
+    is_up: Callable[[str], bool]
+    clock: Clock
+    max_keys: int
+    timeout: float
+    stats: dict[str, int]
+    log: logging.Logger
+    trees: dict[int, MerkleTree] = field(default_factory=dict)
+    info: dict[int, PartitionInfo] = field(default_factory=dict)
+    _next: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.ring.n
+        for p in range(self.ring.q):
+            if self.me in self.ring.walk(p)[:n]:
+                self.trees[p] = MerkleTree(SHAPE)
+                self.info[p] = PartitionInfo()
+
+    def load(self) -> int:
+        """Fill the trees from storage (start-up); returns the number of keys."""
+        count = 0
+        for key, blob in self.replica.storage.items():
+            self.on_write(key, [], blob)
+            count += 1
+        return count
+
+    def on_write(self, key: str, _siblings: list[Version], blob: bytes | None) -> None:
+        tree = self.trees.get(self.ring.partition(key))
+        if tree is None:
+            return  # not a partition this node replicates (stale data after a ring change)
+        if blob is None:
+            tree.remove(key)
+        else:
+            tree.update(key, digest(blob))
+
+    # ---- the answering side ----
+
+    def answer(self, body: Any) -> dict:
+        if not isinstance(body, list) or len(body) != 2 or not isinstance(body[0], int):
+            raise ValueError("aae needs [partition, request]")
+        tree = self.trees.get(body[0])
+        if tree is None:
+            return {"error": f"{self.me} does not replicate partition {body[0]}"}
+        return answer(tree, body[1])
+
+    # ---- the driving side ----
+
+    async def run_once(self) -> int:
+        """Exchange every partition with its other replicas; returns keys repaired."""
+        budget = self.max_keys
+        parts = sorted(self.trees)
+        # start where the last round stopped, so a spent budget does not starve later partitions
+        start = self._next % len(parts) if parts else 0
+        repaired = 0
+        for i in range(len(parts)):
+            p = parts[(start + i) % len(parts)]
+            for peer in self.ring.walk(p)[: self.ring.n]:
+                if peer == self.me or not self.is_up(peer):
+                    continue
+                if budget <= 0:
+                    self._next = (start + i) % len(parts)
+                    return repaired
+                try:
+                    got = await self.exchange(p, peer, budget)
+                except Exception as e:  # a peer that fails mid-exchange: try it next round
+                    self.log.info("aae: exchange of partition %d with %s failed: %s", p, peer, e)
+                    continue
+                repaired += got
+                budget -= got
+        self._next = 0
+        return repaired
+
+    async def exchange(self, partition: int, peer: str, budget: int) -> int:
+        tree = self.trees[partition]
+
+        async def ask(request: dict) -> Any:
+            return await self.call(peer, "aae", [partition, request], self.timeout)
+
+        found = await diff_async(tree, ask)
+        keys = sorted(found.keys)[:budget]
+        repaired = await self.repair(peer, keys) if keys else 0
+        info = self.info[partition]
+        info.exchanges += 1
+        info.keys_repaired += repaired
+        info.last_exchange = {"peer": peer, "at_ms": self.clock.wall_ms(),
+                              "differences": len(found.keys), "repaired": repaired,
+                              "bytes": found.bytes_total, "round_trips": found.round_trips}
+        self.stats["aae_exchanges"] = self.stats.get("aae_exchanges", 0) + 1
+        self.stats["aae_keys_repaired"] = self.stats.get("aae_keys_repaired", 0) + repaired
+        if repaired:
+            self.log.info("aae: partition %d with %s: %d key(s) differed, %d repaired",
+                          partition, peer, len(found.keys), repaired)
+        return repaired
+
+    async def repair(self, peer: str, keys: list[str]) -> int:
+        """Merge `keys` both ways with `peer`; returns how many keys changed on either side."""
+        changed = 0
+        for at in range(0, len(keys), REPAIR_CHUNK):
+            chunk = keys[at: at + REPAIR_CHUNK]
+            blobs = await self.call(peer, "read_many", chunk, self.timeout)
+            if not isinstance(blobs, list) or len(blobs) != len(chunk):
+                raise ValueError("read_many answered the wrong number of keys")
+            push = []
+            waits = []
+            for key, blob in zip(chunk, blobs, strict=True):
+                remote = clocks.decode_versions(blob or None)
+                local = self.replica.read(key)
+                merged = clocks.sync(local, remote)
+                if merged != local:
+                    waits.append(self.replica.merge(key, remote))
+                if merged != remote:
+                    push.append([key, clocks.encode_versions(merged)])
+                if merged != local or merged != remote:
+                    changed += 1
+            if push:
+                await self.call(peer, "replicate_many", push, self.timeout)
+            for w in waits:
+                await w
+        return changed
+
+    def status(self) -> dict:
+        parts = {}
+        for p, tree in sorted(self.trees.items()):
+            info = self.info[p]
+            parts[str(p)] = {"root": tree.root.hex(), "keys": len(tree),
+                             "replicas": self.ring.walk(p)[: self.ring.n],
+                             "exchanges": info.exchanges, "keys_repaired": info.keys_repaired,
+                             "last_exchange": info.last_exchange}
+        return parts

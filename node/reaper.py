@@ -1,0 +1,82 @@
+"""Tombstone reaping: forget a deleted key once that is safe.
+
+A key whose every sibling is a tombstone is tracked here (`on_write`). Every `reap_interval_ms`
+the key's first primary, and only it, reaps the keys whose newest tombstone is older than
+`tombstone_grace_ms`: it reads every primary, and only if all of them answer with exactly the
+same tombstones does it ask each to delete the key if it still holds exactly those (compare and
+delete; a write that landed meanwhile is kept). So a primary that missed the delete, or that is
+down, blocks the reap, and the tombstone keeps shadowing any stale copy that comes back.
+
+Remaining risk, documented: a hint for the key on a fallback that is still undelivered after the
+grace time can bring an old value back after the reap; the grace time is what bounds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from node.clocks import Version
+from node.coordinator import Call
+from node.env import Clock
+from node.replica import Replica, digest
+from node.ring import Ring
+from node.transport import PeerError
+
+MAX_PER_ROUND = 500
+
+
+@dataclass
+class Reaper:
+    me: str
+    ring: Ring
+    replica: Replica
+    call: Call
+    clock: Clock
+    grace_ms: int
+    timeout: float
+    stats: dict[str, int]
+    log: logging.Logger
+    tombstoned: dict[str, int] = field(default_factory=dict)  # key -> newest tombstone ts
+
+    def on_write(self, key: str, siblings: list[Version], _blob: bytes | None) -> None:
+        if siblings and all(v.tombstone for v in siblings):
+            self.tombstoned[key] = max(v.ts for v in siblings)
+        else:
+            self.tombstoned.pop(key, None)
+
+    def due(self) -> list[str]:
+        """Keys this node should try to reap now: it is their first primary, grace is over."""
+        cutoff = self.clock.wall_ms() - self.grace_ms
+        out = [k for k, ts in self.tombstoned.items()
+               if ts <= cutoff and self.ring.preference_list(k)[0] == self.me]
+        return sorted(out)[:MAX_PER_ROUND]
+
+    async def run_once(self) -> int:
+        reaped = 0
+        for key in self.due():
+            try:
+                reaped += await self.reap(key)
+            except PeerError as e:
+                self.log.debug("reaper: %s not reaped: %s", key, e)
+        return reaped
+
+    async def reap(self, key: str) -> int:
+        blob = self.replica.storage.get(key)
+        if blob is None:
+            self.tombstoned.pop(key, None)
+            return 0
+        expected = digest(blob)
+        primaries = self.ring.preference_list(key)
+        for peer in primaries:
+            if peer != self.me:
+                theirs = await self.call(peer, "read", [key], self.timeout)
+                if not theirs or digest(theirs) != expected:
+                    return 0  # a primary has missed the delete, or holds more: not yet
+        done = 0
+        for peer in primaries:
+            if await self.call(peer, "reap", [key, expected], self.timeout):
+                done += 1
+        if done:
+            self.log.debug("reaper: %s reaped on %d replica(s)", key, done)
+        return 1 if done == len(primaries) else 0
