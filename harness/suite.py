@@ -23,8 +23,9 @@ expect = { set = "invalid" }           # checker -> verdict, or a list of accept
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
 `platform`, `time_limit`, `concurrency`, `rate`, `keys`, `nemesis_interval`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
-`node_settings`, and `timeout` (seconds of wall time before the run is interrupted). A test also
-takes `description`. Only the checkers named in `expect` are compared.
+`node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
+before the run is interrupted). A test also takes `description`. Only the checkers named in
+`expect` are compared.
 
 Everything here but `run_one` is a pure function of its arguments.
 """
@@ -200,6 +201,10 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
         raise SuiteError(f"{where}: unknown setting {', '.join(bad)} "
                          f"(known: {', '.join([*TEST_KEYS, *RUN_KEYS])})")
     settings = {**defaults, **{k: v for k, v in raw.items() if k in RUN_KEYS}}
+    if isinstance(defaults.get("node_settings"), dict) and isinstance(raw.get("node_settings"),
+                                                                      dict):
+        # a test adds to (or overrides keys of) the default node settings
+        settings["node_settings"] = {**defaults["node_settings"], **raw["node_settings"]}
     for key, value in settings.items():
         types, what = RUN_KEYS[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):

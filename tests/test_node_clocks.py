@@ -16,6 +16,20 @@ stamps = st.integers(min_value=0, max_value=3)
 vvs = st.dictionaries(st.sampled_from(ACTORS), st.tuples(counters, stamps), max_size=4)
 
 
+def closed(ctx: clocks.VV, made: list[Version]) -> clocks.VV:
+    """A context that names (a, c) has seen every version of `a` up to c, and their pasts: a
+    replica never holds a version without the ones it made obsolete or their coverers."""
+    changed = True
+    while changed:
+        changed = False
+        for v in made:
+            if ctx.get(v.actor, (0, 0))[0] >= v.counter:
+                merged = clocks.vv_merge(ctx, v.clock())
+                if merged != ctx:
+                    ctx, changed = merged, True
+    return ctx
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> list[Version]:
     """Versions as a real store makes them: each written at some actor with, as its past, the
@@ -24,7 +38,7 @@ def histories(draw: st.DrawFn) -> list[Version]:
     top: dict[str, int] = {}
     for _ in range(draw(st.integers(min_value=1, max_value=8))):
         seen = draw(st.lists(st.sampled_from(made), max_size=3)) if made else []
-        ctx = clocks.context_of(seen)
+        ctx = closed(clocks.context_of(seen), made)
         actor = draw(st.sampled_from(ACTORS))
         # an actor's counters only grow (its local replica saw all its own writes)
         top[actor] = max(top.get(actor, 0), ctx.get(actor, (0, 0))[0]) + 1

@@ -21,6 +21,7 @@ KNOWN_KEYS = {
     "linearizability": {"keys", "checked_keys", "reason", "total_keys", "invalid_keys", "model",
                         "unchecked_keys"},
     "convergence": {"divergent", "converged_after_ms", "keys_checked"},
+    "phantoms": {"phantoms", "count", "reads_checked"},
     "perf": {"latency", "throughput", "availability"},
 }
 MAX_ROWS = 500  # rows per anomaly table; the rest are counted on the page and are in results.json
@@ -36,6 +37,8 @@ def checker_kind(evidence: Any) -> str:
         return "lost-writes"
     if "violations" in evidence:
         return "read-your-writes"
+    if "phantoms" in evidence:
+        return "phantoms"
     if isinstance(evidence.get("keys"), dict):
         return "linearizability"
     if "divergent" in evidence or "converged_after_ms" in evidence:
@@ -259,7 +262,24 @@ def _perf(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mar
     ]
 
 
+def _phantoms(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval],
+              marks: list) -> None:
+    phantoms = ev.get("phantoms") or []
+    rows = []
+    for i, p in enumerate(phantoms):
+        p = p if isinstance(p, dict) else {}
+        row = op_row(p.get("read"), index)
+        row.update(phantom=describe_value(p.get("value"), 80), why=str(p.get("why", "")))
+        _mark(marks, row, f"phantom read of {row['phantom']}")
+        if i < MAX_ROWS:
+            rows.append(row)
+    view["phantom_rows"] = rows
+    view["phantom_total"] = len(phantoms)
+    view["stats"] = [(k, ev[k]) for k in ("count", "reads_checked") if k in ev]
+
+
 _BUILDERS = {
+    "phantoms": _phantoms,
     "lost-writes": _lost,
     "read-your-writes": _ryw,
     "linearizability": _lin,
