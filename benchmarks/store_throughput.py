@@ -1,6 +1,7 @@
 """Store throughput and latency: 3 local nodes, N=3, R=W=2, 50/50 GET/PUT of ~1 KB values.
 
     python benchmarks/store_throughput.py [--seconds 10] [--concurrency 48] [--rate 500]
+                                          [--anti-entropy on|off]
 
 Phase 1 (saturation): closed loop, `concurrency` keep-alive connections spread over the nodes.
 Phase 2 (offered load): open loop at `rate` ops/s; each latency is measured from the operation's
@@ -186,16 +187,20 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
                    help="the nodes' event loop (auto: uvloop if installed)")
+    p.add_argument("--anti-entropy", default="on", choices=["on", "off"],
+                   help="Merkle trees kept current on the write path and exchanged (default on)")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, \
             LocalCluster(Path(tmp), size=3, node_args=("--loop", args.loop), n=3, r=2, w=2,
-                         fsync=args.fsync, request_timeout_ms=2000) as cluster:
+                         fsync=args.fsync, request_timeout_ms=2000,
+                         anti_entropy=args.anti_entropy == "on") as cluster:
         cluster.start_all()
         addrs = [(cluster.hosts[n], cluster.client_ports[n]) for n in cluster.ids]
         work = Workload(random.Random(args.seed))
         print(f"3 nodes, N=3 R=2 W=2, fsync={args.fsync}, loop={args.loop}, {KEYS} keys, "
-              f"~1 KB values, 50/50 GET/PUT, {os.cpu_count()} cores, "
+              f"~1 KB values, 50/50 GET/PUT, anti-entropy {args.anti_entropy}, "
+              f"{os.cpu_count()} cores, "
               f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         t0 = time.perf_counter()
         asyncio.run(preload(addrs, work))

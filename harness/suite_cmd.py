@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -44,7 +45,8 @@ def suite(suite_file: Path, out: Path, junit: Path | None, only: tuple[str, ...]
         summary_json,
     )
 
-    console = Console(highlight=False)
+    # a CI log is not a terminal: give the table room rather than rich's 80 columns
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     try:
         loaded = load_suite(suite_file)
         tests = select(loaded, list(only))

@@ -7,8 +7,13 @@ Modules, one job each:
   storage      durable key -> sibling set (SQLite WAL, group commit) and an in-memory one
   transport    internode frames (length-prefixed msgpack over persistent TCP)
   replica      this node's copy: coordinated writes and merges from peers
-  coordinator  quorum GET/PUT/DELETE over an injected `call`
+  coordinator  quorum GET/PUT/DELETE over an injected `call`: sloppy quorum, read repair
+  membership   the failure detector and gossiped membership (state only)
+  handoff      pushing hints to their owners
+  aae          Merkle trees per partition and the anti-entropy exchange
+  reaper       tombstone reaping once every primary holds the tombstone
+  tasks        periodic background loops
   http_api     the client and admin HTTP API (docs/node-api.md)
-  server       wiring of clock, random source, storage, transport; the peer view
+  server       wiring of clock, random source, storage, transport; internode requests
   env          clocks and random sources that are handed in
 """

@@ -68,15 +68,17 @@ class Node:
                                clock, config.aae_max_keys, max(timeout, 2.0), self.stats, log)
         self.reaper = Reaper(node_id, self.ring, self.replica, self.call, clock,
                              config.tombstone_grace_ms, max(timeout, 1.0), self.stats, log)
-        self.replica.write_hooks += [self.aae.on_write, self.reaper.on_write]
+        # trees are kept current on the write path only when anti-entropy runs
+        hooks = [self.reaper.on_write] + ([self.aae.on_write] if config.anti_entropy else [])
+        self.replica.write_hooks += hooks
         for key, blob in storage.items():  # rebuild the in-memory indexes
             try:
                 siblings = clocks.decode_versions(blob)
             except ValueError as e:
                 log.error("storage: key %r holds an unreadable sibling set: %s", key, e)
                 continue
-            self.aae.on_write(key, siblings, blob)
-            self.reaper.on_write(key, siblings, blob)
+            for hook in hooks:
+                hook(key, siblings, blob)
         self.loops: list[Periodic] = []
         transport.set_handler(self.handle)
 
