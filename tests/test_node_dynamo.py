@@ -16,7 +16,7 @@ from nodeproc import LocalCluster
 
 from node.ring import Ring
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
 FAST = {"gossip_interval_ms": 200, "probe_interval_ms": 200, "handoff_interval_ms": 300,
         "reap_interval_ms": 300, "aae_interval_ms": 500}
