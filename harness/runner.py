@@ -26,6 +26,7 @@ from harness.client import NodeClient
 from harness.history import History
 from harness.live import Stats, display
 from harness.nemesis_runner import NemesisRunner
+from harness.node_stats import NodeStatsSampler
 from harness.platforms.base import Platform
 from harness.platforms.local import LocalPlatform
 from harness.quiesce import replicas_document, wait_converged
@@ -135,6 +136,7 @@ class Run:
                 self.display_mode)))
             await self._setup(outcome)
             background.append(asyncio.create_task(self._sampler().run()))
+            background.append(asyncio.create_task(self._stats_sampler().run()))
             if not self.stop.is_set():
                 await self._workload_phase()
             await self._heal()
@@ -309,6 +311,11 @@ class Run:
         return ResourceSampler(self.run_dir / "resources.jsonl", self.platform.pids,
                                self.history.now)
 
+    def _stats_sampler(self) -> NodeStatsSampler:
+        assert self.platform is not None
+        urls = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
+        return NodeStatsSampler(self.run_dir / "stats.jsonl", lambda: urls, self.history.now)
+
     def _faults(self) -> list[str]:
         return self.nemesis.describe_active() if self.nemesis else []
 
@@ -366,13 +373,10 @@ def run_test(settings: TestSettings, display_mode: str = "auto") -> RunOutcome:
 
 def check_and_report(settings: TestSettings, outcome: RunOutcome) -> None:
     """Run the checkers and render the report; any failure of either is a harness failure."""
+    from harness.checking import check_run, exit_code
+    from harness.report import render_index, render_run
+
     t0 = time.monotonic()
-    try:
-        from harness.checking import check_run, exit_code
-    except ImportError as e:
-        outcome.error = f"the checkers are not available ({e})"
-        outcome.exit_code = EXIT_HARNESS
-        return
     try:
         results = check_run(outcome.run_dir)
         outcome.results = results
@@ -386,8 +390,6 @@ def check_and_report(settings: TestSettings, outcome: RunOutcome) -> None:
     outcome.timings["check_s"] = round(time.monotonic() - t0, 3)
     t1 = time.monotonic()
     try:
-        from harness.report import render_index, render_run
-
         render_run(outcome.run_dir)
         render_index(settings.out)
     except Exception as e:  # the verdict stands; the missing report is the harness's failure
