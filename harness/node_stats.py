@@ -65,7 +65,7 @@ class NodeStatsSampler:
         return rows
 
     async def run(self) -> None:
-        """Sample until cancelled; the file is flushed every tick, so a crash keeps what was seen."""
+        """Sample until cancelled; flushed every tick, so a crash keeps what was seen."""
         connector = aiohttp.TCPConnector(limit=1)
         async with aiohttp.ClientSession(connector=connector) as session:
             with self.path.open("a", encoding="utf-8") as fh:

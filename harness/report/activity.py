@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ COUNTERS = ("hints_stored", "hints_handed_off", "read_repairs_sent", "aae_exchan
 # (field, row title, unit): a gauge is drawn as its level, a counter as a rate per second
 PLOTTED = (
     ("hints_pending", "Hints pending (held for a down or unreachable owner)", "hints"),
+    ("hints_stored", "Hints stored per second (writes taken for another node)", "per s"),
     ("hints_handed_off", "Hints handed off per second", "per s"),
     ("read_repairs_sent", "Read repairs sent per second", "per s"),
     ("aae_keys_repaired", "Anti-entropy keys repaired per second", "per s"),
@@ -61,7 +63,7 @@ def _value(row: dict[str, Any], name: str) -> int | None:
 
 def sampling_gap_ns(series: dict[str, list[dict[str, Any]]]) -> float:
     """The silence after which a node's line breaks: GAP_FACTOR x the median sample spacing."""
-    steps = sorted(b["time"] - a["time"] for s in series.values() for a, b in zip(s, s[1:]))
+    steps = sorted(b["time"] - a["time"] for s in series.values() for a, b in pairwise(s))
     median = steps[len(steps) // 2] if steps else NS_PER_S
     return GAP_FACTOR * max(median, 1)
 
@@ -70,7 +72,7 @@ def increments(samples: list[dict[str, Any]], name: str) -> list[tuple[dict, dic
     """(previous, current, increase) for consecutive samples; a counter that went down restarted
     with its process (counters are since the node started), so the increase is the new value."""
     out = []
-    for a, b in zip(samples, samples[1:]):
+    for a, b in pairwise(samples):
         va, vb = _value(a, name), _value(b, name)
         if va is None or vb is None:
             continue
@@ -78,33 +80,32 @@ def increments(samples: list[dict[str, Any]], name: str) -> list[tuple[dict, dic
     return out
 
 
-def node_totals(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """One table row: each counter summed over the node's restarts, each gauge's last value."""
-    extra = sorted({k for r in samples for k, v in r.items()
+def node_totals(samples: list[dict[str, Any]], gap_ns: float) -> dict[str, Any]:
+    """One table row: each counter summed over the node's restarts, each gauge's last and peak
+    value, and how long the node did not answer (down or paused)."""
+    extra = sorted({k for r in samples for k in r
                     if k not in ("time", "node") and k not in GAUGES + COUNTERS
                     and _value(r, k) is not None})
     row: dict[str, Any] = {}
-    restarts = 0
     for name in (*COUNTERS, *extra):
         first = next((_value(r, name) for r in samples if _value(r, name) is not None), None)
-        if first is None:
-            row[label(name)] = "—"
-            continue
-        steps = increments(samples, name)
-        restarts = max(restarts, sum(1 for a, b, _ in steps if _value(b, name) < _value(a, name)))
-        row[label(name)] = int(first + sum(inc for _, _, inc in steps))
+        row[label(name)] = "—" if first is None else int(
+            first + sum(inc for _, _, inc in increments(samples, name)))
     for name in GAUGES:
         last = next((_value(r, name) for r in reversed(samples) if _value(r, name) is not None),
                     None)
         peak = max((_value(r, name) or 0 for r in samples), default=0)
-        row[f"{label(name)} (last / peak)"] = "—" if last is None else f"{last:,} / {peak:,}"
-    row["restarts seen"] = restarts
-    row["samples"] = len(samples)
+        row[f"{label(name)} last / peak"] = "—" if last is None else f"{last:,} / {peak:,}"
+    step = gap_ns / GAP_FACTOR  # a normal sampling interval is not silence
+    silent = sum(b["time"] - a["time"] - step for a, b in pairwise(samples)
+                 if b["time"] - a["time"] > gap_ns)
+    row["silent (s)"] = round(silent / NS_PER_S, 1)
     return row
 
 
 def totals_table(series: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [{"node": node, **node_totals(samples)} for node, samples in series.items()]
+    gap_ns = sampling_gap_ns(series)
+    return [{"node": node, **node_totals(samples, gap_ns)} for node, samples in series.items()]
 
 
 def _trace_points(samples: list[dict[str, Any]], name: str, gap_ns: float,
@@ -140,7 +141,7 @@ def _trace_points(samples: list[dict[str, Any]], name: str, gap_ns: float,
 
 def activity_figure(series: dict[str, list[dict[str, Any]]],
                     faults: list[FaultInterval]) -> tuple[dict[str, Any], str]:
-    """Four stacked rows sharing the time axis: hints pending, then three rates per second."""
+    """Stacked rows sharing the time axis: hints pending, then counter rates per second."""
     rows = len(PLOTTED)
     gap_ns = sampling_gap_ns(series)
     gap = 0.045
@@ -187,9 +188,10 @@ def activity_figure(series: dict[str, list[dict[str, Any]]],
 def summary(series: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
     """A few headline figures for the section: totals over nodes, and the peak pending hints."""
     table = totals_table(series)
-    out = [(label(name), f"{sum(r[label(name)] for r in table if isinstance(r[label(name)], int)):,}")
-           for name in ("hints_stored", "hints_handed_off", "read_repairs_sent",
-                        "aae_keys_repaired")]
+    out = []
+    for name in ("hints_stored", "hints_handed_off", "read_repairs_sent", "aae_keys_repaired"):
+        values = [r[label(name)] for r in table if isinstance(r[label(name)], int)]
+        out.append((f"{label(name)}, all nodes", f"{sum(values):,}"))
     peak = max(((_value(r, "hints_pending") or 0, r["time"], node)
                 for node, s in series.items() for r in s), default=None)
     if peak and peak[0] > 0:

@@ -22,6 +22,7 @@ class RunData:
     results: dict[str, Any] | None = None
     replicas: dict[str, Any] | None = None
     resources: list[dict[str, Any]] = field(default_factory=list)
+    stats: list[dict[str, Any]] = field(default_factory=list)  # stats.jsonl: node counters
     node_logs: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what is missing or damaged, for the page
     present: dict[str, bool] = field(default_factory=dict)
@@ -103,6 +104,11 @@ def load_run(run_dir: Path) -> RunData:
     else:
         notes.append("resources.jsonl is missing (no per-node CPU and memory samples).")
     data.present["resources.jsonl"] = bool(data.resources)
+
+    # no note when absent: section 6 says what it shows instead
+    if (run_dir / "stats.jsonl").exists():
+        data.stats = read_jsonl(run_dir / "stats.jsonl", notes)
+    data.present["stats.jsonl"] = (run_dir / "stats.jsonl").exists()
 
     nodes_dir = run_dir / "nodes"
     if nodes_dir.is_dir():

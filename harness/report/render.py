@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from harness.report.activity import count_activity
+from harness.report.activity import build_activity
 from harness.report.anomalies import build_checker_views
 from harness.report.data import load_run, log_tail
 from harness.report.figures import (
@@ -144,7 +144,10 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     ]
     if data.resources:
         figs["cpu"], figs["rss"] = resources_figures(data.resources, h.faults)
-    activity, activity_notes = count_activity(data.node_logs)
+    activity = build_activity(data.stats, data.present.get("stats.jsonl", False),
+                              data.node_logs, h.faults)
+    if activity.get("figure"):
+        figs["activity"], hows["activity"] = activity.pop("figure"), activity.pop("how")
     logs = []
     for node, path in sorted(data.node_logs.items()):
         try:
@@ -157,7 +160,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     counts = Counter(op.type for op in h.ops)
     fault_kinds = sorted({(fi.fault, fi.label) for fi in h.faults})
     ops_encoding, ops_payload = embed_ops(h.ops)
-    notes = list(data.notes) + activity_notes
+    notes = list(data.notes) + activity["notes"]
     if h.unmatched_completions:
         notes.append(f"{h.unmatched_completions} completion(s) in the history had no invocation.")
     if h.open_invocations:

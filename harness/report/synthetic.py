@@ -88,9 +88,10 @@ def _events(n_ops: int, concurrency: int, rng: random.Random, keys: int) -> tupl
 
 def make_run(
     run_dir: Path, n_ops: int = 2000, *, invalid: bool = False, seed: int = 1,
-    concurrency: int = 10, keys: int = 5,
+    concurrency: int = 10, keys: int = 5, node_stats: bool = True,
 ) -> Path:
-    """Write a run directory (every file of docs/history.md but report.html); return it."""
+    """Write a run directory (every file of docs/history.md but report.html); return it.
+    `node_stats=False` leaves out stats.jsonl, as in runs recorded before it existed."""
     rng = random.Random(seed)
     run_dir = Path(run_dir)
     (run_dir / "nodes").mkdir(parents=True, exist_ok=True)
@@ -140,6 +141,8 @@ def make_run(
                 f.write(json.dumps({"time": sec * S, "node": node,
                                     "cpu_percent": round(10 + 5 * i + rng.random() * 20, 1),
                                     "rss_bytes": (40 + i + sec // 5) * 2**20}) + "\n")
+    if node_stats:
+        write_stats(run_dir / "stats.jsonl", end, windows, rng)
     for node in NODES:
         d = run_dir / "nodes" / node
         d.mkdir(parents=True, exist_ok=True)
@@ -150,6 +153,42 @@ def make_run(
                   "2025-01-02 03:05:12 INFO read repair of k1 sent to n3"]
         (d / "node.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return run_dir
+
+
+def write_stats(path: Path, end: int, windows: list, rng: random.Random) -> None:
+    """stats.jsonl as the sampler writes it: during a fault the nodes outside it store hints,
+    which drain (handed off) after it ends; n5 restarts halfway, so its counters start over."""
+    counters = {n: dict.fromkeys(("hints_stored", "hints_handed_off", "read_repairs_sent",
+                                  "aae_exchanges", "aae_keys_repaired", "tombstones_reaped"), 0)
+                for n in NODES}
+    pending = dict.fromkeys(NODES, 0)
+    restart_at = end // 2
+    with path.open("w", encoding="utf-8") as f:
+        for sec in range(int(end / S) + 1):
+            t = sec * S
+            faulty = any(a < t <= b for a, b, _, _ in windows)  # in the past second
+            for i, node in enumerate(NODES):
+                c = counters[node]
+                if node == "n5" and restart_at <= t < restart_at + 2 * S:
+                    continue  # down: the sampler gets no answer
+                if node == "n5" and restart_at + 2 * S <= t < restart_at + 3 * S:
+                    c.update(dict.fromkeys(c, 0))  # a new process: counters since its start
+                    pending[node] = 0
+                if faulty and i > 0:
+                    stored = rng.randint(5, 20)
+                    c["hints_stored"] += stored
+                    pending[node] += stored
+                elif pending[node]:
+                    sent = min(pending[node], rng.randint(10, 40))
+                    pending[node] -= sent
+                    c["hints_handed_off"] += sent
+                c["read_repairs_sent"] += rng.randint(0, 3) if faulty else 0
+                if sec % 10 == i:
+                    c["aae_exchanges"] += 4
+                    c["aae_keys_repaired"] += rng.randint(0, 6)
+                f.write(json.dumps({"time": t + i * 3 * MS, "node": node, **c,
+                                    "hints_pending": pending[node],
+                                    "tombstones_held": 0}) + "\n")
 
 
 def _call(rows: list[dict], inv_i: int, done_i: int) -> dict[str, Any]:
