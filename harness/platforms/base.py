@@ -6,11 +6,16 @@ bounded in time; the runner calls them from worker threads.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Set
 from pathlib import Path
+from typing import Any
+
+import requests
 
 Grudge = Mapping[str, Set[str]]  # node -> nodes whose frames it drops
+ADMIN_TIMEOUT_S = 1.0
 
 
 class PlatformError(RuntimeError):
@@ -19,6 +24,8 @@ class PlatformError(RuntimeError):
 
 class Platform(ABC):
     name: str = ""
+    #: how long a starting node may take to answer /admin/status
+    ready_timeout_s: float = 20.0
     #: fault -> how this platform produces it, in words for the report
     mechanisms: dict[str, str] = {}
 
@@ -81,6 +88,41 @@ class Platform(ABC):
     @abstractmethod
     def pids(self) -> dict[str, int]:
         """OS process ids of the running nodes (for resource sampling)."""
+
+    def log_path(self, node: str) -> Path:
+        return self.node_dir(node) / "node.log"
+
+    def status(self, node: str) -> dict[str, Any] | None:
+        """The node's `/admin/status`, or None when it does not answer."""
+        try:
+            resp = requests.get(f"{self.client_url(node)}/admin/status", timeout=ADMIN_TIMEOUT_S)
+            return resp.json() if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def _exited_at_start(self, node: str) -> str | None:
+        """How the node's process ended, if it already has (a failed start), else None."""
+        return None
+
+    def _wait_ready(self, node: str) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            ended = self._exited_at_start(node)
+            if ended is not None:
+                raise PlatformError(f"node {node} {ended} at start; its log ends:\n"
+                                    f"{self._log_tail(node)}")
+            if self.status(node) is not None:
+                return
+            time.sleep(0.1)
+        raise PlatformError(f"node {node} did not answer /admin/status within "
+                            f"{self.ready_timeout_s:.0f} s; its log ends:\n{self._log_tail(node)}")
+
+    def _log_tail(self, node: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(node).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
 
     def set_packet(self, node: str, delay_ms: float = 0.0, jitter_ms: float = 0.0,
                    loss_percent: float = 0.0) -> None:

@@ -34,7 +34,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.platforms import iptables
-from harness.platforms.base import Grudge, Platform, PlatformError
+from harness.platforms.base import ADMIN_TIMEOUT_S, Grudge, Platform, PlatformError
 from harness.platforms.clusterfile import cluster_toml
 from harness.platforms.local import NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
@@ -48,8 +48,6 @@ MOUNT = "/cluster"
 CLIENT_PORT = 8000  # each container has its own address, so the ports can be the same
 PEER_PORT = 9000
 LIBFAKETIME_IN_IMAGE = "/usr/local/lib/libfaketime.so.1"  # the Dockerfile links it there
-READY_TIMEOUT_S = 30.0
-ADMIN_TIMEOUT_S = 1.0
 DOCKER_TIMEOUT_S = 60
 DEVICE = "eth0"
 
@@ -78,6 +76,7 @@ def node_command(node: str) -> str:
 
 class DockerPlatform(Platform):
     name = "docker"
+    ready_timeout_s = 30.0  # a container takes longer to start than a process
     mechanisms = {
         "partition": "iptables DROP rules (chain DJ-PART, jumped to from INPUT) inside the "
                      "receiving node's container; real packets are dropped",
@@ -142,9 +141,6 @@ class DockerPlatform(Platform):
     def node_dir(self, node: str) -> Path:
         return self.root / node
 
-    def log_path(self, node: str) -> Path:
-        return self.node_dir(node) / "node.log"
-
     def container_name(self, node: str) -> str:
         return self.record["containers"][self._spec(node).id]
 
@@ -159,13 +155,6 @@ class DockerPlatform(Platform):
     def is_running(self, node: str) -> bool:
         state = self._state(node)
         return bool(state and state.get("Running"))
-
-    def status(self, node: str) -> dict[str, Any] | None:
-        try:
-            resp = requests.get(f"{self.client_url(node)}/admin/status", timeout=ADMIN_TIMEOUT_S)
-            return resp.json() if resp.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return None
 
     def _spec(self, node: str) -> NodeSpec:
         try:
@@ -255,25 +244,11 @@ class DockerPlatform(Platform):
             raise PlatformError(f"creating the container of {node} failed: "
                                 f"{e.explanation or e}") from None
 
-    def _wait_ready(self, node: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            state = self._state(node)
-            if state is not None and state.get("Status") == "exited":
-                raise PlatformError(f"node {node} exited with code {state.get('ExitCode')} at "
-                                    f"start; its log ends:\n{self._log_tail(node)}")
-            if self.status(node) is not None:
-                return
-            time.sleep(0.1)
-        raise PlatformError(f"node {node} did not answer /admin/status within "
-                            f"{READY_TIMEOUT_S:.0f} s; its log ends:\n{self._log_tail(node)}")
-
-    def _log_tail(self, node: str, lines: int = 15) -> str:
-        try:
-            text = self.log_path(node).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def _exited_at_start(self, node: str) -> str | None:
+        state = self._state(node)
+        if state is not None and state.get("Status") == "exited":
+            return f"exited with code {state.get('ExitCode')}"
+        return None
 
     # -- crash, pause -------------------------------------------------------------------------
 

@@ -20,12 +20,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import requests
 
-from harness.platforms.base import Grudge, Platform, PlatformError
+from harness.platforms.base import ADMIN_TIMEOUT_S, Grudge, Platform, PlatformError
 from harness.settings import ClusterSettings
 from harness.state import Session, kill_recorded, matching_process, process_identity
 
@@ -36,8 +35,6 @@ LIBFAKETIME_CANDIDATES = (
     Path("/usr/lib/faketime/libfaketime.so.1"),
     Path("/usr/local/lib/faketime/libfaketime.so.1"),
 )
-READY_TIMEOUT_S = 20.0
-ADMIN_TIMEOUT_S = 1.0
 
 
 def find_libfaketime() -> Path:
@@ -162,9 +159,6 @@ class LocalPlatform(Platform):
     def node_dir(self, node: str) -> Path:
         return self.root / node
 
-    def log_path(self, node: str) -> Path:
-        return self.node_dir(node) / "node.log"
-
     def pids(self) -> dict[str, int]:
         out = {}
         for node in self.node_ids():
@@ -178,13 +172,6 @@ class LocalPlatform(Platform):
 
     def is_paused(self, node: str) -> bool:
         return node in self._paused
-
-    def status(self, node: str) -> dict[str, Any] | None:
-        try:
-            resp = requests.get(f"{self.client_url(node)}/admin/status", timeout=ADMIN_TIMEOUT_S)
-            return resp.json() if resp.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return None
 
     def _spec(self, node: str) -> NodeSpec:
         try:
@@ -236,10 +223,8 @@ class LocalPlatform(Platform):
         self._spec(node)
         self.kill(node)
 
-    def _launch(self, node: str) -> None:
-        spec = self._spec(node)
-        directory = self.node_dir(node)
-        directory.mkdir(parents=True, exist_ok=True)
+    def _node_env(self, node: str) -> dict[str, str]:
+        """The node process's environment: libfaketime preloaded when clocks are a fault."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.clock:
             assert self.libfaketime is not None
@@ -252,7 +237,18 @@ class LocalPlatform(Platform):
                 # re-read the offset on every time call: bumps and strobes take effect at once
                 "FAKETIME_NO_CACHE": "1",
             })
-        cmd = [sys.executable, "-m", "node", "--cluster", str(self.cluster_file), "--id", spec.id]
+        return env
+
+    def _node_cmd(self, node: str) -> list[str]:
+        return [sys.executable, "-m", "node", "--cluster", str(self.cluster_file),
+                "--id", self._spec(node).id]
+
+    def _launch(self, node: str) -> None:
+        spec = self._spec(node)
+        directory = self.node_dir(node)
+        directory.mkdir(parents=True, exist_ok=True)
+        env = self._node_env(node)
+        cmd = self._node_cmd(node)
         with self.log_path(node).open("ab") as log:
             log.write(f"--- harness: starting {spec.id} at {time.ctime()}\n".encode())
             log.flush()
@@ -266,25 +262,11 @@ class LocalPlatform(Platform):
             self.session.nodes[node] = {"pid": popen.pid, "create_time": 0, "cmdline": cmd}
         self.session.save()
 
-    def _wait_ready(self, node: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            popen = self._popen.get(node)
-            if popen is not None and popen.poll() is not None:
-                raise PlatformError(f"node {node} exited with code {popen.returncode} at start; "
-                                    f"its log ends:\n{self._log_tail(node)}")
-            if self.status(node) is not None:
-                return
-            time.sleep(0.1)
-        raise PlatformError(f"node {node} did not answer /admin/status within "
-                            f"{READY_TIMEOUT_S:.0f} s; its log ends:\n{self._log_tail(node)}")
-
-    def _log_tail(self, node: str, lines: int = 15) -> str:
-        try:
-            text = self.log_path(node).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def _exited_at_start(self, node: str) -> str | None:
+        popen = self._popen.get(node)
+        if popen is not None and popen.poll() is not None:
+            return f"exited with code {popen.returncode}"
+        return None
 
     def _terminate(self, node: str) -> None:
         ident = self.session.nodes.get(node)

@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -229,19 +228,8 @@ class NetnsPlatform(LocalPlatform):
         spec = self._spec(node)
         directory = self.node_dir(node)
         directory.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if self.clock:
-            assert self.libfaketime is not None
-            if not self._faketime_file(node).exists():
-                self._faketime_file(node).write_text("+0\n")
-            env.update({
-                "LD_PRELOAD": ":".join(filter(None, [str(self.libfaketime),
-                                                     env.get("LD_PRELOAD")])),
-                "FAKETIME_TIMESTAMP_FILE": str(self._faketime_file(node)),
-                "FAKETIME_NO_CACHE": "1",
-            })
-        node_cmd = [sys.executable, "-m", "node", "--cluster", str(self.cluster_file),
-                    "--id", spec.id]
+        env = self._node_env(node)
+        node_cmd = self._node_cmd(node)
         # `ip netns exec` enters the namespace and execs the node: the pid is the node's
         cmd = ["ip", "netns", "exec", self.net.namespace(node), *node_cmd]
         with self.log_path(node).open("ab") as log:
