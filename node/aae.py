@@ -55,6 +55,7 @@ class AntiEntropy:
     trees: dict[int, MerkleTree] = field(default_factory=dict)
     info: dict[int, PartitionInfo] = field(default_factory=dict)
     _next: int = 0
+    bugs: frozenset[str] = frozenset()  # seeded defects (docs/bugs.md)
 
     def __post_init__(self) -> None:
         n = self.ring.n
@@ -125,7 +126,9 @@ class AntiEntropy:
 
         found = await diff_async(tree, ask)
         keys = sorted(found.keys)[:budget]
-        repaired = await self.repair(peer, keys) if keys else 0
+        # BUG aae-noop: the differences are found, counted and left alone
+        noop = "aae-noop" in self.bugs
+        repaired = await self.repair(peer, keys) if keys and not noop else 0
         info = self.info[partition]
         info.exchanges += 1
         info.keys_repaired += repaired

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node import clocks
+from node.bugs import last_write_wins
 from node.clocks import VV
 from node.replica import Replica
 from node.ring import Ring
@@ -119,11 +120,14 @@ class Round:
     primaries: list[str]
     hinted: dict[str, str]
     skipped: dict[str, str]
+    fallbacks_count: bool = False  # the strict-counts-fallbacks bug
 
     def acks(self) -> tuple[int, int]:
         """(replies, replies from primaries). Strict mode asks no fallback, so there they are
         the same; a fallback never counts toward pr/pw."""
         res = self.gatherer.results
+        if self.fallbacks_count:
+            return len(res), len(res)
         return len(res), sum(1 for n in self.primaries if n in res)
 
     def answered(self) -> list[str]:
@@ -156,6 +160,7 @@ class Coordinator:
     sloppy: bool = True
     read_repair_on: bool = True
     stats: dict[str, int] = field(default_factory=dict)
+    bugs: frozenset[str] = frozenset()  # seeded defects (docs/bugs.md)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     # ---- the sloppy quorum ----
@@ -167,7 +172,10 @@ class Coordinator:
         n = self.ring.n
         primaries, spares = walk[:n], list(walk[n:])
         g = Gatherer(self._background)
-        rnd = Round(g, primaries, {}, {})
+        # BUG strict-counts-fallbacks: strict mode takes fallbacks and counts them as primaries
+        lax = "strict-counts-fallbacks" in self.bugs
+        rnd = Round(g, primaries, {}, {}, fallbacks_count=lax)
+        sloppy = self.sloppy or lax
 
         def next_spare() -> str | None:
             while spares:
@@ -178,7 +186,7 @@ class Coordinator:
 
         replaced: set[str] = set()
         for p in primaries:
-            spare = next_spare() if self.sloppy and not self.is_up(p) else None
+            spare = next_spare() if sloppy and not self.is_up(p) else None
             if spare is None:
                 g.add(p, make(p, None))  # up, strict mode, or nobody to stand in: try it
             else:
@@ -193,7 +201,7 @@ class Coordinator:
             now = loop.time()
             if now >= deadline:
                 break
-            if self.sloppy and spares:
+            if sloppy and spares:
                 for target in list(g.order):
                     if target in replaced:
                         continue
@@ -219,6 +227,8 @@ class Coordinator:
         """(status, body) of a quorum read; 200, 404 or 503."""
         walk = self.ring.walk(self.ring.partition(key))
         deadline = asyncio.get_running_loop().time() + timeout
+        if "stale-read-r1" in self.bugs:
+            r, pr = 1, min(pr, 1)  # BUG: answer with the first reply, whatever R is
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:
             kind = "read" if owner is None else "read_hints"
@@ -238,6 +248,8 @@ class Coordinator:
             merged = clocks.sync(*(clocks.decode_versions(results[n]) for n in answered))
         except ValueError as e:
             return 500, {"error": "internal", "message": f"a replica answered garbage: {e}"}
+        if "lww" in self.bugs:
+            merged = last_write_wins(merged)
         if self.read_repair_on:
             self._spawn(self.read_repair(key, rnd, deadline))
         ctx = clocks.context_of(merged)
@@ -267,11 +279,16 @@ class Coordinator:
         if not sets:
             return 0
         merged = clocks.sync(*sets.values())
+        kind = "replicate"
+        if "read-repair-clobbers" in self.bugs:
+            # BUG: repair from this coordinator's own copy (or the first reply), replacing
+            mine = self.node_id if self.node_id in sets else rnd.answered()[0]
+            merged, kind = sets.get(mine, merged), "overwrite"
         blob = clocks.encode_versions(merged)
         stale = [n for n in rnd.primaries if n in sets and sets[n] != merged]
         for n in stale:
             self.stats["read_repairs_sent"] = self.stats.get("read_repairs_sent", 0) + 1
-            self._spawn(self.call(n, "replicate", [key, blob], max(deadline - _now(), 1.0)))
+            self._spawn(self.call(n, kind, [key, blob], max(deadline - _now(), 1.0)))
         return len(stale)
 
     # ---- writes ----

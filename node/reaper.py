@@ -38,6 +38,7 @@ class Reaper:
     stats: dict[str, int]
     log: logging.Logger
     tombstoned: dict[str, int] = field(default_factory=dict)  # key -> newest tombstone ts
+    bugs: frozenset[str] = frozenset()  # seeded defects (docs/bugs.md)
 
     def on_write(self, key: str, siblings: list[Version], _blob: bytes | None) -> None:
         if siblings and all(v.tombstone for v in siblings):
@@ -68,6 +69,8 @@ class Reaper:
             return 0
         expected = digest(blob)
         primaries = self.ring.preference_list(key)
+        if "reap-early" in self.bugs:
+            return await self._reap_reachable(key, expected, primaries)
         for peer in primaries:
             if peer != self.me:
                 theirs = await self.call(peer, "read", [key], self.timeout)
@@ -80,3 +83,16 @@ class Reaper:
         if done:
             self.log.debug("reaper: %s reaped on %d replica(s)", key, done)
         return 1 if done == len(primaries) else 0
+
+    async def _reap_reachable(self, key: str, expected: bytes, primaries: list[str]) -> int:
+        """BUG reap-early: reap wherever the tombstone is, without asking whether every
+        primary has it; a primary that missed the delete keeps the old value."""
+        done = 0
+        for peer in primaries:
+            try:
+                done += bool(await self.call(peer, "reap", [key, expected], self.timeout))
+            except PeerError:
+                continue
+        if done:
+            self.tombstoned.pop(key, None)
+        return 1 if done else 0

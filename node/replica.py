@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from node import clocks
+from node.bugs import last_write_wins
 from node.clocks import VV, Version
 from node.env import Clock
 from node.merkle import version_digest
@@ -29,6 +30,7 @@ class Replica:
         self.clock = clock
         self.prune_max = prune_max
         self.write_hooks: list[WriteHook] = []
+        self.bugs: frozenset[str] = frozenset()  # seeded defects, set by the node
 
     def read(self, key: str) -> list[Version]:
         return clocks.decode_versions(self.storage.get(key))
@@ -42,8 +44,13 @@ class Replica:
 
         Runs without awaiting between read and put, so it is atomic per key (see storage)."""
         local = self.read(key)
+        if "blind-overwrite" in self.bugs:
+            # BUG: the new version claims to have seen everything this coordinator holds
+            ctx = clocks.vv_merge(ctx, clocks.context_of(local))
         new, siblings = clocks.write(local, ctx, self.actor, self.clock.wall_ms(), value,
                                      tombstone, self.prune_max)
+        if "lww" in self.bugs:
+            siblings = last_write_wins(siblings)
         blob = clocks.encode_versions(siblings)
         durable = self.storage.put(key, blob)
         self._changed(key, siblings, blob)
@@ -53,11 +60,21 @@ class Replica:
         """Merge a sibling set from a peer; the awaitable completes once the result is durable."""
         local = self.read(key)
         merged = clocks.sync(local, incoming)
+        if "lww" in self.bugs:
+            merged = last_write_wins(merged)
         if merged == local:
             return self.storage.wait_durable(key)
         blob = clocks.encode_versions(merged)
         durable = self.storage.put(key, blob)
         self._changed(key, merged, blob)
+        return durable
+
+    def overwrite(self, key: str, versions: list[Version]) -> Awaitable[None]:
+        """Replace the key's sibling set without merging (only the read-repair-clobbers bug
+        does this: it loses whatever this replica held that `versions` lacks)."""
+        blob = clocks.encode_versions(versions)
+        durable = self.storage.put(key, blob)
+        self._changed(key, versions, blob)
         return durable
 
     def reap(self, key: str, expected: bytes) -> Awaitable[None] | None:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from node import clocks
 from node.aae import SHAPE, AntiEntropy
+from node.bugs import WriteBackStorage
 from node.config import BACKGROUND_INTS, ClusterConfig
 from node.coordinator import Coordinator
 from node.env import Clock
@@ -43,6 +44,9 @@ class Node:
                  storage: Storage, transport: Transport, log: logging.Logger) -> None:
         self.config = config
         self.id = node_id
+        bugs = frozenset(config.bugs)  # seeded defects (docs/bugs.md); empty: the correct store
+        if "ack-before-write" in bugs:
+            storage = WriteBackStorage(storage)
         self.clock = clock
         self.rng = rng
         self.storage = storage
@@ -68,6 +72,8 @@ class Node:
                                clock, config.aae_max_keys, max(timeout, 2.0), self.stats, log)
         self.reaper = Reaper(node_id, self.ring, self.replica, self.call, clock,
                              config.tombstone_grace_ms, max(timeout, 1.0), self.stats, log)
+        for part in (self.replica, self.coordinator, self.handoff, self.aae, self.reaper):
+            part.bugs = bugs
         # trees are kept current on the write path only when anti-entropy runs
         hooks = [self.reaper.on_write] + ([self.aae.on_write] if config.anti_entropy else [])
         self.replica.write_hooks += hooks
@@ -156,6 +162,12 @@ class Node:
                 raise ValueError(f"hint for unknown or own node {owner!r}")
             await self.replica.hint(owner, key, clocks.decode_versions(blob))
             self.stats["hints_stored"] += 1
+            return True
+        if kind == "overwrite":  # only sent by the read-repair-clobbers bug
+            if "read-repair-clobbers" not in self.coordinator.bugs:
+                raise ValueError("overwrite is not a request of the correct store")
+            key, blob = _key(body[0]), _blob(body[1])
+            await self.replica.overwrite(key, clocks.decode_versions(blob))
             return True
         if kind == "read_hints":  # a fallback's answer to a read: what it holds in hints
             held = self.replica.hints_for(_key(body[0]), list(self.others))

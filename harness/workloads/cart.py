@@ -14,15 +14,9 @@ from harness.workloads.base import (
 )
 
 
-class CartWorkload(Workload):
-    name = "cart"
-    description = "shopping carts: add unique items by read-merge-write with the context; read"
-
-    def next_op(self) -> Op:
-        key = f"cart-{self.rng.randrange(self.keys)}"
-        if self.rng.random() < 0.75:
-            return Op("add", key, f"item-{self.unique()}")
-        return Op("read", key)
+class UnionWorkload(Workload):
+    """Grow-only sets kept as a Dynamo value: `add` reads, merges every sibling by union, adds its
+    element and writes with the context it read; `read` answers the union of the siblings."""
 
     async def perform(self, client: NodeClient, op: Op) -> Completion:
         assert op.key is not None
@@ -31,8 +25,19 @@ class CartWorkload(Workload):
             return Completion("ok", sorted_union(reply.values), read_extra(reply))
 
         async def add(current: Reply) -> Completion:
-            items = sorted_union([*current.values, [op.value]])
-            written = await client.put(op.key, items, current.context)
+            elements = sorted_union([*current.values, [op.value]])
+            written = await client.put(op.key, elements, current.context)
             return Completion("ok", op.value, write_extra(written, current))
 
         return await read_then(client, op.key, add)
+
+
+class CartWorkload(UnionWorkload):
+    name = "cart"
+    description = "shopping carts: add unique items by read-merge-write with the context; read"
+
+    def next_op(self) -> Op:
+        key = f"cart-{self.rng.randrange(self.keys)}"
+        if self.rng.random() < 0.75:
+            return Op("add", key, f"item-{self.unique()}")
+        return Op("read", key)

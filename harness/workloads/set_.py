@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from harness.client import NodeClient, Reply
-from harness.workloads.base import (
-    Completion,
-    Op,
-    Workload,
-    read_extra,
-    read_then,
-    sorted_union,
-    write_extra,
-)
+from harness.workloads.base import Op
+from harness.workloads.cart import UnionWorkload
 
 SET_KEY = "set"
 
 
-class SetWorkload(Workload):
+class SetWorkload(UnionWorkload):
     name = "set"
     description = "one key: add unique integers by read-merge-write, then one final read"
 
@@ -25,16 +17,3 @@ class SetWorkload(Workload):
 
     def all_keys(self) -> list[str]:
         return [SET_KEY]
-
-    async def perform(self, client: NodeClient, op: Op) -> Completion:
-        assert op.key is not None
-        if op.f == "read":
-            reply = await client.get(op.key)
-            return Completion("ok", sorted_union(reply.values), read_extra(reply))
-
-        async def add(current: Reply) -> Completion:
-            elements = sorted_union([*current.values, [op.value]])
-            written = await client.put(op.key, elements, current.context)
-            return Completion("ok", op.value, write_extra(written, current))
-
-        return await read_then(client, op.key, add)
