@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+CLI = [sys.executable, "-m", "harness"]
 
 
 def harness_run(out: Path, env: dict[str, str], args: list[str]) -> tuple[float, Path, int]:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+CLI = [sys.executable, "-m", "harness"]
 RUN_TIMEOUT_S = 120.0
 
 

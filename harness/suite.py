@@ -52,7 +52,7 @@ from nemesis.schedule import parse_faults
 VERDICTS = ("valid", "invalid", "unknown")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 FLAG = re.compile(r"--([a-z][a-z-]*)")
-HARNESS = [sys.executable, "-c", "from harness.cli import main; main()"]
+HARNESS = [sys.executable, "-m", "harness"]
 INTERRUPT_GRACE_S = 60.0  # after SIGINT the run heals, tears down, checks and reports
 
 # setting -> (accepted types, what the message calls them)

@@ -15,7 +15,7 @@ from harness.checking import check_run, exit_code
 
 def harness(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from harness.cli import main; main()", "check", *map(str, args)],
+        [sys.executable, "-m", "harness", "check", *map(str, args)],
         capture_output=True, text=True, timeout=timeout,
     )
 

@@ -18,7 +18,7 @@ import requests
 
 pytestmark = pytest.mark.cluster
 
-CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+CLI = [sys.executable, "-m", "harness"]
 
 
 @pytest.fixture

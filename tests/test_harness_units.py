@@ -35,7 +35,7 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def harness_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-m", "harness", *args],
                           capture_output=True, text=True, timeout=60, env=env)
 
 

@@ -91,7 +91,7 @@ def test_harness_run_writes_stats_jsonl_and_renders_activity(tmp_path: Path) -> 
     env = dict(os.environ, HARNESS_STATE_DIR=str(tmp_path / "state"))
     out = tmp_path / "reports"
     proc = subprocess.run(
-        [sys.executable, "-c", "from harness.cli import main; main()", "run", "--workload",
+        [sys.executable, "-m", "harness", "run", "--workload",
          "set", "--nemesis", "none", "--nodes", "3", "--time-limit", "3", "--rate", "20",
          "--quiesce-timeout", "5", "--out", str(out)],
         capture_output=True, text=True, timeout=120, env=env)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+CLI = [sys.executable, "-m", "harness"]
 
 
 def skip_or_fail(reason: str) -> NoReturn:

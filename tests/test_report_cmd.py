@@ -14,7 +14,7 @@ import pytest
 
 from harness.report.synthetic import make_run
 
-CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+CLI = [sys.executable, "-m", "harness"]
 
 
 def free_port() -> int:

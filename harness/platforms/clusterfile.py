@@ -29,7 +29,7 @@ def cluster_toml(cluster: ClusterSettings, token: str, specs: Sequence[Spec]) ->
         'data_dir = "."',
         f"fsync = {json.dumps(cluster.fsync)}",
         f"admin_token = {json.dumps(token)}",
-        "bugs = []",
+        *cluster.extra_toml_lines(),  # bugs = [...] and --node-setting lines
     ]
     for s in specs:
         lines += ["", "[[nodes]]", f"id = {json.dumps(s.id)}", f"host = {json.dumps(s.host)}",

@@ -25,6 +25,7 @@ import psutil
 import requests
 
 from harness.platforms.base import ADMIN_TIMEOUT_S, Grudge, Platform, PlatformError
+from harness.platforms.clusterfile import cluster_toml
 from harness.settings import ClusterSettings
 from harness.state import Session, kill_recorded, matching_process, process_identity
 
@@ -115,29 +116,13 @@ class LocalPlatform(Platform):
         return self.root / "cluster.toml"
 
     def _write_files(self) -> None:
-        c = self.cluster
-        lines = [
-            "[cluster]",
-            f"n = {c.n}",
-            f"r = {c.r}",
-            f"w = {c.w}",
-            f"q = {c.q}",
-            f"sloppy_quorum = {'true' if c.sloppy else 'false'}",
-            f"request_timeout_ms = {c.request_timeout_ms}",
-            'data_dir = "."',
-            f'fsync = "{c.fsync}"',
-            f'admin_token = "{self.token}"',
-            *c.extra_toml_lines(),  # bugs = [...] and --node-setting lines
-        ]
         for s in self.specs:
             self.node_dir(s.id).mkdir(parents=True, exist_ok=True)
-            lines += ["", "[[nodes]]", f'id = "{s.id}"', f'host = "{s.host}"',
-                      f"client_port = {s.client_port}", f"peer_port = {s.peer_port}",
-                      f'data_dir = "{s.id}/data"']
             if self.clock:
                 self._faketime_file(s.id).write_text("+0\n")
-        self.cluster_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        meta = {"cluster": asdict(c), "clock": self.clock, "token": self.token,
+        self.cluster_file.write_text(cluster_toml(self.cluster, self.token, self.specs),
+                                     encoding="utf-8")
+        meta = {"cluster": asdict(self.cluster), "clock": self.clock, "token": self.token,
                 "nodes": [asdict(s) for s in self.specs]}
         (self.root / "platform.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
