@@ -6,6 +6,11 @@ For each client process and key, a read that follows the process's acknowledged 
 - by value otherwise: an add's element is in the read; a write's value is among the read's
   siblings, or a value written by an operation invoked after this write (which may have
   superseded it) is.
+A delete is not counted as a write: once its tombstone is reaped (which a correct store may do) a
+read answers no clock at all. Instead, a read is not judged against a write when a delete of the
+key that did not certainly fail overlapped the span from the write's invocation to the read's
+completion and began at least `reap_after_ns` (the store's tombstone grace) before the read
+ended: that delete may have removed the write's value and its tombstone may be reaped by then.
 With R + W > N and strict quorums a violation makes the history invalid; with sloppy quorums (or
 R + W <= N) the store does not promise it, so violations are counted and reported as expected.
 """
@@ -48,7 +53,8 @@ def _descends(read_clock: dict[str, int], write_clock: dict[str, int]) -> bool:
     return all(read_clock.get(a, 0) >= c for a, c in write_clock.items())
 
 
-def check_read_your_writes(calls: Sequence[Call], quorum: Quorum | None = None) -> Verdict:
+def check_read_your_writes(calls: Sequence[Call], quorum: Quorum | None = None,
+                           reap_after_ns: int = 0) -> Verdict:
     """Check every ok read against its process's latest acknowledged write of the same key."""
     quorum = quorum or Quorum()
     writer_invoked: dict[Any, int] = {}  # value -> invocation time of its (first) write
@@ -56,10 +62,19 @@ def check_read_your_writes(calls: Sequence[Call], quorum: Quorum | None = None) 
         if c.f in WRITES and c.type != "fail":
             writer_invoked.setdefault(freeze(c.invoke.value), c.time)
 
+    deletes: dict[Any, list[Call]] = {}
+    for c in calls:
+        if c.f == "delete" and c.type != "fail":
+            deletes.setdefault(c.key, []).append(c)
+
+    def deleted_between(key: Any, start: int, end: int) -> bool:
+        return any(d.time < end and (d.end is None or d.end > start)
+                   and end - d.time >= reap_after_ns for d in deletes.get(key, ()))
+
     last_write: dict[tuple[Any, Any], Call] = {}
     added: dict[tuple[Any, Any], set[Any]] = {}  # elements each process added, per key
     violations: list[dict[str, Any]] = []
-    checked = by_clock = by_value = 0
+    checked = by_clock = by_value = excused = 0
     # a process is sequential: each call starts after its previous one completed
     for c in sorted(calls, key=lambda c: c.pos):
         if c.type != "ok":
@@ -77,8 +92,11 @@ def check_read_your_writes(calls: Sequence[Call], quorum: Quorum | None = None) 
         w = last_write.get(pk)
         if w is None:
             continue
-        checked += 1
         assert c.complete is not None and w.complete is not None
+        if deleted_between(c.key, w.time, c.end or 0):
+            excused += 1
+            continue
+        checked += 1
         rclock, wclock = c.complete.clock, w.complete.clock
         if rclock is not None and wclock is not None:
             by_clock += 1
@@ -119,6 +137,7 @@ def check_read_your_writes(calls: Sequence[Call], quorum: Quorum | None = None) 
     evidence: dict[str, Any] = {
         "violations": violations[:LIST_CAP], "count": len(violations), "strict": quorum.strict,
         "checked_reads": checked, "by_clock": by_clock, "by_value": by_value,
+        "excused_by_delete": excused,
         "n": quorum.n, "r": quorum.r, "w": quorum.w, "sloppy": quorum.sloppy,
     }
     if not violations:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkers.convergence import check_convergence
+from checkers.deletes import check_deletes
 from checkers.faults import FaultTimeline, fault_intervals
 from checkers.history import Call, Op
 from checkers.linearizability import Budget, check_linearizable
@@ -79,7 +80,7 @@ def infer_workload(calls: Sequence[Call]) -> str:
     fs = {c.f for c in calls}
     if "add" in fs:
         return "set"
-    if "write" in fs and fs <= {"write", "read"}:
+    if "write" in fs and fs <= {"write", "read", "delete"}:
         return "register"
     return "generic"
 
@@ -112,7 +113,22 @@ def _sets(inp: CheckInput) -> Verdict:
 
 def _ryw(inp: CheckInput) -> Verdict:
     """Read-your-writes: a process's read descends from its own acknowledged write."""
-    return check_read_your_writes(inp.calls, inp.quorum)
+    return check_read_your_writes(inp.calls, inp.quorum, reap_after_ns(inp.test))
+
+
+def reap_after_ns(test: dict[str, Any]) -> int:
+    """How long a tombstone surely outlives its delete: the node's `tombstone_grace_ms` (60 s by
+    default); 0 under the clock nemesis, which moves node clocks forward."""
+    flat = test_settings(test)
+    nemesis = flat.get("nemesis")
+    if nemesis == "clock" or (isinstance(nemesis, list) and "clock" in nemesis):
+        return 0
+    cluster = flat.get("cluster")
+    node = cluster.get("node_settings") if isinstance(cluster, dict) else None
+    grace = node.get("tombstone_grace_ms", 60_000) if isinstance(node, dict) else 60_000
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace < 0:
+        return 0
+    return grace * 1_000_000
 
 
 def _convergence(inp: CheckInput) -> Verdict:
@@ -123,6 +139,11 @@ def _convergence(inp: CheckInput) -> Verdict:
 def _phantoms(inp: CheckInput) -> Verdict:
     """Phantom reads: every value read was written, by a write not known to have failed."""
     return check_phantoms(inp.calls)
+
+
+def _deletes(inp: CheckInput) -> Verdict:
+    """Resurrection: no value an acknowledged delete removed is in a final read (register)."""
+    return check_deletes(inp.calls)
 
 
 def _perf(inp: CheckInput) -> Verdict:
@@ -139,12 +160,13 @@ CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
     "read-your-writes": _ryw,
     "convergence": _convergence,
     "phantoms": _phantoms,
+    "deletes": _deletes,
     "perf": _perf,
 }
 ALIASES = {
     "linearizability": "linearizable", "lost-writes": "set", "sets": "set",
     "sibling-preservation": "set", "ryw": "read-your-writes", "performance": "perf",
-    "phantom-reads": "phantoms",
+    "phantom-reads": "phantoms", "resurrection": "deletes",
 }
 # Linearizability is not promised by a Dynamo store, so it is asked for, not a default. The set
 # workload only adds (then one final read by a fresh process), so read-your-writes has nothing to
@@ -152,7 +174,7 @@ ALIASES = {
 DEFAULTS: dict[str, list[str]] = {
     "cart": ["set", "read-your-writes", "convergence", "perf"],
     "set": ["set", "convergence", "perf"],
-    "register": ["phantoms", "read-your-writes", "convergence", "perf"],
+    "register": ["phantoms", "read-your-writes", "deletes", "convergence", "perf"],
     "generic": ["linearizable", "perf"],
 }
 

@@ -57,14 +57,15 @@ class NodeClient:
         status, body = await self._request("PUT", key, {"value": value, "context": context})
         if status == 200:
             return Reply(values=[value], context=body.get("context"), clock=body.get("clock") or {})
-        if 400 <= status < 500:
-            raise OpFailed(_describe(status, body))
-        if status == 503 and body.get("error") == "quorum_failed":
-            written = body.get("written")
-            if written == 0:
-                raise OpFailed(_describe(status, body))
-            raise OpUnknown(_describe(status, body))
-        raise OpUnknown(_describe(status, body))
+        raise _write_error(status, body)
+
+    async def delete(self, key: str, context: str | None) -> Reply:
+        """Write a tombstone over the versions `context` covers; same outcome rules as `put`."""
+        status, body = await self._request("DELETE", key, {"context": context})
+        if status == 200:
+            return Reply(values=[], context=body.get("context"), clock=body.get("clock") or {},
+                         found=False)
+        raise _write_error(status, body)
 
     async def _request(self, method: str, key: str, payload: Any) -> tuple[int, dict[str, Any]]:
         url = f"{self.base_url}/kv/{quote(key, safe='')}"
@@ -83,6 +84,15 @@ class NodeClient:
             raise OpUnknown("timeout") from e
         except aiohttp.ClientError as e:
             raise OpUnknown(f"{type(e).__name__}: {e}") from e
+
+
+def _write_error(status: int, body: dict[str, Any]) -> Exception:
+    """A failed write: certainly without effect (4xx, 503 that wrote nothing) or unknown."""
+    if 400 <= status < 500:
+        return OpFailed(_describe(status, body))
+    if status == 503 and body.get("error") == "quorum_failed" and body.get("written") == 0:
+        return OpFailed(_describe(status, body))
+    return OpUnknown(_describe(status, body))
 
 
 def _describe(status: int, body: dict[str, Any]) -> str:

@@ -1,21 +1,31 @@
-"""Registers: unique writes (with the context read just before) and reads of the sibling values."""
+"""Registers: unique writes (with the context read just before), reads of the sibling values, and
+now and then a delete of whatever the preceding read returned."""
 
 from __future__ import annotations
 
-from harness.client import NodeClient, Reply
+from harness.client import NodeClient, OpFailed, Reply
 from harness.workloads.base import Completion, Op, Workload, read_extra, read_then, write_extra
+
+# Deletes are rare enough that most keys hold values most of the time (reads stay informative),
+# and frequent enough that a key idle since a crash began is often deleted before it is rewritten,
+# which is what resurrection needs (suites/smoke.toml `bug-reap-early`).
+DELETE_P = 0.25
 
 
 class RegisterWorkload(Workload):
     name = "register"
-    description = "per key: write unique values with the context of a prior read; read siblings"
+    description = ("per key: write unique values with the context of a prior read; read siblings; "
+                   "sometimes delete what a read returned")
 
     def all_keys(self) -> list[str]:
         return [f"r{i}" for i in range(self.keys)]
 
     def next_op(self) -> Op:
         key = f"r{self.rng.randrange(self.keys)}"
-        if self.rng.random() < 0.5:
+        x = self.rng.random()
+        if x < DELETE_P:
+            return Op("delete", key)
+        if x < DELETE_P + (1 - DELETE_P) / 2:
             return Op("write", key, self.unique())
         return Op("read", key)
 
@@ -24,9 +34,22 @@ class RegisterWorkload(Workload):
         if op.f == "read":
             reply = await client.get(op.key)
             return Completion("ok", list(reply.values), read_extra(reply))
+        if op.f == "delete":
+            return await read_then(client, op.key, lambda current: self._delete(client, op,
+                                                                                current))
 
         async def write(current: Reply) -> Completion:
             written = await client.put(op.key, op.value, current.context)
             return Completion("ok", op.value, write_extra(written, current))
 
         return await read_then(client, op.key, write)
+
+    async def _delete(self, client: NodeClient, op: Op, current: Reply) -> Completion:
+        assert op.key is not None
+        if not current.values:
+            # the delete was already invoked, so it is recorded as one that certainly did nothing
+            raise OpFailed("nothing to delete: the read before it found no values")
+        deleted = await client.delete(op.key, current.context)
+        # the ok value names exactly the values the tombstone covers (values are unique per write)
+        return Completion("ok", sorted(current.values, key=lambda v: (str(type(v)), v)),
+                          write_extra(deleted, current))
