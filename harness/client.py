@@ -32,6 +32,19 @@ class Reply:
     found: bool = True
 
 
+def client_session(**kwargs: Any) -> aiohttp.ClientSession:
+    """An aiohttp session that sends every request at most once.
+
+    aiohttp silently resends an idempotent request (PUT and DELETE included) once when a pooled
+    connection drops before the answer. Against a node killed mid-request that resend is refused,
+    which would record as `fail` a write the node may already have replicated: the outcome must
+    stay unknown (`info`), so the resend is switched off.
+    """
+    session = aiohttp.ClientSession(**kwargs)
+    session._retry_connection = False  # aiohttp (up to 3.14 at least) has no public switch
+    return session
+
+
 class NodeClient:
     """Requests to one node; one instance per worker, sharing the worker's aiohttp session."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from harness.client import NodeClient
+from harness.client import NodeClient, client_session
 from harness.history import History
 from harness.live import Stats, display
 from harness.nemesis_runner import NemesisRunner
@@ -205,7 +205,7 @@ class Run:
         process = index
         timeout = self.settings.client_timeout_s
         connector = aiohttp.TCPConnector(limit=4, force_close=False)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with client_session(connector=connector) as session:
             clients = {n: NodeClient(session, n, self.platform.client_url(n), timeout)
                        for n in nodes}
             while not self.stop.is_set():
@@ -270,7 +270,7 @@ class Run:
         gate = asyncio.Semaphore(FINAL_READ_CONCURRENCY)
         timeout = self.settings.client_timeout_s
 
-        async with aiohttp.ClientSession() as session:
+        async with client_session() as session:
             async def read_key(i: int, op: Op) -> None:
                 async with gate:
                     process = self.next_process

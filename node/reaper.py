@@ -7,8 +7,9 @@ same tombstones does it ask each to delete the key if it still holds exactly tho
 delete; a write that landed meanwhile is kept). So a primary that missed the delete, or that is
 down, blocks the reap, and the tombstone keeps shadowing any stale copy that comes back.
 
-Remaining risk, documented: a hint for the key on a fallback that is still undelivered after the
-grace time can bring an old value back after the reap; the grace time is what bounds it.
+Hints count too: while any fallback of the key still holds an undelivered hint for it (or cannot
+be asked), the reap waits, because that hint may carry a version the tombstone superseded and would
+bring it back once delivered to a primary that no longer has the tombstone.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class Reaper:
                 theirs = await self.call(peer, "read", [key], self.timeout)
                 if not theirs or digest(theirs) != expected:
                     return 0  # a primary has missed the delete, or holds more: not yet
+        for peer in self.ring.fallbacks(key):
+            if peer != self.me and await self.call(peer, "hints_for", [key], self.timeout):
+                return 0  # a stale copy still waits on a fallback: it must land first
         done = 0
         for peer in primaries:
             if await self.call(peer, "reap", [key, expected], self.timeout):

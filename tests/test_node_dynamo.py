@@ -291,6 +291,30 @@ def test_delete_stays_deleted_and_tombstone_is_reaped(tmp_path: Path) -> None:
         assert all(r["versions"] == [] for r in view(c, "n1", key)["replicas"].values())
 
 
+def test_an_undelivered_hint_holds_the_reap_back(tmp_path: Path) -> None:
+    """A stale value waiting as a hint on a fallback would come back if the tombstone were reaped
+    before the hint was delivered; the reaper waits for it."""
+    with cluster5(tmp_path, "hintreap", 120, read_repair=False, anti_entropy=False,
+                  handoff_interval_ms=600_000, tombstone_grace_ms=300) as c:
+        rg = ring(c)
+        key = next(f"u{i}" for i in range(1000) if rg.preference_list(f"u{i}")[0] == "n1")
+        victim = rg.preference_list(key)[2]
+        c.kill9(victim)
+        ctx = put(c, "n1", key, "stale", w=3).json()["context"]  # a fallback holds it as a hint
+        c.start(victim)
+        eventually(lambda: sees(c, ["n1"], victim, True), 10, f"n1 sees {victim} up")
+        assert any(view(c, "n1", key)["hints"].values()), "the write waits on a fallback"
+        d = requests.delete(c.url("n1", f"/kv/{key}"), json={"context": ctx},
+                            params={"w": 3}, timeout=10)
+        assert d.status_code == 200, d.text
+        time.sleep(2.5)  # several reap rounds past the grace time
+        v = view(c, "n1", key)
+        assert all(r["ok"] and r["versions"] and all(x["tombstone"] for x in r["versions"])
+                   for r in v["replicas"].values()), v
+        assert sum(requests.get(c.url(n, "/admin/stats"), timeout=5).json()["tombstones_reaped"]
+                   for n in c.ids) == 0
+
+
 def test_wiped_node_gets_new_incarnation_and_loses_no_acknowledged_write(tmp_path: Path) -> None:
     with cluster5(tmp_path, "kv679", 110, read_repair=False) as c:
         rg = ring(c)

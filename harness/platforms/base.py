@@ -6,13 +6,19 @@ bounded in time; the runner calls them from worker threads.
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Set
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from harness.state import Session
 
 Grudge = Mapping[str, Set[str]]  # node -> nodes whose frames it drops
 ADMIN_TIMEOUT_S = 1.0
@@ -156,3 +162,112 @@ class Platform(ABC):
     @abstractmethod
     def _restart_dead(self) -> dict[str, str]:
         """Restart every node that is not running."""
+
+
+@dataclass
+class NodeSpec:
+    id: str
+    host: str
+    client_port: int
+    peer_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.client_port}"
+
+
+class SpecPlatform(Platform):
+    """What every real platform shares: a fixed list of node specs, a folder per node under
+    `root`, clocks offset through each node's libfaketime file, and a grudge kept in the session
+    record so that a restarted node (or `harness cleanup`) finds it.
+
+    Subclasses set `root`, `specs`, `_by_id`, `session`, `clock`, `_paused` and `_grudge`."""
+
+    root: Path
+    specs: list[NodeSpec]
+    _by_id: dict[str, NodeSpec]
+    session: Session
+    clock: bool
+    _paused: set[str]
+    _grudge: dict[str, list[str]]
+
+    def node_ids(self) -> list[str]:
+        return [s.id for s in self.specs]
+
+    def client_url(self, node: str) -> str:
+        return self._spec(node).url
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / node
+
+    def _spec(self, node: str) -> NodeSpec:
+        try:
+            return self._by_id[node]
+        except KeyError:
+            raise PlatformError(
+                f"no node {node!r}; the nodes are {', '.join(self.node_ids())}"
+            ) from None
+
+    def _faketime_file(self, node: str) -> Path:
+        return self.node_dir(node) / "faketime.rc"
+
+    @abstractmethod
+    def _apply_grudge(self, nodes: list[str]) -> dict[str, str]:
+        """Put the recorded grudge in place on these nodes; returns per-node errors."""
+
+    @abstractmethod
+    def _save_faults(self) -> None:
+        """Record the active faults in the session."""
+
+    def partition(self, grudge: Grudge) -> dict[str, str]:
+        self._grudge = {node: sorted(drop) for node, drop in grudge.items() if drop}
+        self._save_faults()
+        return self._apply_grudge(self.node_ids())
+
+    def set_clock_offset(self, node: str, seconds: float) -> None:
+        if not self.clock:
+            raise PlatformError("clock faults need the cluster started with libfaketime "
+                                "(choose the clock nemesis)")
+        path = self._faketime_file(self._spec(node).id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{seconds:+.6f}\n")
+        os.replace(tmp, path)  # libfaketime must never read a half-written file
+        self.session.faults.setdefault("clock", {})[node] = seconds
+        self.session.save()
+
+    def reset_clocks(self) -> None:
+        if not self.clock:
+            return
+        for node in self.node_ids():
+            self.set_clock_offset(node, 0.0)
+        self.session.faults.pop("clock", None)
+        self.session.save()
+
+    def read_clock_offsets(self) -> dict[str, float | None]:
+        def one(node: str) -> float | None:
+            if node in self._paused or not self.is_running(node):
+                return None
+            try:
+                before = time.time()
+                resp = requests.get(f"{self.client_url(node)}/admin/clock",
+                                    timeout=ADMIN_TIMEOUT_S)
+                after = time.time()
+                return round(resp.json()["wall_ms"] / 1000 - (before + after) / 2, 3)
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                return None
+
+        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
+            return dict(zip(self.node_ids(), pool.map(one, self.node_ids()), strict=True))
+
+    @abstractmethod
+    def is_running(self, node: str) -> bool:
+        """Whether the node's process is alive (it may still be paused)."""
+
+    def _restart_dead(self) -> dict[str, str]:
+        errors = {}
+        for node in self.node_ids():
+            try:
+                self.restart(node)
+            except PlatformError as e:
+                errors[node] = str(e)
+        return errors

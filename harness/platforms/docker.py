@@ -23,7 +23,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.platforms import iptables
-from harness.platforms.base import ADMIN_TIMEOUT_S, Grudge, Platform, PlatformError
+from harness.platforms.base import NodeSpec, PlatformError, SpecPlatform
 from harness.platforms.clusterfile import cluster_toml
-from harness.platforms.local import NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
 from harness.state import Session
@@ -74,7 +72,7 @@ def node_command(node: str) -> str:
             f">>{log} 2>&1")
 
 
-class DockerPlatform(Platform):
+class DockerPlatform(SpecPlatform):
     name = "docker"
     ready_timeout_s = 30.0  # a container takes longer to start than a process
     mechanisms = {
@@ -132,15 +130,6 @@ class DockerPlatform(Platform):
 
     # -- queries ------------------------------------------------------------------------------
 
-    def node_ids(self) -> list[str]:
-        return [s.id for s in self.specs]
-
-    def client_url(self, node: str) -> str:
-        return self._spec(node).url
-
-    def node_dir(self, node: str) -> Path:
-        return self.root / node
-
     def container_name(self, node: str) -> str:
         return self.record["containers"][self._spec(node).id]
 
@@ -156,14 +145,6 @@ class DockerPlatform(Platform):
         state = self._state(node)
         return bool(state and state.get("Running"))
 
-    def _spec(self, node: str) -> NodeSpec:
-        try:
-            return self._by_id[node]
-        except KeyError:
-            raise PlatformError(
-                f"no node {node!r}; the nodes are {', '.join(self.node_ids())}"
-            ) from None
-
     def _container(self, node: str) -> Any:
         try:
             return self.client.containers.get(self.container_name(node))
@@ -173,9 +154,6 @@ class DockerPlatform(Platform):
     def _state(self, node: str) -> dict[str, Any] | None:
         container = self._container(node)
         return container.attrs.get("State") if container is not None else None
-
-    def _faketime_file(self, node: str) -> Path:
-        return self.node_dir(node) / "faketime.rc"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -302,15 +280,6 @@ class DockerPlatform(Platform):
                 errors[node] = str(e)
         return errors
 
-    def _restart_dead(self) -> dict[str, str]:
-        errors = {}
-        for node in self.node_ids():
-            try:
-                self.restart(node)
-            except PlatformError as e:
-                errors[node] = str(e)
-        return errors
-
     # -- running a script inside a container --------------------------------------------------
 
     def exec_script(self, node: str, script: str) -> str | None:
@@ -341,11 +310,6 @@ class DockerPlatform(Platform):
         return None if code == 0 else f"exit {code}: {out.strip()[:300]}"
 
     # -- partitions ---------------------------------------------------------------------------
-
-    def partition(self, grudge: Grudge) -> dict[str, str]:
-        self._grudge = {node: sorted(drop) for node, drop in grudge.items() if drop}
-        self._save_faults()
-        return self._apply_grudge(self.node_ids())
 
     def heal_partition(self) -> dict[str, str]:
         self._grudge = {}
@@ -409,41 +373,6 @@ class DockerPlatform(Platform):
         return errors
 
     # -- clocks -------------------------------------------------------------------------------
-
-    def set_clock_offset(self, node: str, seconds: float) -> None:
-        if not self.clock:
-            raise PlatformError("clock faults need the cluster started with libfaketime "
-                                "(choose the clock nemesis)")
-        path = self._faketime_file(self._spec(node).id)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{seconds:+.6f}\n")
-        tmp.replace(path)  # libfaketime must never read a half-written file
-        self.session.faults.setdefault("clock", {})[node] = seconds
-        self.session.save()
-
-    def reset_clocks(self) -> None:
-        if not self.clock:
-            return
-        for node in self.node_ids():
-            self.set_clock_offset(node, 0.0)
-        self.session.faults.pop("clock", None)
-        self.session.save()
-
-    def read_clock_offsets(self) -> dict[str, float | None]:
-        def one(node: str) -> float | None:
-            if node in self._paused:
-                return None
-            try:
-                before = time.time()
-                resp = requests.get(f"{self.client_url(node)}/admin/clock",
-                                    timeout=ADMIN_TIMEOUT_S)
-                after = time.time()
-                return round(resp.json()["wall_ms"] / 1000 - (before + after) / 2, 3)
-            except (requests.RequestException, ValueError, KeyError, TypeError):
-                return None
-
-        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
-            return dict(zip(self.node_ids(), pool.map(one, self.node_ids()), strict=True))
 
     # -- bookkeeping --------------------------------------------------------------------------
 

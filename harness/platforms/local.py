@@ -18,13 +18,18 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
 import requests
 
-from harness.platforms.base import ADMIN_TIMEOUT_S, Grudge, Platform, PlatformError
+from harness.platforms.base import (
+    ADMIN_TIMEOUT_S,
+    NodeSpec,
+    PlatformError,
+    SpecPlatform,
+)
 from harness.platforms.clusterfile import cluster_toml
 from harness.settings import ClusterSettings
 from harness.state import Session, kill_recorded, matching_process, process_identity
@@ -58,19 +63,7 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-@dataclass
-class NodeSpec:
-    id: str
-    host: str
-    client_port: int
-    peer_port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
-
-
-class LocalPlatform(Platform):
+class LocalPlatform(SpecPlatform):
     name = "local"
     mechanisms = {
         "partition": "simulated in the node transport (PUT /admin/faults/partition drops "
@@ -135,15 +128,6 @@ class LocalPlatform(Platform):
 
     # -- queries ------------------------------------------------------------------------------
 
-    def node_ids(self) -> list[str]:
-        return [s.id for s in self.specs]
-
-    def client_url(self, node: str) -> str:
-        return self._spec(node).url
-
-    def node_dir(self, node: str) -> Path:
-        return self.root / node
-
     def pids(self) -> dict[str, int]:
         out = {}
         for node in self.node_ids():
@@ -158,19 +142,8 @@ class LocalPlatform(Platform):
     def is_paused(self, node: str) -> bool:
         return node in self._paused
 
-    def _spec(self, node: str) -> NodeSpec:
-        try:
-            return self._by_id[node]
-        except KeyError:
-            raise PlatformError(
-                f"no node {node!r}; the nodes are {', '.join(self.node_ids())}"
-            ) from None
-
     def _proc(self, node: str) -> psutil.Process | None:
         return matching_process(self.session.nodes.get(node))
-
-    def _faketime_file(self, node: str) -> Path:
-        return self.node_dir(node) / "faketime.rc"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -299,21 +272,7 @@ class LocalPlatform(Platform):
             self.resume(node)
         return {}
 
-    def _restart_dead(self) -> dict[str, str]:
-        errors = {}
-        for node in self.node_ids():
-            try:
-                self.restart(node)
-            except PlatformError as e:
-                errors[node] = str(e)
-        return errors
-
     # -- partitions ---------------------------------------------------------------------------
-
-    def partition(self, grudge: Grudge) -> dict[str, str]:
-        self._grudge = {node: sorted(drop) for node, drop in grudge.items() if drop}
-        self._save_faults()
-        return self._apply_grudge(self.node_ids())
 
     def heal_partition(self) -> dict[str, str]:
         self._grudge = {}
@@ -344,41 +303,6 @@ class LocalPlatform(Platform):
         return None
 
     # -- clocks -------------------------------------------------------------------------------
-
-    def set_clock_offset(self, node: str, seconds: float) -> None:
-        if not self.clock:
-            raise PlatformError("clock faults need the cluster started with libfaketime "
-                                "(choose the clock nemesis)")
-        path = self._faketime_file(self._spec(node).id)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{seconds:+.6f}\n")
-        os.replace(tmp, path)  # libfaketime must never read a half-written file
-        self.session.faults.setdefault("clock", {})[node] = seconds
-        self.session.save()
-
-    def reset_clocks(self) -> None:
-        if not self.clock:
-            return
-        for node in self.node_ids():
-            self.set_clock_offset(node, 0.0)
-        self.session.faults.pop("clock", None)
-        self.session.save()
-
-    def read_clock_offsets(self) -> dict[str, float | None]:
-        def one(node: str) -> float | None:
-            if node in self._paused or not self.is_running(node):
-                return None
-            try:
-                before = time.time()
-                resp = requests.get(f"{self.client_url(node)}/admin/clock",
-                                      timeout=ADMIN_TIMEOUT_S)
-                after = time.time()
-                return round(resp.json()["wall_ms"] / 1000 - (before + after) / 2, 3)
-            except (requests.RequestException, ValueError, KeyError, TypeError):
-                return None
-
-        with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
-            return dict(zip(self.node_ids(), pool.map(one, self.node_ids()), strict=True))
 
     # -- bookkeeping --------------------------------------------------------------------------
 
