@@ -372,8 +372,6 @@ class DockerPlatform(SpecPlatform):
                 errors[node] = err
         return errors
 
-    # -- clocks -------------------------------------------------------------------------------
-
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _save_faults(self) -> None:

@@ -302,8 +302,6 @@ class LocalPlatform(SpecPlatform):
             return f"HTTP {resp.status_code}: {resp.text[:200]}"
         return None
 
-    # -- clocks -------------------------------------------------------------------------------
-
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _save_faults(self) -> None:
