@@ -285,7 +285,9 @@ def test_delete_stays_deleted_and_tombstone_is_reaped(tmp_path: Path) -> None:
             for n in pref) >= 1
         reaps = sum(requests.get(c.url(n, "/admin/stats"), timeout=5).json()["tombstones_reaped"]
                     for n in pref)
-        assert reaps == 3
+        # every primary reaped it; an exchange that raced the reap may copy the tombstone back
+        # to a primary that had already reaped it, which is then reaped again
+        assert reaps >= 3
         time.sleep(2)  # more anti-entropy rounds: nothing comes back
         assert get(c, "n3", key, r=3).status_code == 404
         assert all(r["versions"] == [] for r in view(c, "n1", key)["replicas"].values())
