@@ -307,10 +307,11 @@ class KV(Model):
         return f"cannot append {show(arg)} when {self.describe(state)}"
 
 
-class SetModel(Model):
-    name = "set"
-    init = frozenset()
-    fs = {"add": ADD, "read": READ}
+class _SetValuedReads(Model):
+    """Models whose reads answer a set of values and whose one writing op (`writer`) puts its
+    argument in play: they share how ops are prepared and which values they introduce/observe."""
+
+    writer = ""
 
     def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
         f = self.canonical(f)
@@ -321,21 +322,28 @@ class SetModel(Model):
                 () if r is None else (r,))
         return f, freeze(arg), res
 
-    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
-        f, arg, res = op
-        if f == READ:
-            return state if res == state else INVALID
-        return state if arg in state else state | {arg}
-
     def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
-        return (op[1],) if op[0] == ADD else ()
+        return (op[1],) if op[0] == self.writer else ()
 
     def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
         return op[2] if op[0] == READ else ()
 
     def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
         f, arg, res = op
-        return (f, UNREAD, res) if f == ADD and arg not in observed else op
+        return (f, UNREAD, res) if f == self.writer and arg not in observed else op
+
+
+class SetModel(_SetValuedReads):
+    name = "set"
+    init = frozenset()
+    fs = {"add": ADD, "read": READ}
+    writer = ADD
+
+    def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
+        f, arg, res = op
+        if f == READ:
+            return state if res == state else INVALID
+        return state if arg in state else state | {arg}
 
     def describe(self, state: Any) -> str:
         return f"the set holds {show(state)}"
@@ -353,23 +361,13 @@ class SetModel(Model):
         return super().why_not(state, op)
 
 
-class SiblingsRegister(Model):
+class SiblingsRegister(_SetValuedReads):
     """State: (newest write or None, frozenset of older values that may still be live)."""
 
     name = "siblings-register"
     init = (None, frozenset())
     fs = {"read": READ, "write": WRITE}
-
-    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
-        f = self.canonical(f)
-        res = None
-        if completed and f == READ:
-            r = freeze(result)
-            if isinstance(r, tuple | frozenset):
-                res = frozenset(r)
-            else:
-                res = frozenset(() if r is None else (r,))
-        return f, freeze(arg), res
+    writer = WRITE
 
     def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         f, arg, res = op
@@ -384,16 +382,6 @@ class SiblingsRegister(Model):
         if not rest <= live:
             return INVALID
         return (newest, rest) if rest != live else state
-
-    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
-        return (op[1],) if op[0] == WRITE else ()
-
-    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
-        return op[2] if op[0] == READ else ()
-
-    def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
-        f, arg, res = op
-        return (f, UNREAD, res) if f == WRITE and arg not in observed else op
 
     def overwrites(self, op: tuple[str, Any, Any]) -> bool:
         return op[0] == WRITE
