@@ -24,6 +24,7 @@ from test_platform_support import (
     host_leftovers,
     session_records,
     skip_or_fail,
+    start_run,
     wait_for,
 )
 
@@ -166,12 +167,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _start_run(tmp_path: Path, env: dict[str, str], time_limit: float) -> subprocess.Popen:
-    return subprocess.Popen(
-        CLI + ["run", "--platform", "docker", "--nemesis", "partition,clock", "--workload",
-               "cart", "--time-limit", str(time_limit), "--nemesis-interval", "3", "--nodes",
-               "3", "--q", "16", "--display", "quiet", "--out", str(tmp_path / "reports")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    return start_run(tmp_path, env, "docker", "partition,clock", time_limit)
 
 
 def test_harness_run_on_docker_is_valid_and_says_iptables(

@@ -24,6 +24,7 @@ from test_platform_support import (
     session_records,
     sh,
     skip_or_fail,
+    start_run,
     wait_for,
 )
 
@@ -184,12 +185,7 @@ def test_packet_fault_delays_or_says_why_not(cluster) -> None:
 
 
 def _start_run(tmp_path: Path, env: dict[str, str], time_limit: float) -> subprocess.Popen:
-    return subprocess.Popen(
-        CLI + ["run", "--platform", "netns", "--nemesis", "partition", "--workload", "cart",
-               "--time-limit", str(time_limit), "--nemesis-interval", "3", "--nodes", "3",
-               "--q", "16", "--display", "quiet", "--out", str(tmp_path / "reports")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    return start_run(tmp_path, env, "netns", "partition", time_limit)
 
 
 def _running_tag(state: Path) -> str:

@@ -80,3 +80,14 @@ def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.1) -> An
 def history_lines(out: Path) -> int:
     files = list(out.glob("*/*/history.jsonl"))
     return sum(len(f.read_text().splitlines()) for f in files)
+
+
+def start_run(tmp_path: Path, env: dict[str, str], platform: str, nemesis: str,
+              time_limit: float) -> subprocess.Popen:
+    """`harness run` of the cart workload on a 3-node cluster of `platform`, in the background."""
+    return subprocess.Popen(
+        CLI + ["run", "--platform", platform, "--nemesis", nemesis, "--workload", "cart",
+               "--time-limit", str(time_limit), "--nemesis-interval", "3", "--nodes", "3",
+               "--q", "16", "--display", "quiet", "--out", str(tmp_path / "reports")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
