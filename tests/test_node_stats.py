@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from harness.node_stats import COUNTERS, NodeStatsSampler, stats_row
-from tests.nodeproc import LocalCluster, free_port
+from nodeproc import LocalCluster, free_port
 
 
 def test_stats_row_keeps_integer_counters_and_rejects_non_answers() -> None:

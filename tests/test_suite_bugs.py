@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.nodeproc import LocalCluster
+from nodeproc import LocalCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 TOKEN = "test-token"
