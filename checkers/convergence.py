@@ -3,6 +3,8 @@
 Input is `replicas.json` (docs/history.md): per key, the preference list and each replica's
 versions as read from `/admin/replicas/{key}`. Two replicas agree when their sets of version ids
 are equal. Replicas that could not be asked (`ok: false`) make the answer for that key unknown.
+Without `replicas.json` (a bare history), or when it lists no key, there is nothing to compare: the
+checker is not applicable.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ def _ids(replica: dict[str, Any]) -> list[str]:
 def check_convergence(replicas: dict[str, Any] | None) -> Verdict:
     """Compare the replicas of every key; invalid when two replicas hold different versions."""
     if replicas is None:
-        return Verdict(UNKNOWN, "There is no replicas.json, so convergence was not checked.",
-                       {"divergent": {}, "converged_after_ms": None, "keys_checked": 0,
-                        "reason": "no replicas.json"})
+        return Verdict.not_applicable(
+            "There is no replicas.json (the replicas' final state), so convergence was not "
+            "checked.", {"divergent": {}, "converged_after_ms": None, "keys_checked": 0,
+                         "reason": "no replicas.json"})
     if not isinstance(replicas, dict) or not isinstance(replicas.get("keys", {}), dict):
         raise ValueError("replicas.json must be an object with a 'keys' object")
     heal, conv = replicas.get("heal_time"), replicas.get("converged_time")
@@ -71,8 +74,8 @@ def check_convergence(replicas: dict[str, Any] | None) -> Verdict:
             f"{sum(map(len, unreachable.values()))} replica(s) of {len(unreachable)} key(s) could "
             "not be asked, so convergence is not proven."), evidence)
     if checked == 0:
-        return Verdict(UNKNOWN, "replicas.json lists no keys, so convergence was not checked.",
-                       evidence)
+        return Verdict.not_applicable("replicas.json lists no keys, so convergence was not "
+                                      "checked.", evidence)
     when = f", {after} ms after the heal" if after is not None else ""
     return Verdict(VALID, f"Every replica of all {checked} keys holds the same versions{when}.",
                    evidence)

@@ -4,7 +4,8 @@ Values are unique per write, and an ok `delete` names the values its read return
 covers exactly those versions. Whatever happens to replicas afterwards, a correct store never
 answers them again, so a deleted value in a FINAL read (after heal and quiesce) came back from a
 replica that kept it while the tombstone was forgotten: a resurrection. A value written again
-concurrently is a different unique value, so it is never mistaken for one.
+concurrently is a different unique value, so it is never mistaken for one. Without an acknowledged
+delete, or without a final read of a deleted key, the checker is not applicable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from checkers.history import Call
 from checkers.models import as_set, freeze, show
 from checkers.stats import seconds
-from checkers.verdict import INVALID, UNKNOWN, VALID, Verdict
+from checkers.verdict import INVALID, VALID, Verdict
 
 LIST_CAP = 200
 
@@ -56,11 +57,11 @@ def check_deletes(calls: Sequence[Call]) -> Verdict:
             f"{show(e['value'])}: the deleted value was resurrected ({len(resurrected)} such "
             f"value(s) in {final_reads} final reads, {deletes_checked} deletes)."), evidence)
     if deletes_checked == 0:
-        return Verdict(UNKNOWN, "No delete was acknowledged, so nothing could have been "
-                       "resurrected.", evidence)
+        return Verdict.not_applicable("No delete was acknowledged, so nothing could have been "
+                                      "resurrected.", evidence)
     if not any(finals.get(k) for k in deleted):
-        return Verdict(UNKNOWN, f"{deletes_checked} deletes were acknowledged, but no final read "
-                       "(after heal and quiesce) read a key that was deleted, so resurrection "
-                       "could not be tested.", evidence)
+        return Verdict.not_applicable(
+            f"{deletes_checked} deletes were acknowledged, but no final read (after heal and "
+            "quiesce) read a key that was deleted, so resurrection could not be tested.", evidence)
     return Verdict(VALID, f"No value removed by the {deletes_checked} acknowledged deletes "
                    f"appeared in any of the {final_reads} final reads.", evidence)

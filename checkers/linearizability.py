@@ -547,8 +547,8 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
                        evidence)
     if not prepared:
         evidence["reason"] = "the history has no client operations"
-        return Verdict(UNKNOWN, "There are no client operations to check for linearizability.",
-                       evidence)
+        return Verdict.not_applicable("There are no client operations to check for "
+                                      "linearizability.", evidence)
     n_ops = sum(r.ops for r in results)
     return Verdict(VALID, f"All {len(prepared)} key{'s' if len(prepared) != 1 else ''} "
                    f"({n_ops} completed operations) are linearizable under the {model.name} "

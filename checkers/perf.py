@@ -11,11 +11,11 @@ from checkers.faults import FaultTimeline
 from checkers.history import Call
 from checkers.siblings import sibling_histogram, single_fraction
 from checkers.stats import summary_ms
-from checkers.verdict import UNKNOWN, VALID, Verdict
+from checkers.verdict import VALID, Verdict
 
 
 def check_perf(calls: Sequence[Call], timeline: FaultTimeline | None = None) -> Verdict:
-    """Statistics only: valid when there were operations to measure, unknown otherwise."""
+    """Statistics only: valid when there were operations to measure, not applicable otherwise."""
     timeline = timeline or FaultTimeline([])
     lat: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     per_second: dict[int, int] = defaultdict(int)
@@ -53,8 +53,8 @@ def check_perf(calls: Sequence[Call], timeline: FaultTimeline | None = None) -> 
         "sibling_histogram": hist, "single_sibling_fraction": single_fraction(hist),
     }
     if completed == 0:
-        return Verdict(UNKNOWN, "No client operation completed, so there is nothing to measure.",
-                       evidence)
+        return Verdict.not_applicable("No client operation completed, so there is nothing to "
+                                      "measure.", evidence)
     parts = [f"{name} {100 * frac:.1f}%" for name, frac in availability.items()]
     secs = max(1, len(throughput))
     p99 = [f"{f} p99 {by['ok']['p99']} ms" for f, by in latency.items() if "ok" in by]

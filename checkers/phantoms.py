@@ -3,7 +3,7 @@
 Sound for any store, Dynamo included (siblings and stale reads are fine): a read may only answer
 values that a `write` (or `put`) tried to write, whose write did not certainly fail, and whose
 write was invoked before the read completed. Anything else is a value from nowhere, a resurrected
-failed write, or a read from the future.
+failed write, or a read from the future. A history without a completed read is not applicable.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from checkers.history import Call
 from checkers.models import freeze, show
 from checkers.stats import seconds
-from checkers.verdict import INVALID, UNKNOWN, VALID, Verdict
+from checkers.verdict import INVALID, VALID, Verdict
 
 WRITES = ("write", "put")
 READS = ("read", "get")
@@ -57,7 +57,7 @@ def check_phantoms(calls: Sequence[Call]) -> Verdict:
             f"{seconds(r['end'])}. Then R answered {show(p['value'])}, but {p['why']} "
             f"({len(phantoms)} such value(s) in {checked} reads)."), evidence)
     if checked == 0:
-        return Verdict(UNKNOWN, "No read completed, so no read could be checked for phantom "
-                       "values.", evidence)
+        return Verdict.not_applicable("No read completed, so no read could be checked for "
+                                      "phantom values.", evidence)
     return Verdict(VALID, f"Every value returned by the {checked} reads had been written by a "
                    "write that may have happened.", evidence)

@@ -13,6 +13,8 @@ completion and began at least `reap_after_ns` (the store's tombstone grace) befo
 ended: that delete may have removed the write's value and its tombstone may be reaped by then.
 With R + W > N and strict quorums a violation makes the history invalid; with sloppy quorums (or
 R + W <= N) the store does not promise it, so violations are counted and reported as expected.
+When no process read a key after writing it (or every such read was excused), the checker is not
+applicable.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from checkers.history import Call
 from checkers.models import as_set, freeze, show
 from checkers.stats import seconds
-from checkers.verdict import INVALID, UNKNOWN, VALID, Verdict
+from checkers.verdict import INVALID, VALID, Verdict
 
 WRITES = ("write", "put")
 LIST_CAP = 200
@@ -142,8 +144,10 @@ def check_read_your_writes(calls: Sequence[Call], quorum: Quorum | None = None,
     }
     if not violations:
         if checked == 0:
-            return Verdict(UNKNOWN, "No process read a key after writing it, so read-your-writes "
-                           "could not be tested.", evidence)
+            why = (f" ({excused} such read(s) were excused by an overlapping delete)"
+                   if excused else "")
+            return Verdict.not_applicable("No process read a key after writing it, so "
+                                          f"read-your-writes could not be tested{why}.", evidence)
         return Verdict(VALID, f"All {checked} reads that followed their own process's write "
                        f"saw it ({quorum.describe()}).", evidence)
     v = violations[0]

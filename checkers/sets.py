@@ -8,6 +8,7 @@ A non-final read that began after the acknowledgement and lacks the element is a
 expected from a Dynamo store while replicas disagree, reported, not a violation. A read that
 answers an element nobody tried to add, one whose add certainly failed, or one before its add was
 invoked is invalid. When no read is marked `final`, the last read of each key stands in for it.
+Without an acknowledged add, or without a read after one, the checker is not applicable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from checkers.history import Call
 from checkers.models import as_set, freeze
 from checkers.siblings import sibling_histogram, single_fraction
 from checkers.stats import seconds, summary_ms
-from checkers.verdict import INVALID, UNKNOWN, VALID, Verdict
+from checkers.verdict import INVALID, VALID, Verdict
 
 LIST_CAP = 200  # evidence lists are capped; the counts are exact
 
@@ -158,12 +159,12 @@ def check_sets(calls: Sequence[Call], timeline: FaultTimeline | None = None) -> 
             f"{seconds(u['read']['end'])}. Then R answered {u['element']!r}, but {u['why']} "
             f"({len(unexpected)} impossible element(s) in all)."), evidence)
     if acked_total == 0:
-        return Verdict(UNKNOWN, "No add was acknowledged, so there is nothing that could be lost.",
-                       evidence)
+        return Verdict.not_applicable("No add was acknowledged, so there is nothing that could "
+                                      "be lost.", evidence)
     if stable == 0:
-        return Verdict(UNKNOWN, (
+        return Verdict.not_applicable((
             f"None of the {acked_total} acknowledged adds was followed by a read, so whether "
-            "they survived is unknown."), evidence)
+            "they survived is not known."), evidence)
     note = f", {len(never_read)} never read" if never_read else ""
     stale = (f"; {stale_reads} earlier read(s) were stale, as a Dynamo store may be while "
              "replicas disagree") if stale_reads else ""

@@ -12,28 +12,37 @@ from checkers.models import MODELS
 from checkers.registry import ALIASES, CHECKERS, DEFAULTS
 from harness.checking import CheckError, check_path, exit_code
 
-_COLORS = {"valid": "green", "invalid": "red", "unknown": "yellow"}
+_COLORS = {"valid": "green", "invalid": "red", "unknown": "yellow", "n/a": "bright_black"}
 
 
 def _checker_help() -> str:
     defaults = "; ".join(f"{w}: {', '.join(names)}" for w, names in DEFAULTS.items())
     return (f"A checker to run (repeatable): {', '.join(CHECKERS)}. "
-            f"Default per workload: {defaults}.")
+            f"Default (without --checker and --model) per workload: {defaults}.")
 
 
 @click.command(help=f"""Check PATH: a run directory (its results.json is rewritten; with
---checker, only those checkers' entries are replaced) or a bare history file: history.jsonl, or a
-Jepsen EDN history (.edn; a vector of maps or one map per line, keys :process :type :f :value,
-optionally :key :time).
+--checker or --model, only those checkers' entries are replaced) or a bare history file:
+history.jsonl, or a Jepsen EDN history (.edn; a vector of maps or one map per line, keys :process
+:type :f :value, optionally :key :time).
+
+Which checkers run: those named with --checker; --model M checks linearizability with model M
+(alone: linearizable only; with --checker: linearizable in addition); with neither, the
+workload's defaults (listed under --checker).
+
+Each checker answers valid, invalid, unknown (it could not decide) or n/a (not applicable: its
+input is absent, e.g. no replicas.json for convergence, no read after a write for
+read-your-writes). The verdict is invalid if any checker is invalid, else unknown if any is
+unknown, else valid; n/a checkers are left out (all n/a: unknown).
 
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 unreadable input or a usage error.
 
-Models for --checker linearizable: {', '.join(MODELS)}; by default siblings-register for the
-register workload, set for cart and set, and for a bare history the one its operations suggest
-(cas -> cas-register, get/put/append -> kv).""")
+Models: {', '.join(MODELS)}. For --checker linearizable without --model: siblings-register for
+the register workload, set for cart and set, and for a bare history the one its operations
+suggest (cas -> cas-register, get/put/append -> kv).""")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Choice(list(MODELS)), default=None,
-              help="The linearizability model.")
+              help="Check linearizability with this model (adds the linearizable checker).")
 @click.option("--checker", "checker_names", multiple=True, metavar="NAME", help=_checker_help())
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
 @click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None,

@@ -13,11 +13,12 @@ from typing import Any
 
 from checkers.history import HistoryError, pair, read_history
 from checkers.linearizability import Budget
-from checkers.registry import CHECKERS, CheckInput, default_model, run_checkers
+from checkers.registry import ALIASES, CHECKERS, CheckInput, default_model, run_checkers
 from checkers.verdict import EXIT_CODES, combine
 
 HISTORY_NAMES = ("history.jsonl", "history.edn")
-__all__ = ["CHECKERS", "CheckError", "check_path", "check_run", "exit_code", "load_input"]
+__all__ = ["CHECKERS", "CheckError", "check_path", "check_run", "exit_code", "load_input",
+           "requested_checkers"]
 EXIT_HARNESS = 3
 
 
@@ -70,12 +71,27 @@ def load_input(path: Path, model: str | None = None,
     return inp, run_dir, history
 
 
+def requested_checkers(checkers: list[str] | None, model: str | None) -> list[str] | None:
+    """The checkers to run: a model asks for linearizability with it, so `model` alone means
+    linearizable only (the workload's defaults would not judge what was asked), and with
+    `checkers` named it adds linearizable to them. None: the workload's defaults."""
+    if model is None:
+        return checkers or None
+    names = list(checkers or [])
+    if not any(ALIASES.get(n, n) == "linearizable" for n in names):
+        names.append("linearizable")
+    return names
+
+
 def check_path(path: Path, checkers: list[str] | None = None, model: str | None = None,
                budget: Budget | None = None) -> dict[str, Any]:
     """Check a run directory (writing its results.json) or a bare history file (writing nothing).
-    Returns the results of the checkers run. With `checkers` named, a run directory's existing
-    results.json keeps its other checkers' entries and its overall verdict is recomputed.
+    Returns the results of the checkers run: those named, plus linearizable when `model` is
+    given (see `requested_checkers`), else the workload's defaults. When checkers were requested,
+    a run directory's existing results.json keeps its other checkers' entries and its overall
+    verdict is recomputed.
     Raises CheckError for unreadable input and ValueError for unknown checker or model names."""
+    checkers = requested_checkers(checkers, model)
     inp, run_dir, history = load_input(path, model, budget)
     results = run_checkers(inp, checkers)
     test = dict(inp.test) if inp.test else {"workload": inp.workload}
@@ -100,6 +116,7 @@ def _merged(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
         return results
     merged = dict(old)
     merged["checkers"] = {**old["checkers"], **results["checkers"]}
+    # n/a entries are left out by combine, as in run_checkers
     merged["verdict"] = combine(c.get("verdict", "unknown") for c in merged["checkers"].values()
                                 if isinstance(c, dict))
     for k in ("test", "history", "model"):

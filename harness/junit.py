@@ -7,12 +7,15 @@ Mapping (one `testsuite`, one `testcase` per checker, in the order of `results["
 | `valid` | none (the case passed) |
 | `invalid` | `<failure type="invalid" message="<the checker's summary>">` |
 | `unknown` | `<error type="unknown" message="<the checker's summary>">` |
+| `n/a` | `<skipped message="not applicable: <the checker's summary>">` |
 | anything else | `<error type="bad-verdict" ...>` |
 
 `unknown` is an `error`, not `skipped`: the checker ran but could not decide (a budget ran out, the
-history was unreadable), and the harness exits 2 for it, so CI must not show it as green. The
-evidence of a non-valid checker goes, as JSON, into the element's text; the overall verdict and the
-test settings go into `<properties>`.
+history was unreadable), and the harness exits 2 for it, so CI must not show it as green. `n/a`
+is `skipped`: the checker's input was absent (no replicas.json, no delete, ...), so it judged
+nothing and does not weigh in the overall verdict. The evidence of an invalid or unknown checker
+goes, as JSON, into the element's text; the overall verdict and the test settings go into
+`<properties>`.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def build_junit(results: dict[str, Any]) -> ET.Element:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
         ET.SubElement(props, "property", name=_clean(str(key)), value=_clean(text))
 
-    failures = errors = 0
+    failures = errors = skipped = 0
     total_time = 0.0
     for name, checker in checkers.items():
         checker = checker if isinstance(checker, dict) else {"verdict": None, "summary": ""}
@@ -95,6 +98,10 @@ def build_junit(results: dict[str, Any]) -> ET.Element:
         verdict = checker.get("verdict")
         summary = _clean(str(checker.get("summary") or f"{name}: {verdict}"))
         if verdict == "valid":
+            continue
+        if verdict == "n/a":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"not applicable: {summary}")
             continue
         if verdict == "invalid":
             failures += 1
@@ -113,7 +120,7 @@ def build_junit(results: dict[str, Any]) -> ET.Element:
     suite.set("tests", str(len(checkers)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("skipped", "0")
+    suite.set("skipped", str(skipped))
     suite.set("time", f"{total_time:.3f}")
     return suite
 

@@ -142,3 +142,37 @@ def test_junit_output(tmp_path: Path) -> None:
     assert out.returncode == 1
     text = xml.read_text()
     assert "<testsuite" in text and 'type="invalid"' in text
+
+
+STALE_READ = [(0, "invoke", "write", 1), (0, "ok", "write", 1),
+              (0, "invoke", "write", 2), (0, "ok", "write", 2),
+              (1, "invoke", "read", None), (1, "ok", "read", 1)]
+
+
+def test_model_alone_checks_linearizability_only(tmp_path: Path) -> None:
+    # the register workload's defaults would all be n/a or valid here: --model must check
+    # linearizability, and the read of 1 after write 2 was acknowledged is not linearizable
+    h = write_history(tmp_path / "h.jsonl", from_events(STALE_READ, key="x"))
+    out = harness(h, "--model", "register")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "INVALID  linearizable" in out.stdout and "verdict: invalid" in out.stdout
+    printed = json.loads(harness(h, "--model", "register", "--json").stdout)
+    assert set(printed["checkers"]) == {"linearizable"} and printed["model"] == "register"
+    # with --checker named too, linearizable is added to them
+    both = json.loads(harness(h, "--model", "register", "--checker", "perf", "--json").stdout)
+    assert set(both["checkers"]) == {"perf", "linearizable"} and both["verdict"] == "invalid"
+
+
+def test_bare_history_without_replicas_shows_convergence_not_applicable(tmp_path: Path) -> None:
+    h = write_history(tmp_path / "h.jsonl", from_events(STALE_READ[:4] + [
+        (1, "invoke", "read", None), (1, "ok", "read", [2])], key="x"))
+    out = harness(h, "--checker", "convergence", "--checker", "phantoms")
+    assert out.returncode == 0, out.stdout + out.stderr  # not unknown because of convergence
+    assert "N/A      convergence: There is no replicas.json" in out.stdout
+    printed = json.loads(harness(h, "--json").stdout)
+    assert printed["checkers"]["convergence"]["verdict"] == "n/a"
+    assert printed["verdict"] == "valid"
+    xml = tmp_path / "junit.xml"
+    assert harness(h, "--junit", xml).returncode == 0
+    text = xml.read_text()
+    assert '<skipped message="not applicable: There is no replicas.json' in text

@@ -38,11 +38,13 @@ def test_divergent_replicas_are_invalid() -> None:
     assert v.summary.startswith("Let K be key 'k'")
 
 
-def test_unreachable_replica_or_missing_file_is_unknown() -> None:
+def test_unreachable_replica_is_unknown_and_missing_file_not_applicable() -> None:
     r = {"keys": {"k": {"preference_list": ["n1", "n2"],
                         "replicas": {"n1": rep("a:1"), "n2": {"ok": False, "error": "down"}}}}}
     assert check_convergence(r).verdict == "unknown"
-    assert check_convergence(None).verdict == "unknown"
+    missing = check_convergence(None)
+    assert missing.verdict == "n/a" and "no replicas.json" in missing.summary
+    assert check_convergence({"keys": {}}).verdict == "n/a"
 
 
 def test_perf_latency_throughput_and_availability_per_fault() -> None:
@@ -66,7 +68,7 @@ def test_perf_latency_throughput_and_availability_per_fault() -> None:
     assert e["latency"]["read"]["ok"]["p50"] == 10.0 and e["latency"]["read"]["fail"]["max"] == 20.0
     assert e["availability"] == {"healthy": 0.5, "partition": 0.5}
     assert e["throughput"] == [[0, 1], [1, 0], [2, 0], [3, 2], [4, 0], [5, 1]]
-    assert check_perf([]).verdict == "unknown"
+    assert check_perf([]).verdict == "n/a"
 
 
 def test_registry_defaults_and_quorum_from_test() -> None:
@@ -103,6 +105,9 @@ def test_combine_rule() -> None:
     assert combine(["valid", "unknown"]) == "unknown"
     assert combine(["valid"]) == "valid"
     assert combine([]) == "unknown"
+    assert combine(["valid", "n/a"]) == "valid"
+    assert combine(["invalid", "n/a"]) == "invalid"
+    assert combine(["n/a", "n/a"]) == "unknown"  # nothing was judged
     with pytest.raises(ValueError):
         Verdict("maybe", "")
 

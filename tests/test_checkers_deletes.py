@@ -62,12 +62,12 @@ def test_concurrent_rewrite_is_a_different_value_and_not_flagged() -> None:
 
 def test_failed_and_unknown_deletes_remove_nothing() -> None:
     v = run(write(0, 1) + delete(1, None, "fail") + delete(2, None, "info") + final_read(9, [1]))
-    assert v.verdict == "unknown" and "No delete was acknowledged" in v.summary
+    assert v.verdict == "n/a" and "No delete was acknowledged" in v.summary
 
 
-def test_no_final_reads_is_unknown() -> None:
+def test_no_final_reads_is_not_applicable() -> None:
     v = run(write(0, 1) + delete(1, [1]) + [(2, "invoke", "read", None), (2, "ok", "read", [])])
-    assert v.verdict == "unknown" and "no final read" in v.summary
+    assert v.verdict == "n/a" and "no final read" in v.summary
 
 
 def test_keys_are_independent() -> None:
@@ -76,7 +76,7 @@ def test_keys_are_independent() -> None:
               (9, "invoke", "read", None, {"key": "b", "final": True}),
               (9, "ok", "read", [1], {"key": "b", "final": True})]
     v = check_deletes(pair(from_events(events))[0])
-    assert v.verdict == "unknown"  # the deleted key had no final read; "b" never deleted 1
+    assert v.verdict == "n/a"  # the deleted key had no final read; "b" never deleted 1
 
 
 def test_registered_alias_and_register_default() -> None:
@@ -93,7 +93,8 @@ def test_read_your_writes_excuses_reads_after_a_delete() -> None:
               (1, "invoke", "delete", None), (1, "ok", "delete", [1], {"clock": {"a": 2}}),
               (0, "invoke", "read", None), (0, "ok", "read", [], {"clock": {}})]
     v = check_read_your_writes(pair(from_events(events, key="r1"))[0], strict)
-    assert v.verdict == "unknown" and v.evidence["excused_by_delete"] == 1
+    assert v.verdict == "n/a" and v.evidence["excused_by_delete"] == 1
+    assert "excused by an overlapping delete" in v.summary
     # without the delete the same read is a violation
     bad = [e for e in events if e[2] != "delete"]
     assert check_read_your_writes(pair(from_events(bad, key="r1"))[0], strict).verdict == "invalid"

@@ -55,7 +55,7 @@ def test_adds_by_value() -> None:
 def test_reads_by_other_processes_are_not_judged() -> None:
     v = run([(0, "invoke", "write", 1), (0, "ok", "write", 1),
              (1, "invoke", "read", None), (1, "ok", "read", [])], STRICT)
-    assert v.verdict == "unknown" and v.evidence["checked_reads"] == 0
+    assert v.verdict == "n/a" and v.evidence["checked_reads"] == 0
 
 
 def test_quorum_strictness() -> None:

@@ -73,6 +73,7 @@ def test_read_of_an_element_never_added_or_failed_is_invalid() -> None:
     assert v.verdict == "invalid" and "failed" in v.summary
 
 
-def test_no_reads_is_unknown() -> None:
+def test_no_reads_is_not_applicable() -> None:
     v = run([(0, "invoke", "add", 1), (0, "ok", "add", 1)])
-    assert v.verdict == "unknown"
+    assert v.verdict == "n/a"
+    assert run([(0, "invoke", "add", 1), (0, "fail", "add", 1)]).verdict == "n/a"

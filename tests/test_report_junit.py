@@ -116,3 +116,17 @@ def test_bad_input_is_refused_clearly(tmp_path: Path, bad: object) -> None:
     with pytest.raises(ValueError, match="checkers|JSON object"):
         write_junit(bad, tmp_path / "j.xml")  # type: ignore[arg-type]
     assert not (tmp_path / "j.xml").exists()
+
+
+def test_not_applicable_is_a_skipped_case_with_the_reason(tmp_path: Path) -> None:
+    results = {"verdict": "valid", "checkers": {
+        "perf": {"verdict": "valid", "summary": "fine"},
+        "convergence": {"verdict": "n/a", "summary": "There is no replicas.json.",
+                        "evidence": {"reason": "no replicas.json"}}}}
+    write_junit(results, tmp_path / "j.xml")
+    root = ET.parse(tmp_path / "j.xml").getroot()
+    validate(root)
+    assert (root.get("failures"), root.get("errors"), root.get("skipped")) == ("0", "0", "1")
+    skipped = root.find("testcase[@name='convergence']/skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "not applicable: There is no replicas.json."

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import jinja2
+
+from checkers.verdict import NOT_APPLICABLE
 
 RUN_MARKERS = ("results.json", "test.json", "history.jsonl")
 MAX_DEPTH = 4
@@ -30,6 +32,7 @@ class RunEntry:
     settings: str
     has_report: bool
     is_latest: bool
+    not_applicable: list[str] = field(default_factory=list)  # checkers that judged nothing
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -97,7 +100,9 @@ def _entry(root: Path, run: Path, latest: Path | None) -> RunEntry:
         "valid", "invalid", "unknown") else "unknown"
     checkers = results.get("checkers") if isinstance(results.get("checkers"), dict) else {}
     failing = [n for n, c in checkers.items()
-               if isinstance(c, dict) and c.get("verdict") != "valid"]
+               if isinstance(c, dict) and c.get("verdict") not in ("valid", NOT_APPLICABLE)]
+    not_applicable = [n for n, c in checkers.items()
+                      if isinstance(c, dict) and c.get("verdict") == NOT_APPLICABLE]
     summary = next((str(c.get("summary", "")) for n, c in checkers.items()
                     if n in failing and isinstance(c, dict)), "")
     if not results:
@@ -109,7 +114,7 @@ def _entry(root: Path, run: Path, latest: Path | None) -> RunEntry:
         path=run, rel=run.relative_to(root).as_posix(), name=name, when=when, verdict=verdict,
         failing=failing, summary=summary, settings=settings,
         has_report=(run / "report.html").is_file(),
-        is_latest=latest is not None and run.resolve() == latest,
+        is_latest=latest is not None and run.resolve() == latest, not_applicable=not_applicable,
     )
 
 

@@ -32,7 +32,7 @@ from harness.report.optable import embed_ops
 from harness.report.testinfo import test_section
 
 TEMPLATES = Path(__file__).parent / "templates"
-VERDICTS = ("valid", "invalid", "unknown")
+VERDICTS = ("valid", "invalid", "unknown", "n/a")
 
 
 @cache
@@ -43,7 +43,15 @@ def _env() -> jinja2.Environment:
     )
     env.filters["script_json"] = script_json
     env.filters["num"] = _num
+    env.filters["vclass"] = verdict_class
     return env
+
+
+def verdict_class(verdict: Any) -> str:
+    """The CSS class suffix of a verdict: "n/a" has a slash, which a class selector cannot hold
+    unescaped; anything not a verdict styles as unknown."""
+    v = str(verdict)
+    return "na" if v == "n/a" else v if v in VERDICTS else "unknown"
 
 
 @cache
@@ -82,12 +90,18 @@ def _headline(verdict: str, views: list[dict[str, Any]], have_results: bool) -> 
         return "No checker results: results.json is missing or unreadable."
     bad = [v["name"] for v in views if v["verdict"] == "invalid"]
     undecided = [v["name"] for v in views if v["verdict"] == "unknown"]
+    na = [v["name"] for v in views if v["verdict"] == "n/a"]
+    judged = len(views) - len(na)
+    # n/a checkers judged nothing: they are named, but not counted as passed or failed
+    tail = f" Not applicable (nothing to judge): {', '.join(na)}." if na else ""
     if verdict == "invalid":
-        return f"{len(bad)} of {len(views)} checkers found anomalies: {', '.join(bad)}."
+        return f"{len(bad)} of {judged} checkers found anomalies: {', '.join(bad)}.{tail}"
     if verdict == "unknown":
+        if not undecided and na:
+            return f"No checker had anything to judge.{tail}"
         return (f"No anomaly found, but {len(undecided)} checker(s) could not decide: "
-                f"{', '.join(undecided)}.")
-    return f"All {len(views)} checkers passed."
+                f"{', '.join(undecided)}.{tail}")
+    return f"All {judged} checkers passed.{tail}"
 
 
 def _clean_nans(obj: Any) -> Any:
