@@ -26,7 +26,11 @@ EXIT_HARNESS = 3
 @click.option("--time-limit", type=float, default=60.0, help="seconds of workload")
 @click.option("--concurrency", type=int, default=10, help="client processes")
 @click.option("--rate", type=float, default=100.0, help="total operations per second")
-@click.option("--keys", type=int, default=10, help="keys (carts, registers) in play")
+@click.option("--keys", type=int, default=10, help="keys (carts, registers) in play at a time")
+@click.option("--ops-per-key", type=int, default=0,
+              help="rotate keys: each key takes this many operations, then a fresh one replaces "
+                   "it, so a key written under a fault is not rewritten after the heal "
+                   "[default: 0, the same keys all run]")
 @click.option("--nemesis-interval", type=float, default=10.0,
               help="seconds each fault lasts; quiet gaps are 0.3-0.6 of this")
 @click.option("--seed", type=int, default=None,
@@ -48,8 +52,8 @@ EXIT_HARNESS = 3
               help="an extra [cluster] setting for the nodes' cluster file (repeatable), "
                    "e.g. read_repair=false")
 def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, concurrency: int,
-        rate: float, keys: int, nemesis_interval: float, seed: int | None, test_count: int,
-        quiesce_timeout: float, out: Path, leave_running: bool, junit: Path | None,
+        rate: float, keys: int, ops_per_key: int, nemesis_interval: float, seed: int | None,
+        test_count: int, quiesce_timeout: float, out: Path, leave_running: bool, junit: Path | None,
         display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
         **cluster: object) -> int:
     """Run a Jepsen-style test: start a cluster, drive clients, inject faults, check, report.
@@ -83,6 +87,7 @@ def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, conc
         settings = settings_from_options(
             workload=workload, nemesis_spec=nemesis_spec, platform=platform,
             time_limit=time_limit, concurrency=concurrency, rate=rate, keys=keys,
+            ops_per_key=ops_per_key,
             nemesis_interval=nemesis_interval, seed=base_seed + i,
             quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running, **cluster)
         if test_count > 1:

@@ -101,7 +101,8 @@ class Run:
         self.platform: Platform | None = None
         self.nemesis: NemesisRunner | None = None
         self.workload: Workload = make_workload(
-            settings.workload, settings.keys, random.Random(f"{settings.seed}-workload"))
+            settings.workload, settings.keys, random.Random(f"{settings.seed}-workload"),
+            settings.ops_per_key)
         self.schedule: list[Action] = []
         self.next_process = settings.concurrency
         self.workload_started_ns: int | None = None

@@ -132,6 +132,7 @@ class TestSettings:
     concurrency: int = 10
     rate: float = 100.0
     keys: int = 10
+    ops_per_key: int = 0  # 0: the same keys all run; else rotate (harness/workloads/keys.py)
     nemesis_interval: float = 10.0
     seed: int = 0
     quiesce_timeout: float = 15.0
@@ -161,6 +162,8 @@ class TestSettings:
             errs.append(f"--rate must be positive (got {self.rate})")
         if self.keys < 1:
             errs.append(f"--keys must be at least 1 (got {self.keys})")
+        if self.ops_per_key < 0:
+            errs.append(f"--ops-per-key must not be negative (got {self.ops_per_key})")
         if self.nemesis_interval <= 0:
             errs.append(f"--nemesis-interval must be positive (got {self.nemesis_interval})")
         if self.quiesce_timeout < 0:

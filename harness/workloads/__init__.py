@@ -16,13 +16,14 @@ WORKLOADS: dict[str, type[Workload]] = {
 }
 
 
-def make_workload(name: str, keys: int, rng: random.Random) -> Workload:
-    """The workload called `name`, over `keys` keys where it has several."""
+def make_workload(name: str, keys: int, rng: random.Random, ops_per_key: int = 0) -> Workload:
+    """The workload called `name`, over `keys` keys at a time where it has several, each
+    rotated out after `ops_per_key` operations when that is not 0."""
     try:
         cls = WORKLOADS[name]
     except KeyError:
         raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}") from None
-    return cls(keys=keys, rng=rng)
+    return cls(keys=keys, rng=rng, ops_per_key=ops_per_key)
 
 
 __all__ = ["WORKLOADS", "Completion", "Op", "Workload", "make_workload"]

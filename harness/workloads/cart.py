@@ -37,7 +37,7 @@ class CartWorkload(UnionWorkload):
     description = "shopping carts: add unique items by read-merge-write with the context; read"
 
     def next_op(self) -> Op:
-        key = f"cart-{self.rng.randrange(self.keys)}"
+        key = self.keyspace.pick()
         if self.rng.random() < 0.75:
             return Op("add", key, f"item-{self.unique()}")
         return Op("read", key)
