@@ -1,7 +1,8 @@
 """Test suites: a TOML list of `harness run`s, each with the verdict expected from each checker.
 
 A suite is how the harness proves its checkers: a run against a store with a seeded bug must be
-found `invalid` by the checker that is meant to catch it, and the correct store must be `valid`.
+found `invalid` by the checker that is meant to catch it, the same run without the bug must not
+be, and the correct store must be `valid`.
 
 ```toml
 [suite]                    # optional
@@ -18,14 +19,25 @@ nemesis = "partition"                  # or a list: ["partition", "crash"]
 bugs = ["lww"]
 node_settings = { read_repair = false }
 expect = { set = "invalid" }           # checker -> verdict, or a list of acceptable verdicts
+# control = false                      # opt out of the control run (see below) ...
+# control_reason = "..."               # ... only with a reason, which the output shows
 ```
 
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
 `platform`, `time_limit`, `concurrency`, `rate`, `keys`, `nemesis_interval`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
 `node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
-before the run is interrupted). A test also takes `description`. Only the checkers named in
-`expect` are compared.
+before the run is interrupted). A test also takes `description`.
+
+Judging (`judge`): a test passes when every checker named in `expect` gave one of its expected
+verdicts (`valid`, `invalid`, `unknown`, `n/a`) and, for a test without `bugs`, no checker at
+all said `invalid` (the correct store is never invalid, so such a test may not expect it).
+
+Controls (`expand`): every test with `bugs` is followed by `<name>-control`, the same settings
+without the bugs, which must be valid: every checker `valid` or `n/a`, none `invalid` or
+`unknown`. Without it an `invalid` verdict might come from the settings (a fault the store does
+not promise to survive, a checker that misjudges them), not from the bug. `control = false` with
+a `control_reason` opts a test out; the suite prints the reason.
 
 Everything here but `run_one` is a pure function of its arguments.
 """
@@ -46,10 +58,16 @@ from pathlib import Path
 from typing import Any
 
 from checkers.registry import ALIASES, CHECKERS, DEFAULTS
+from checkers.verdict import INVALID, NOT_APPLICABLE, VALID, combine
+from checkers.verdict import VERDICTS as CHECKER_VERDICTS
 from harness.settings import ClusterSettings, TestSettings, node_settings_errors
 from nemesis.schedule import parse_faults
 
-VERDICTS = ("valid", "invalid", "unknown")
+VERDICTS = CHECKER_VERDICTS  # what `expect` may name
+CONTROL_SUFFIX = "-control"
+CONTROL_OK = (VALID, NOT_APPLICABLE)  # what every checker of a control run may answer
+OVERALL = "overall verdict"  # the mismatch named when no single checker is to blame
+SUMMARY_CHARS = 300  # of a checker's summary quoted in a failure
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 FLAG = re.compile(r"--([a-z][a-z-]*)")
 HARNESS = [sys.executable, "-m", "harness"]
@@ -80,7 +98,7 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "node_settings": ((dict,), "a table"),
     "timeout": (_NUM, "a number"),
 }
-TEST_KEYS = ("name", "description", "expect")
+TEST_KEYS = ("name", "description", "expect", "control", "control_reason")
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
 FLAGS = ("workload", "nemesis", "platform", "time_limit", "concurrency", "rate", "keys",
@@ -97,10 +115,17 @@ class SuiteTest:
     settings: dict[str, Any]  # every run setting, defaults applied (see RUN_KEYS)
     expect: dict[str, tuple[str, ...]]  # canonical checker name -> acceptable verdicts
     description: str = ""
+    control: bool = True  # a test with bugs gets a control run (`expand`) unless opted out
+    control_reason: str = ""  # why not: required with control = false
+    control_of: str | None = None  # set on a control run: the name of the bug test it controls
 
     @property
     def bugs(self) -> list[str]:
         return list(self.settings.get("bugs", []))
+
+    @property
+    def is_control(self) -> bool:
+        return self.control_of is not None
 
     @property
     def timeout(self) -> float:
@@ -123,22 +148,28 @@ class Outcome:
     test: SuiteTest
     exit_code: int | None = None
     run_dir: Path | None = None
-    actual: dict[str, str] = field(default_factory=dict)  # checker -> verdict
-    mismatches: list[str] = field(default_factory=list)  # checkers whose verdict was unexpected
+    actual: dict[str, str] = field(default_factory=dict)  # expected checker -> verdict
+    mismatches: list[str] = field(default_factory=list)  # checkers that failed the test
     error: str | None = None  # the run itself failed (harness error, timeout)
     seconds: float = 0.0
+    verdicts: dict[str, str] = field(default_factory=dict)  # every checker that ran -> verdict
+    failures: list[str] = field(default_factory=list)  # why, one sentence per mismatch
 
     @property
     def passed(self) -> bool:
         return self.error is None and not self.mismatches
 
     def to_json(self) -> dict[str, Any]:
+        t = self.test
         return {
-            "name": self.test.name, "passed": self.passed, "exit_code": self.exit_code,
+            "name": t.name, "passed": self.passed, "exit_code": self.exit_code,
             "run_dir": str(self.run_dir) if self.run_dir else None,
-            "expect": {k: list(v) for k, v in self.test.expect.items()},
-            "actual": self.actual, "mismatches": self.mismatches, "error": self.error,
-            "seconds": round(self.seconds, 3), "bugs": self.test.bugs,
+            "expect": {k: list(v) for k, v in t.expect.items()},
+            "actual": self.actual, "mismatches": self.mismatches, "failures": self.failures,
+            "verdicts": self.verdicts, "error": self.error,
+            "seconds": round(self.seconds, 3), "bugs": t.bugs, "control_of": t.control_of,
+            **({"control": False, "control_reason": t.control_reason}
+               if t.bugs and not t.control else {}),
         }
 
 
@@ -185,6 +216,11 @@ def parse_suite(text: str, source: str = "<suite>", default_name: str = "suite")
             raise SuiteError(f"{source}: two tests are named {test.name!r}")
         seen.add(test.name)
         tests.append(test)
+    for test in tests:
+        control = test.name + CONTROL_SUFFIX
+        if test.bugs and test.control and control in seen:
+            raise SuiteError(f"{source}: test {test.name!r} seeds bugs, so the suite runs its "
+                             f"control {control!r}, but another test has that name; rename it")
     return Suite(str(meta.get("name", default_name)), tests, str(meta.get("description", "")))
 
 
@@ -216,8 +252,37 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
     if not isinstance(description, str):
         raise SuiteError(f"{where}: description must be a string")
     workload = str(settings.get("workload", TestSettings.workload))
-    return SuiteTest(name, settings, parse_expect(raw.get("expect"), workload, where),
-                     description)
+    expect = parse_expect(raw.get("expect"), workload, where)
+    bugs = settings.get("bugs", [])
+    if not bugs:
+        invalid = [c for c, vs in expect.items() if INVALID in vs]
+        if invalid:
+            raise SuiteError(f"{where}: expect.{invalid[0]} allows invalid, but the test seeds no "
+                             "bug and the correct store must never be invalid; seed one with "
+                             "bugs = [...]")
+    control, reason = _parse_control(raw, bool(bugs), where)
+    return SuiteTest(name, settings, expect, description, control, reason)
+
+
+def _parse_control(raw: dict[str, Any], has_bugs: bool, where: str) -> tuple[bool, str]:
+    """(control, control_reason): opting out of the control run must say why."""
+    control = raw.get("control", True)
+    reason = raw.get("control_reason")
+    if not isinstance(control, bool):
+        raise SuiteError(f"{where}: control must be true or false (got {control!r})")
+    if reason is not None and not isinstance(reason, str):
+        raise SuiteError(f"{where}: control_reason must be a string (got {reason!r})")
+    if control:
+        if reason is not None:
+            raise SuiteError(f"{where}: control_reason is only for control = false")
+        return True, ""
+    if not has_bugs:
+        raise SuiteError(f"{where}: control = false is only for a test with bugs (a test "
+                         "without bugs has no control run)")
+    if not reason or not reason.strip():
+        raise SuiteError(f'{where}: control = false needs control_reason = "...": why the same '
+                         "settings without the bugs cannot be expected valid")
+    return False, reason.strip()
 
 
 def settings_errors(settings: dict[str, Any]) -> list[str]:
@@ -284,6 +349,28 @@ def _setting(settings: dict[str, Any], key: str) -> float:
     return float(settings.get(key, getattr(defaults, key)))
 
 
+def control_test(test: SuiteTest) -> SuiteTest:
+    """`<name>-control`: the test's settings without its bugs, every checker valid or n/a."""
+    settings = {k: v for k, v in test.settings.items() if k != "bugs"}
+    return SuiteTest(
+        test.name + CONTROL_SUFFIX, settings, {c: CONTROL_OK for c in test.expect},
+        f"control for {test.name}: the same settings without bugs {', '.join(test.bugs)}; "
+        "every checker must be valid or n/a", control_of=test.name)
+
+
+def expand(suite: Suite) -> Suite:
+    """The suite's runnable tests: each test with bugs followed by its control (unless it opted
+    out). Select from the result (`select(expand(suite), only)`) to pick controls by name.
+    Expanding an expanded suite changes nothing."""
+    present = {t.name for t in suite.tests}
+    tests: list[SuiteTest] = []
+    for t in suite.tests:
+        tests.append(t)
+        if t.bugs and t.control and t.name + CONTROL_SUFFIX not in present:
+            tests.append(control_test(t))
+    return Suite(suite.name, tests, suite.description)
+
+
 def select(suite: Suite, only: list[str]) -> list[SuiteTest]:
     """The tests named (shell-style patterns allowed); SuiteError if a name matches none."""
     if not only:
@@ -336,6 +423,52 @@ def compare(expect: dict[str, tuple[str, ...]], results: dict[str, Any] | None
     return actual, [n for n, ok in expect.items() if actual[n] not in ok]
 
 
+@dataclass(frozen=True)
+class Judgement:
+    actual: dict[str, str]  # verdict of each checker named in expect ("missing" if absent)
+    verdicts: dict[str, str]  # verdict of every checker that ran
+    mismatches: list[str]  # the checkers that fail the test
+    failures: list[str]  # one sentence per mismatch (or about the whole verdict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def judge(test: SuiteTest, results: dict[str, Any] | None) -> Judgement:
+    """Judge a run's results.json against the test (pure): every expected checker must match;
+    without bugs no checker may be invalid; a control's checkers must all be valid or n/a."""
+    actual, mismatches = compare(test.expect, results)
+    failures = [f"{c} expected {' or '.join(test.expect[c])} but was {actual[c]}"
+                for c in mismatches]
+    checkers = (results or {}).get("checkers")
+    entries = {n: e for n, e in checkers.items() if isinstance(e, dict)} \
+        if isinstance(checkers, dict) else {}
+    verdicts = {n: str(e.get("verdict", "missing")) for n, e in entries.items()}
+    if not test.bugs:
+        allowed = CONTROL_OK if test.is_control else tuple(v for v in VERDICTS if v != INVALID)
+        for name, verdict in verdicts.items():
+            if name in mismatches or verdict in allowed:
+                continue
+            mismatches.append(name)
+            summary = str(entries[name].get("summary") or "").strip()
+            if len(summary) > SUMMARY_CHARS:  # a linearizability story can run for pages
+                summary = summary[:SUMMARY_CHARS] + "..."
+            if test.is_control:
+                why = (f"{name} was {verdict} without the bugs of {test.control_of}, so its "
+                       "settings alone may explain that test's verdict")
+            else:
+                why = f"{name} was {verdict} on the correct store (the test seeds no bug)"
+            failures.append(f"{why}: {summary}" if summary else why)
+        if test.is_control and results is not None and not mismatches \
+                and combine(verdicts.values()) != VALID:
+            # every checker n/a: the control judged nothing, so it proves nothing either
+            mismatches.append(OVERALL)
+            failures.append("no checker judged anything (every one was n/a), so the control "
+                            "shows nothing")
+    return Judgement(actual, verdicts, mismatches, failures)
+
+
 def run_one(test: SuiteTest, out: Path, seed: int | None = None) -> Outcome:
     """Run a test as a `harness run` subprocess (a crash there cannot take the suite down), its
     output in `out/<test>/harness-run.log`; compare the verdicts with the expectation."""
@@ -373,7 +506,9 @@ def run_one(test: SuiteTest, out: Path, seed: int | None = None) -> Outcome:
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
     outcome.run_dir = find_run_dir(log_text, test_out)
     results = read_results(outcome.run_dir)
-    outcome.actual, outcome.mismatches = compare(test.expect, results)
+    j = judge(test, results)
+    outcome.actual, outcome.verdicts = j.actual, j.verdicts
+    outcome.mismatches, outcome.failures = j.mismatches, j.failures
     if outcome.error is None and (results is None or outcome.exit_code == 3):
         outcome.error = harness_error(outcome.run_dir, log_text, outcome.exit_code)
     return outcome
@@ -413,7 +548,8 @@ def harness_error(run_dir: Path | None, log_text: str, exit_code: int | None) ->
 
 
 def junit_xml(suite: Suite, outcomes: list[Outcome]) -> str:
-    """One testsuite, one testcase per suite test; a failure names the mismatched checkers."""
+    """One testsuite, one testcase per suite test (controls included); a failure names the
+    checkers that failed the test."""
     failures = sum(1 for o in outcomes if o.error is None and o.mismatches)
     errors = sum(1 for o in outcomes if o.error is not None)
     root = ET.Element("testsuites")
@@ -423,8 +559,9 @@ def junit_xml(suite: Suite, outcomes: list[Outcome]) -> str:
     for o in outcomes:
         case = ET.SubElement(ts, "testcase", classname=f"suite.{suite.name}", name=o.test.name,
                              time=f"{o.seconds:.3f}")
-        detail = "\n".join(f"{c}: expected {' or '.join(o.test.expect[c])}, got {o.actual[c]}"
-                           for c in o.test.expect)
+        detail = "\n".join([*(f"{c}: expected {' or '.join(o.test.expect[c])}, got "
+                              f"{o.actual.get(c, 'missing')}" for c in o.test.expect),
+                            *unexpected_failures(o), *note(o.test)])
         if o.error is not None:
             el = ET.SubElement(case, "error", type="harness", message=o.error)
             el.text = detail
@@ -439,8 +576,25 @@ def junit_xml(suite: Suite, outcomes: list[Outcome]) -> str:
 
 
 def mismatch_message(o: Outcome) -> str:
-    return "; ".join(f"{c} expected {' or '.join(o.test.expect[c])} but was {o.actual[c]}"
+    if o.failures:
+        return "; ".join(o.failures)
+    return "; ".join(f"{c} expected {' or '.join(o.test.expect[c])} but was "
+                     f"{o.actual.get(c, 'missing')}" if c in o.test.expect else f"{c} failed"
                      for c in o.mismatches)
+
+
+def unexpected_failures(o: Outcome) -> list[str]:
+    """The failures of checkers that `expect` does not name (judge keeps them aligned)."""
+    return [f for c, f in zip(o.mismatches, o.failures, strict=False) if c not in o.test.expect]
+
+
+def note(test: SuiteTest) -> list[str]:
+    """What a test's output says about its control: whose control it is, or why it has none."""
+    if test.is_control:
+        return [f"control of {test.control_of}: the same settings without its bugs"]
+    if test.bugs and not test.control:
+        return [f"no control run: {test.control_reason}"]
+    return []
 
 
 def summary_json(suite: Suite, outcomes: list[Outcome]) -> dict[str, Any]:

@@ -47,12 +47,22 @@ def test_bad_suite_exits_3_naming_the_problem(tmp_path: Path, env: dict[str, str
 def test_dry_run_prints_the_runs(tmp_path: Path, env: dict[str, str]) -> None:
     path = tmp_path / "s.toml"
     path.write_text(SHORT + "[[test]]\nname = 'one'\nbugs = ['lww']\nexpect = { set = 'invalid' }"
-                    "\n")
+                    "\n[[test]]\nname = 'two'\nbugs = ['lww']\nexpect = { set = 'invalid' }\n"
+                    "control = false\ncontrol_reason = 'shown, not hidden'\n")
     p = harness(["suite", str(path), "--dry-run", "--out", "o"], env, tmp_path, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("one: harness run --workload set")
     assert "--bug lww" in p.stdout and "--out o/one" in p.stdout
     assert not (tmp_path / "o").exists()
+    # the bug test's control: the same run without --bug; the opt-out says why
+    lines = p.stdout.splitlines()
+    control = next(line for line in lines if line.startswith("one-control: harness run"))
+    assert "--bug" not in control and "--out o/one-control" in control
+    assert "# no control run: shown, not hidden" in p.stdout
+    assert not any(line.startswith("two-control") for line in lines)
+    p = harness(["suite", str(path), "--dry-run", "--only", "*-control"], env, tmp_path,
+                timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("one-control: "), p.stdout + p.stderr
 
 
 @pytest.mark.cluster
@@ -66,19 +76,19 @@ name = "correct-store-valid"
 expect = { set = "valid" }
 
 [[test]]
-name = "expects-a-lost-write"
-expect = { set = "invalid", convergence = "valid" }
+name = "expects-unknown"
+expect = { set = "unknown", convergence = "valid" }
 """)
     out, junit = tmp_path / "reports", tmp_path / "suite.xml"
     p = harness(["suite", str(path), "--out", str(out), "--junit", str(junit)], env, tmp_path)
     assert p.returncode == 1, p.stdout + p.stderr
-    assert "expects-a-lost-write" in p.stdout.splitlines()[-1]
+    assert "expects-unknown" in p.stdout.splitlines()[-1]
     assert "correct-store-valid" not in p.stdout.splitlines()[-1]
 
     summary = json.loads((out / "suite.json").read_text())
     by_name = {t["name"]: t for t in summary["tests"]}
     assert by_name["correct-store-valid"]["passed"] is True
-    wrong = by_name["expects-a-lost-write"]
+    wrong = by_name["expects-unknown"]
     assert wrong["passed"] is False and wrong["mismatches"] == ["set"]
     assert wrong["actual"] == {"set": "valid", "convergence": "valid"}
     # the run directory is real and holds the verdicts the suite compared
@@ -86,11 +96,11 @@ expect = { set = "invalid", convergence = "valid" }
     assert results["checkers"]["set"]["verdict"] == "valid"
 
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
-    assert set(cases) == {"correct-store-valid", "expects-a-lost-write"}
+    assert set(cases) == {"correct-store-valid", "expects-unknown"}
     assert cases["correct-store-valid"].find("failure") is None
-    failure = cases["expects-a-lost-write"].find("failure")
+    failure = cases["expects-unknown"].find("failure")
     assert failure is not None
-    assert failure.get("message") == "set expected invalid but was valid"
+    assert failure.get("message") == "set expected unknown but was valid"
 
     # the same suite with only the right expectation passes
     p = harness(["suite", str(path), "--out", str(out), "--only", "correct-*"], env, tmp_path)
