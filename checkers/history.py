@@ -46,6 +46,8 @@ class Op:
     final: bool = False
     fault: str | None = None
     line: int | None = None
+    # register writes/deletes: the values the read before them returned (None: not recorded)
+    read: list[Any] | None = None
 
     @property
     def is_nemesis(self) -> bool:
@@ -56,7 +58,7 @@ class Op:
             "index": self.index, "time": self.time, "process": self.process,
             "type": self.type, "f": self.f, "value": self.value,
         }
-        for name in ("key", "node", "clock", "siblings", "error", "fault"):
+        for name in ("key", "node", "clock", "siblings", "error", "fault", "read"):
             v = getattr(self, name)
             if v is not None:
                 out[name] = v
@@ -176,6 +178,7 @@ def op_from_dict(d: Any, source: str, line: int | None, ordinal: int) -> Op:
         final=bool(d.get("final", False)),
         fault=d.get("fault"),
         line=line,
+        read=d.get("read") if isinstance(d.get("read"), list) else None,
     )
 
 

@@ -19,6 +19,7 @@ from checkers.linearizability import Budget, check_linearizable
 from checkers.models import MODELS
 from checkers.perf import check_perf
 from checkers.phantoms import check_phantoms
+from checkers.preservation import check_preservation
 from checkers.read_your_writes import Quorum, check_read_your_writes
 from checkers.sets import check_sets
 from checkers.verdict import UNKNOWN, Verdict, combine
@@ -141,6 +142,13 @@ def _phantoms(inp: CheckInput) -> Verdict:
     return check_phantoms(inp.calls)
 
 
+def _preservation(inp: CheckInput) -> Verdict:
+    """Sibling preservation: no acknowledged write lost, judged from recorded reads (register).
+
+    Lost: in no final read, and no write or delete that may have happened read it."""
+    return check_preservation(inp.calls)
+
+
 def _deletes(inp: CheckInput) -> Verdict:
     """Resurrection: no value an acknowledged delete removed is in a final read (register)."""
     return check_deletes(inp.calls)
@@ -161,11 +169,12 @@ CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
     "convergence": _convergence,
     "phantoms": _phantoms,
     "deletes": _deletes,
+    "sibling-preservation": _preservation,
     "perf": _perf,
 }
 ALIASES = {
     "linearizability": "linearizable", "lost-writes": "set", "sets": "set",
-    "sibling-preservation": "set", "ryw": "read-your-writes", "performance": "perf",
+    "ryw": "read-your-writes", "performance": "perf",
     "phantom-reads": "phantoms", "resurrection": "deletes",
 }
 # Linearizability is not promised by a Dynamo store, so it is asked for, not a default. The set
@@ -174,7 +183,8 @@ ALIASES = {
 DEFAULTS: dict[str, list[str]] = {
     "cart": ["set", "read-your-writes", "convergence", "perf"],
     "set": ["set", "convergence", "perf"],
-    "register": ["phantoms", "read-your-writes", "deletes", "convergence", "perf"],
+    "register": ["phantoms", "read-your-writes", "deletes", "sibling-preservation",
+                 "convergence", "perf"],
     "generic": ["linearizable", "perf"],
 }
 

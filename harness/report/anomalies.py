@@ -15,6 +15,9 @@ from harness.report.figures import describe_value, linearizability_figure
 from harness.report.ops import NS_PER_MS, NS_PER_S, FaultInterval, Op, faults_at
 
 KNOWN_KEYS = {
+    "sibling-preservation": {"lost_writes", "lost_count", "present_count", "superseded_count",
+                             "unchecked_count", "unresolved_count", "acknowledged_count",
+                             "final_reads", "writes_with_read", "writes_without_read"},
     "lost-writes": {"lost", "stable_count", "lost_count", "never_read", "stale_count",
                     "latencies", "sibling_histogram"},
     "read-your-writes": {"violations", "count", "strict"},
@@ -33,6 +36,9 @@ MAX_JSON_CHARS = 200_000
 def checker_kind(evidence: Any) -> str:
     if not isinstance(evidence, dict):
         return "generic"
+    # before "lost-writes": this evidence also has a `lost_count`
+    if "lost_writes" in evidence or "writes_with_read" in evidence:
+        return "sibling-preservation"
     if "lost" in evidence or "lost_count" in evidence:
         return "lost-writes"
     if "violations" in evidence:
@@ -180,6 +186,50 @@ def _lost(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mar
     view["latencies_json"] = json.dumps(lat, indent=2, default=str) if lat else ""
 
 
+def _preservation(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval],
+                  marks: list) -> None:
+    """Per lost register write: the write, the final reads that lack it, the writes of what
+    survived instead, and a failed write that read it (which does not count)."""
+    lost = ev.get("lost_writes") or []
+    rows = []
+    for item in lost[:MAX_ROWS]:
+        item = item if isinstance(item, dict) else {}
+        w = _with_read(item.get("write"), index)
+        value = describe_value(item.get("value"), 60)
+        _mark(marks, w, f"lost write {value} (acknowledged; in no final read, superseded by "
+                        "nothing)")
+        reads = [op_row(r, index) for r in item.get("final_reads") or []]
+        more = item.get("final_read_count")
+        rows.append({
+            "value": value, "write": w, "reads": reads,
+            "more_reads": more - len(reads) if isinstance(more, int) else 0,
+            "survivors": [_with_read(o, index) for o in item.get("survivors") or []],
+            "failed": op_row(item["failed_based_on"], index)
+            if isinstance(item.get("failed_based_on"), dict) else None,
+            "why": str(item.get("why", "")),
+        })
+    view["pres_rows"] = rows
+    total = ev.get("lost_count")
+    view["pres_total"] = total if isinstance(total, int) else len(lost)
+    view["stats"] = [(label, ev[k]) for k, label in (
+        ("acknowledged_count", "acknowledged writes"),
+        ("present_count", "in the final reads"),
+        ("superseded_count", "superseded by a write or delete that read them"),
+        ("lost_count", "lost"),
+        ("unresolved_count", "unresolved (only a write with no recorded read could explain)"),
+        ("unchecked_count", "no final read after them"),
+        ("writes_without_read", "writes/deletes that recorded no read"),
+    ) if k in ev]
+
+
+def _with_read(quoted: Any, index: OpIndex) -> dict[str, Any]:
+    """An op row plus what the write's own read returned (its causal past, as recorded)."""
+    row = op_row(quoted, index)
+    read = quoted.get("read") if isinstance(quoted, dict) else None
+    row["read"] = describe_value(read, 60) if read is not None else "not recorded"
+    return row
+
+
 def _ryw(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], marks: list) -> None:
     violations = ev.get("violations") or []
     rows = []
@@ -279,6 +329,7 @@ def _phantoms(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval],
 
 
 _BUILDERS = {
+    "sibling-preservation": _preservation,
     "phantoms": _phantoms,
     "lost-writes": _lost,
     "read-your-writes": _ryw,

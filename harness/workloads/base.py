@@ -68,10 +68,24 @@ class Workload(ABC):
         try:
             return await self.perform(client, op)
         except OpFailed as e:
-            return Completion("fail", None, {"error": str(e)})
+            return Completion("fail", None, {"error": str(e), **recorded_extra(e)})
         except OpUnknown as e:
             kind = "fail" if op.f in self.read_fs else "info"
-            return Completion(kind, None, {"error": str(e)})
+            return Completion(kind, None, {"error": str(e), **recorded_extra(e)})
+
+
+_EXTRA_ATTR = "history_extra"
+
+
+def attach_extra(e: BaseException, extra: dict[str, Any]) -> None:
+    """Have `execute` record `extra` with the fail/info completion `e` leads to, so what a
+    read-modify-write read is in the history whether or not its write succeeded."""
+    setattr(e, _EXTRA_ATTR, {**recorded_extra(e), **extra})
+
+
+def recorded_extra(e: BaseException) -> dict[str, Any]:
+    extra = getattr(e, _EXTRA_ATTR, None)
+    return extra if isinstance(extra, dict) else {}
 
 
 def read_extra(reply: Reply) -> dict[str, Any]:

@@ -3,8 +3,19 @@ now and then a delete of whatever the preceding read returned."""
 
 from __future__ import annotations
 
-from harness.client import NodeClient, OpFailed, Reply
-from harness.workloads.base import Completion, Op, Workload, read_extra, read_then, write_extra
+from collections.abc import Awaitable
+from typing import Any
+
+from harness.client import NodeClient, OpFailed, OpUnknown, Reply
+from harness.workloads.base import (
+    Completion,
+    Op,
+    Workload,
+    attach_extra,
+    read_extra,
+    read_then,
+    write_extra,
+)
 
 # Deletes are rare enough that most keys hold values most of the time (reads stay informative),
 # and frequent enough that a key idle since a crash began is often deleted before it is rewritten,
@@ -39,8 +50,9 @@ class RegisterWorkload(Workload):
                                                                                 current))
 
         async def write(current: Reply) -> Completion:
-            written = await client.put(op.key, op.value, current.context)
-            return Completion("ok", op.value, write_extra(written, current))
+            written = await _based_on(current, client.put(op.key, op.value, current.context))
+            return Completion("ok", op.value, {**write_extra(written, current),
+                                               **read_record(current)})
 
         return await read_then(client, op.key, write)
 
@@ -48,8 +60,30 @@ class RegisterWorkload(Workload):
         assert op.key is not None
         if not current.values:
             # the delete was already invoked, so it is recorded as one that certainly did nothing
-            raise OpFailed("nothing to delete: the read before it found no values")
-        deleted = await client.delete(op.key, current.context)
+            e = OpFailed("nothing to delete: the read before it found no values")
+            attach_extra(e, read_record(current))
+            raise e
+        deleted = await _based_on(current, client.delete(op.key, current.context))
         # the ok value names exactly the values the tombstone covers (values are unique per write)
-        return Completion("ok", sorted(current.values, key=lambda v: (str(type(v)), v)),
-                          write_extra(deleted, current))
+        return Completion("ok", _sorted(current.values),
+                          {**write_extra(deleted, current), **read_record(current)})
+
+
+def read_record(current: Reply) -> dict[str, Any]:
+    """`read`: the values a write or delete was based on. Checkers judge what it superseded from
+    these values, not from the store's clocks (checkers/preservation.py)."""
+    return {"read": _sorted(current.values)}
+
+
+async def _based_on(current: Reply, request: Awaitable[Reply]) -> Reply:
+    """Await the write part; if it fails or its outcome is unknown, the fail/info completion
+    still records what the read returned (an info write may have happened)."""
+    try:
+        return await request
+    except (OpFailed, OpUnknown) as e:
+        attach_extra(e, read_record(current))
+        raise
+
+
+def _sorted(values: list[Any]) -> list[Any]:
+    return sorted(values, key=lambda v: (str(type(v)), v))

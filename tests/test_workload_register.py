@@ -1,0 +1,100 @@
+"""The register workload records what each write's and delete's read returned (`read`), on ok,
+info and fail completions alike, so sibling preservation can judge supersession from the history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers.history import pair, read_jsonl
+from checkers.preservation import check_preservation
+from harness.client import OpFailed, OpUnknown, Reply
+from harness.history import History
+from harness.workloads.base import Completion, Op
+from harness.workloads.register import RegisterWorkload
+
+
+class FakeClient:
+    """Answers reads with `values`; the write part ends as `outcome` says."""
+
+    node = "n1"
+
+    def __init__(self, values: list[Any], outcome: str = "ok", read_ok: bool = True) -> None:
+        self.values, self.outcome, self.read_ok = values, outcome, read_ok
+
+    async def get(self, key: str) -> Reply:
+        if not self.read_ok:
+            raise OpUnknown("read timed out")
+        return Reply(list(self.values), "ctx", {"n1": 1})
+
+    async def _answer(self) -> Reply:
+        if self.outcome == "info":
+            raise OpUnknown("timed out")
+        if self.outcome == "fail":
+            raise OpFailed("quorum_failed, written 0")
+        return Reply([], "ctx2", {"n1": 2})
+
+    async def put(self, key: str, value: Any, context: str | None) -> Reply:
+        return await self._answer()
+
+    async def delete(self, key: str, context: str | None) -> Reply:
+        return await self._answer()
+
+
+def execute(op: Op, client: FakeClient) -> Completion:
+    w = RegisterWorkload(keys=2, rng=random.Random(1))
+    return asyncio.run(w.execute(client, op))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("outcome", ["ok", "info", "fail"])
+@pytest.mark.parametrize("f", ["write", "delete"])
+def test_read_is_recorded_on_every_outcome(f: str, outcome: str) -> None:
+    op = Op(f, "r0", 7 if f == "write" else None)
+    done = execute(op, FakeClient([3, 1], outcome))
+    assert done.type == outcome
+    assert done.extra["read"] == [1, 3]
+    if outcome == "ok":
+        assert done.extra["read_clock"] == {"n1": 1}  # unchanged: still recorded on ok
+    else:
+        assert done.extra["error"]
+
+
+def test_a_delete_with_nothing_to_delete_records_its_empty_read() -> None:
+    done = execute(Op("delete", "r0"), FakeClient([]))
+    assert done.type == "fail" and done.extra["read"] == []
+
+
+def test_a_blind_write_records_an_empty_read() -> None:
+    done = execute(Op("write", "r0", 7), FakeClient([]))
+    assert done.type == "ok" and done.extra["read"] == []
+
+
+def test_a_failed_read_records_no_read() -> None:
+    # nothing was read, so there is nothing to record (the write is `fail`: it did not happen)
+    done = execute(Op("write", "r0", 7), FakeClient([1], read_ok=False))
+    assert done.type == "fail" and "read" not in done.extra
+
+
+def test_recorded_reads_reach_the_checker(tmp_path: Path) -> None:
+    """workload -> history.jsonl -> checker: an info write based on 1 excuses 1's absence."""
+    path = tmp_path / "history.jsonl"
+    writer = History(path)
+    steps = [(0, Op("write", "r0", 1), FakeClient([])),
+             (1, Op("write", "r0", 2), FakeClient([1], "info"))]
+    for process, op, client in steps:
+        common = {"process": process, "f": op.f, "key": op.key}
+        writer.append(type="invoke", value=op.value, **common)
+        done = execute(op, client)
+        writer.append(type=done.type, value=done.value, **done.extra, **common)
+    writer.append(type="invoke", value=None, process=9, f="read", key="r0", final=True)
+    writer.append(type="ok", value=[], process=9, f="read", key="r0", final=True)
+    writer.close()
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert lines[3]["type"] == "info" and lines[3]["read"] == [1]
+    v = check_preservation(pair(read_jsonl(path))[0])
+    assert v.verdict == "valid", v.summary
