@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.client import NodeClient, OpFailed, OpUnknown, Reply
+from harness.workloads.keys import KeySpace
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ class Workload(ABC):
     description: str = ""
     read_fs: frozenset[str] = frozenset({"read"})
 
-    def __init__(self, keys: int, rng: random.Random) -> None:
+    key_prefix: str = ""  # keys are named <key_prefix><index>; "" means "<name>-"
+
+    def __init__(self, keys: int, rng: random.Random, ops_per_key: int = 0) -> None:
         self.keys = keys
         self.rng = rng
+        self.keyspace = KeySpace(self.key_prefix or f"{self.name}-", keys, rng, ops_per_key)
         self.written_keys: set[str] = set()
         self._counter = 0
 
@@ -55,7 +59,7 @@ class Workload(ABC):
         """Do `op` against the store; raise OpFailed / OpUnknown unless it is ok."""
 
     def all_keys(self) -> list[str]:
-        return [f"{self.name}-{i}" for i in range(self.keys)]
+        return self.keyspace.all()
 
     def final_ops(self) -> list[Op]:
         """One read of every key, after heal and quiesce."""

@@ -25,14 +25,12 @@ DELETE_P = 0.25
 
 class RegisterWorkload(Workload):
     name = "register"
+    key_prefix = "r"
     description = ("per key: write unique values with the context of a prior read; read siblings; "
                    "sometimes delete what a read returned")
 
-    def all_keys(self) -> list[str]:
-        return [f"r{i}" for i in range(self.keys)]
-
     def next_op(self) -> Op:
-        key = f"r{self.rng.randrange(self.keys)}"
+        key = self.keyspace.pick()
         x = self.rng.random()
         if x < DELETE_P:
             return Op("delete", key)
