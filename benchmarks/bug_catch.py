@@ -1,63 +1,109 @@
-"""How reliably, and how fast, the smoke suite's bug tests catch their bugs.
+"""How reliably the smoke suite's verdicts hold, seed after seed, on a loaded machine.
 
-For every test of the suite that seeds a bug, run it RUNS times (seeds 1..RUNS) and print how many
-runs caught the bug (met the test's expectation) and the median wall time from the start of a run
-until a catching run finished. Target: 5 of 5 for every bug, each within 60 s.
+Runs every test of a suite (the correct-store tests, every bug test and its control) RUNS times
+with seeds 1..RUNS and prints, per test, how many runs met the test's expectation (a bug test:
+its bug caught; a correct-store test or control: valid), with the median and the longest wall
+time of a run. The gate's promise is RUNS of RUNS for every test (issue 11: 20 of 20).
 
-    python benchmarks/bug_catch.py [--runs 5] [--suite suites/smoke.toml] [--only bug-lww]
+    python benchmarks/bug_catch.py [--runs 20] [--jobs 2] [--hog 1] [--only 'bug-*']
 
-Each run is bounded by the test's own timeout; the whole benchmark takes about
-bugs x runs x 25 s (some 20 minutes for the full zoo).
+Load: measure it the way CI meets it, on a busy machine. `--jobs 2` runs two tests at once (each
+a 5-node cluster plus its clients: one suite beside another), and `--hog K` adds K processes that
+spin a CPU core for as long as the benchmark runs (they stop with it). On this 2-core machine
+`--jobs 2 --hog 1` keeps both cores saturated. `--json FILE` writes every run's outcome.
+
+Each run is bounded by its test's own timeout; the whole benchmark takes about
+tests x runs x 30 s / jobs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.suite import load_suite, run_one, select  # noqa: E402
+from harness.suite import expand, load_suite, run_one, select  # noqa: E402
+
+
+def spin(deadline: float) -> None:
+    """Keep one core busy until `deadline` (monotonic); the parent also stops it at the end."""
+    while time.monotonic() < deadline:
+        pass
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 2)[2],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", type=Path, default=ROOT / "suites" / "smoke.toml")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=20, help="seeds 1..RUNS per test (default 20)")
+    ap.add_argument("--jobs", type=int, default=1, help="tests run at once (default 1)")
+    ap.add_argument("--hog", type=int, default=0, help="CPU-spinning processes beside the runs")
     ap.add_argument("--only", action="append", default=[], help="test name or pattern")
+    ap.add_argument("--bugs-only", action="store_true", help="only the tests that seed a bug")
     ap.add_argument("--out", type=Path, default=None, help="keep the run directories here")
+    ap.add_argument("--json", type=Path, default=None, help="write every run's outcome here")
+    ap.add_argument("--max-hours", type=float, default=6.0,
+                    help="stop the hogs after this long whatever happens (default 6)")
     args = ap.parse_args()
-    suite = load_suite(args.suite)
-    tests = [t for t in select(suite, args.only) if t.bugs]
+    tests = select(expand(load_suite(args.suite)), args.only)
+    if args.bugs_only:
+        tests = [t for t in tests if t.bugs]
     if not tests:
-        print("no test seeds a bug", file=sys.stderr)
+        print("no test selected", file=sys.stderr)
         return 1
     out = args.out or Path(tempfile.mkdtemp(prefix="bug-catch-"))
-    print(f"{len(tests)} bug tests x {args.runs} runs; run directories under {out}")
-    print(f"{'bug':28} {'checker':18} {'caught':>7} {'median s':>9} {'max s':>7}  runs (s)")
-    rows = []
+    deadline = time.monotonic() + args.max_hours * 3600
+    hogs = [multiprocessing.Process(target=spin, args=(deadline,), daemon=True)
+            for _ in range(args.hog)]
+    for h in hogs:
+        h.start()
+    print(f"{len(tests)} tests x {args.runs} runs, {args.jobs} at a time, {args.hog} CPU hog(s);"
+          f" run directories under {out}", flush=True)
+    runs: dict[str, list[dict]] = defaultdict(list)
+    jobs = [(seed, t) for seed in range(1, args.runs + 1) for t in tests]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {pool.submit(run_one, t, out / f"seed-{seed}", seed): (seed, t)
+                       for seed, t in jobs}
+            for f in as_completed(futures):
+                seed, t = futures[f]
+                o = f.result()
+                row = {"seed": seed, "passed": o.passed, "seconds": round(o.seconds, 1),
+                       "actual": o.actual, "error": o.error, "run_dir": str(o.run_dir)}
+                runs[t.name].append(row)
+                mark = "ok  " if o.passed else "MISS"
+                print(f"  {mark} {t.name} seed {seed}: {o.seconds:.0f} s {o.actual}"
+                      + (f" ({o.error})" if o.error else ""), flush=True)
+    finally:
+        for h in hogs:
+            h.terminate()
+    print(f"\n{'test':34} {'expects':34} {'met':>6} {'median s':>9} {'max s':>7}")
+    all_met = True
     for t in tests:
-        runs: list[tuple[float, bool]] = []
-        for seed in range(1, args.runs + 1):
-            o = run_one(t, out / f"seed-{seed}", seed=seed)
-            runs.append((o.seconds, o.passed))
-            if o.error:
-                print(f"  {t.name} seed {seed}: {o.error}", file=sys.stderr)
-        caught = [s for s, ok in runs if ok]
-        median = statistics.median(caught) if caught else float("nan")
-        worst = max(caught) if caught else float("nan")
-        # "x" marks a run that missed the bug
-        shown = " ".join(f"{s:.0f}" + ("" if ok else "x") for s, ok in runs)
-        print(f"{','.join(t.bugs):28} {','.join(t.expect):18} {len(caught):>4}/{args.runs}"
-              f" {median:>9.1f} {worst:>7.1f}  {shown}", flush=True)
-        rows.append(len(caught) == args.runs and worst <= 60)
-    print("target met for every bug" if all(rows) else "target NOT met for some bug")
-    return 0 if all(rows) else 1
+        rs = runs[t.name]
+        met = sum(r["passed"] for r in rs)
+        secs = [r["seconds"] for r in rs]
+        expects = ",".join(f"{c}={'|'.join(v)}" for c, v in t.expect.items()) or "valid"
+        print(f"{t.name:34} {expects[:34]:34} {met:>3}/{len(rs):<2} "
+              f"{statistics.median(secs):>9.1f} {max(secs):>7.1f}")
+        all_met &= met == len(rs)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    print("every test met its expectation in every run" if all_met
+          else "some test missed its expectation")
+    return 0 if all_met else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -21,13 +21,24 @@ from harness.workloads.base import (
 # and frequent enough that a key idle since a crash began is often deleted before it is rewritten,
 # which is what resurrection needs (suites/smoke.toml `bug-reap-early`).
 DELETE_P = 0.25
+# Now and then a write uses the context of an earlier read of its key instead of a fresh one, as a
+# client does that kept a page open for a while (Riak's vclock round trip): the store must keep the
+# values that read never saw as siblings of this write. Such a context may predate a delete and
+# the reap of its tombstone, which is what exposes a store that reuses dots after a reap
+# (suites/smoke.toml `bug-reuse-dots`).
+STALE_P = 0.2
 
 
 class RegisterWorkload(Workload):
     name = "register"
     key_prefix = "r"
-    description = ("per key: write unique values with the context of a prior read; read siblings; "
-                   "sometimes delete what a read returned")
+    description = ("per key: write unique values with the context of a prior read (now and then "
+                   "an old one); read siblings; sometimes delete what a read returned")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: dict[str, Reply] = {}  # key -> an earlier read, kept for a stale write
+        self.stale: dict[int, Reply] = {}  # write value -> the held read it writes with
 
     def next_op(self) -> Op:
         key = self.keyspace.pick()
@@ -35,23 +46,30 @@ class RegisterWorkload(Workload):
         if x < DELETE_P:
             return Op("delete", key)
         if x < DELETE_P + (1 - DELETE_P) / 2:
-            return Op("write", key, self.unique())
+            value = self.unique()
+            if key in self.held and self.rng.random() < STALE_P:
+                self.stale[value] = self.held.pop(key)
+            return Op("write", key, value)
         return Op("read", key)
 
     async def perform(self, client: NodeClient, op: Op) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)
+            self.held.setdefault(op.key, reply)
             return Completion("ok", list(reply.values), read_extra(reply))
         if op.f == "delete":
             return await read_then(client, op.key, lambda current: self._delete(client, op,
                                                                                 current))
 
-        async def write(current: Reply) -> Completion:
+        async def write(current: Reply, stale: bool = False) -> Completion:
             written = await _based_on(current, client.put(op.key, op.value, current.context))
-            return Completion("ok", op.value, {**write_extra(written, current),
-                                               **read_record(current)})
+            extra = {**write_extra(written, current), **read_record(current)}
+            return Completion("ok", op.value, {**extra, "stale": True} if stale else extra)
 
+        held = self.stale.pop(op.value, None)
+        if held is not None:
+            return await write(held, stale=True)
         return await read_then(client, op.key, write)
 
     async def _delete(self, client: NodeClient, op: Op, current: Reply) -> Completion:
