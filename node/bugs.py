@@ -29,6 +29,8 @@ KNOWN_BUGS: dict[str, str] = {
     "stale-read-r1": "reads answer after the first reply even when R > 1",
     "reap-early": "tombstones are reaped after the grace time without checking that every "
                   "primary holds them",
+    "reuse-dots": "dot counters are derived per key only, so they start again at 1 after a "
+                  "key is reaped and a stale context's past covers (erases) the new write",
 }
 
 WRITE_BACK_DELAY_S = 1.0  # ack-before-write: how long an acknowledged write stays in memory

@@ -138,9 +138,12 @@ def context_of(versions: Iterable[Version]) -> VV:
     return out
 
 
-def next_counter(local: Iterable[Version], ctx: Mapping[str, tuple[int, int]], actor: str) -> int:
-    """A counter for `actor` above every counter of it seen locally or in the context."""
-    top = ctx.get(actor, (0, 0))[0]
+def next_counter(local: Iterable[Version], ctx: Mapping[str, tuple[int, int]], actor: str,
+                 floor: int = 0) -> int:
+    """A counter for `actor` above every counter of it seen locally, in the context, and
+    `floor` (the highest counter the actor ever handed out for any key: see replica.DotCounter;
+    without it a reaped key's counters would start again at 1)."""
+    top = max(ctx.get(actor, (0, 0))[0], floor)
     for v in local:
         if v.actor == actor and v.counter > top:
             top = v.counter
@@ -151,12 +154,15 @@ def next_counter(local: Iterable[Version], ctx: Mapping[str, tuple[int, int]], a
 
 
 def write(local: list[Version], ctx: Mapping[str, tuple[int, int]], actor: str, now_ms: int,
-          value: str | None, tombstone: bool, prune_max: int = 0) -> tuple[Version, list[Version]]:
-    """Coordinate a write at `actor`: the new version and the resulting local sibling set."""
+          value: str | None, tombstone: bool, prune_max: int = 0,
+          counter: int | None = None) -> tuple[Version, list[Version]]:
+    """Coordinate a write at `actor`: the new version and the resulting local sibling set.
+    `counter` is the new dot's counter when the caller chose it (it must be at least
+    `next_counter(local, ctx, actor)`); None derives it from `local` and `ctx` alone."""
     past = vv_prune(ctx, prune_max)
     new = Version(
         actor=actor,
-        counter=next_counter(local, ctx, actor),
+        counter=next_counter(local, ctx, actor) if counter is None else counter,
         ts=now_ms,
         past=tuple(sorted((a, c, t) for a, (c, t) in past.items())),
         value=None if tombstone else value,

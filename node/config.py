@@ -182,9 +182,21 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
     if typos:
         raise ConfigError(f"{where}: unknown setting(s): {', '.join(typos)}")
 
+    request_timeout_ms = _int(cluster, "request_timeout_ms", 1000, where, 1, 3_600_000)
+    background = {name: _int(cluster, name, default, where, lo, hi)
+                  for name, (default, lo, hi) in BACKGROUND_INTS.items()}
+    grace = background["tombstone_grace_ms"]
+    if grace < 2 * request_timeout_ms:
+        # a read repair or anti-entropy message sent before the reap may still arrive up to a
+        # request timeout later and copy the reaped key's old value back
+        raise ConfigError(
+            f"{where}: tombstone_grace_ms ({grace}) must be at least twice request_timeout_ms "
+            f"({request_timeout_ms}), i.e. {2 * request_timeout_ms}: a repair message may "
+            "still be in flight that long and would bring a reaped key's old value back")
+
     return ClusterConfig(
         nodes=tuple(nodes), n=n, r=r, w=w, q=q, sloppy_quorum=sloppy,
-        request_timeout_ms=_int(cluster, "request_timeout_ms", 1000, where, 1, 3_600_000),
+        request_timeout_ms=request_timeout_ms,
         data_dir=_path(_str(cluster, "data_dir", "data", where), base_dir),
         fsync=fsync,
         admin_token=_str(cluster, "admin_token", "", where),
@@ -194,8 +206,7 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
         max_frame_bytes=_int(cluster, "max_frame_bytes", 16 << 20, where, 1024, 1 << 30),
         connect_timeout_ms=_int(cluster, "connect_timeout_ms", 500, where, 1, 600_000),
         read_repair=flags["read_repair"], anti_entropy=flags["anti_entropy"],
-        **{name: _int(cluster, name, default, where, lo, hi)
-           for name, (default, lo, hi) in BACKGROUND_INTS.items()},
+        **background,
         ignored_keys=ignored,
     )
 

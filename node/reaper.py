@@ -7,6 +7,11 @@ same tombstones does it ask each to delete the key if it still holds exactly tho
 delete; a write that landed meanwhile is kept). So a primary that missed the delete, or that is
 down, blocks the reap, and the tombstone keeps shadowing any stale copy that comes back.
 
+Once reaping has started, a primary that cannot be reached does not stop it: every primary is
+asked, and the key is remembered (`unfinished`) and the missed primaries are asked again each
+round until all of them have answered. A tombstone left on one primary would otherwise stay
+there unnoticed until anti-entropy copied it back.
+
 Hints count too: while any fallback of the key still holds an undelivered hint for it (or cannot
 be asked), the reap waits, because that hint may carry a version the tombstone superseded and would
 bring it back once delivered to a primary that no longer has the tombstone.
@@ -39,6 +44,8 @@ class Reaper:
     stats: dict[str, int]
     log: logging.Logger
     tombstoned: dict[str, int] = field(default_factory=dict)  # key -> newest tombstone ts
+    # key -> (digest of the reaped tombstones, primaries that have not answered the reap yet)
+    unfinished: dict[str, tuple[bytes, list[str]]] = field(default_factory=dict)
     bugs: frozenset[str] = frozenset()  # seeded defects (docs/bugs.md)
 
     def on_write(self, key: str, siblings: list[Version], _blob: bytes | None) -> None:
@@ -50,15 +57,19 @@ class Reaper:
     def due(self) -> list[str]:
         """Keys this node should try to reap now: it is their first primary, grace is over."""
         cutoff = self.clock.wall_ms() - self.grace_ms
-        out = [k for k, ts in self.tombstoned.items()
-               if ts <= cutoff and self.ring.preference_list(k)[0] == self.me]
-        return sorted(out)[:MAX_PER_ROUND]
+        out = {k for k, ts in self.tombstoned.items()
+               if ts <= cutoff and self.ring.preference_list(k)[0] == self.me}
+        return sorted(out | set(self.unfinished))[:MAX_PER_ROUND]
 
     async def run_once(self) -> int:
         reaped = 0
         for key in self.due():
             try:
-                reaped += await self.reap(key)
+                if key in self.unfinished:
+                    expected, missed = self.unfinished[key]
+                    reaped += await self._reap_on(key, expected, missed, len(missed))
+                else:
+                    reaped += await self.reap(key)
             except PeerError as e:
                 self.log.debug("reaper: %s not reaped: %s", key, e)
         return reaped
@@ -80,13 +91,26 @@ class Reaper:
         for peer in self.ring.fallbacks(key):
             if peer != self.me and await self.call(peer, "hints_for", [key], self.timeout):
                 return 0  # a stale copy still waits on a fallback: it must land first
-        done = 0
-        for peer in primaries:
-            if await self.call(peer, "reap", [key, expected], self.timeout):
-                done += 1
+        return await self._reap_on(key, expected, primaries, len(primaries))
+
+    async def _reap_on(self, key: str, expected: bytes, peers: list[str], total: int) -> int:
+        """Ask each of `peers` to reap `key` if it holds exactly `expected`; one that cannot be
+        reached neither stops the others nor is forgotten (it is asked again next round).
+        A peer answering False holds something else by now (or nothing): done with it."""
+        done, missed = 0, []
+        for peer in peers:
+            try:
+                done += bool(await self.call(peer, "reap", [key, expected], self.timeout))
+            except PeerError as e:
+                missed.append(peer)
+                self.log.info("reaper: %s not reaped on %s yet: %s", key, peer, e)
+        if missed:
+            self.unfinished[key] = (expected, missed)
+        else:
+            self.unfinished.pop(key, None)
         if done:
             self.log.debug("reaper: %s reaped on %d replica(s)", key, done)
-        return 1 if done == len(primaries) else 0
+        return 1 if done == total else 0
 
     async def _reap_reachable(self, key: str, expected: bytes, primaries: list[str]) -> int:
         """BUG reap-early: reap wherever the tombstone is, without asking whether every

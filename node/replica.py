@@ -23,12 +23,57 @@ def digest(blob: bytes) -> bytes:
     return version_digest(blob)
 
 
+# Dot counters are leased from storage this many at a time (see DotCounter).
+LEASE_BLOCK = 10_000
+LEASE_META = "dot_lease"
+
+
+class DotCounter:
+    """The highest dot counter this actor has handed out, shared by all keys.
+
+    A counter derived only from a key's local siblings and the client's context starts again
+    at 1 once the key is reaped, and a client still holding an old context {X:3} would then
+    write a version whose past covers the new X:1: an acknowledged write lost (issue 11). So
+    every new dot is above this node-wide counter too, and a dot is never reused.
+
+    The counter survives restarts through a lease: storage holds a high-water mark (meta row
+    `dot_lease`) that no counter handed out exceeds. It is written durably (synchronously,
+    once per LEASE_BLOCK dots) before the first counter above it is used, so a restarted node
+    starts above everything it ever handed out without a disk write per PUT; each restart
+    skips the rest of its block (harmless: counters are 63-bit).
+    """
+
+    def __init__(self, storage: Storage, block: int = LEASE_BLOCK) -> None:
+        self.storage = storage
+        self.block = block
+        raw = storage.meta_get(LEASE_META)
+        self.lease = int(raw) if raw else 0
+        self.top = self.lease  # after a restart: above every counter handed out before
+
+    def observe(self, counter: int) -> None:
+        """Count a counter of this actor found in storage (a data directory from before the
+        lease existed); the next dot is above it."""
+        self.top = max(self.top, counter)
+
+    def take(self, derived: int) -> int:
+        """The next dot's counter: above `derived` (the key's local state and the context)
+        and above every counter handed out before. Durable before it is returned."""
+        counter = max(derived, self.top + 1)
+        if counter > self.lease:
+            lease = counter + self.block
+            self.storage.meta_put(LEASE_META, str(lease))  # raises: no dot handed out
+            self.lease = lease
+        self.top = counter
+        return counter
+
+
 class Replica:
     def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0) -> None:
         self.storage = storage
         self.actor = actor
         self.clock = clock
         self.prune_max = prune_max
+        self.dots = DotCounter(storage)
         self.write_hooks: list[WriteHook] = []
         self.bugs: frozenset[str] = frozenset()  # seeded defects, set by the node
 
@@ -47,8 +92,12 @@ class Replica:
         if "blind-overwrite" in self.bugs:
             # BUG: the new version claims to have seen everything this coordinator holds
             ctx = clocks.vv_merge(ctx, clocks.context_of(local))
+        derived = clocks.next_counter(local, ctx, self.actor)
+        # BUG reuse-dots: the counter comes from the key's own state only, so it restarts
+        # after a reap and a stale context's past covers the new dot
+        counter = derived if "reuse-dots" in self.bugs else self.dots.take(derived)
         new, siblings = clocks.write(local, ctx, self.actor, self.clock.wall_ms(), value,
-                                     tombstone, self.prune_max)
+                                     tombstone, self.prune_max, counter)
         if "lww" in self.bugs:
             siblings = last_write_wins(siblings)
         blob = clocks.encode_versions(siblings)

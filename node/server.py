@@ -85,6 +85,8 @@ class Node:
                 continue
             for hook in hooks:
                 hook(key, siblings, blob)
+            # a data directory from before the dot lease: start above its own dots
+            self.replica.dots.observe(clocks.next_counter(siblings, {}, self.actor) - 1)
         self.loops: list[Periodic] = []
         transport.set_handler(self.handle)
 

@@ -87,12 +87,25 @@ def test_settings_of_later_issues_are_accepted_and_reported() -> None:
 
 def test_background_settings_are_read_and_checked() -> None:
     text = GOOD.replace("q = 64", "q = 64\nread_repair = false\naae_interval_ms = 200\n"
-                                  "gossip_interval_ms = 50\ntombstone_grace_ms = 0")
+                                  "gossip_interval_ms = 50\ntombstone_grace_ms = 2000")
     cfg = parse_cluster(text, Path("/"))
     assert (cfg.read_repair, cfg.anti_entropy, cfg.aae_interval_ms) == (False, True, 200)
-    assert (cfg.gossip_interval_ms, cfg.tombstone_grace_ms, cfg.ignored_keys) == (50, 0, ())
+    assert (cfg.gossip_interval_ms, cfg.tombstone_grace_ms, cfg.ignored_keys) == (50, 2000, ())
     assert parse_cluster(GOOD, Path("/")).handoff_interval_ms == 1000
     with pytest.raises(ConfigError, match="anti_entropy must be true or false"):
         parse_cluster(GOOD.replace("q = 64", "q = 64\nanti_entropy = 1"), Path("/"))
     with pytest.raises(ConfigError, match="gossip_interval_ms must be between"):
         parse_cluster(GOOD.replace("q = 64", "q = 64\ngossip_interval_ms = 0"), Path("/"))
+
+
+def test_a_grace_shorter_than_two_request_timeouts_is_refused() -> None:
+    """A repair message may be in flight for a request timeout; a tombstone reaped sooner than
+    that could see the value it deleted come back."""
+    with pytest.raises(ConfigError, match=r"tombstone_grace_ms \(1999\) must be at least twice "
+                                          r"request_timeout_ms \(1000\)"):
+        parse_cluster(GOOD.replace("q = 64", "q = 64\ntombstone_grace_ms = 1999"), Path("/"))
+    with pytest.raises(ConfigError, match=r"tombstone_grace_ms \(60000\).*\(40000\)"):
+        parse_cluster(GOOD.replace("q = 64", "q = 64\nrequest_timeout_ms = 40000"), Path("/"))
+    cfg = parse_cluster(GOOD.replace("q = 64", "q = 64\nrequest_timeout_ms = 100\n"
+                                              "tombstone_grace_ms = 200"), Path("/"))
+    assert (cfg.request_timeout_ms, cfg.tombstone_grace_ms) == (100, 200)

@@ -256,7 +256,7 @@ def test_anti_entropy_alone_converges_a_node_that_missed_1000_writes(tmp_path: P
 
 def test_delete_stays_deleted_and_tombstone_is_reaped(tmp_path: Path) -> None:
     with cluster5(tmp_path, "tomb", 100, sloppy_quorum=False, read_repair=False,
-                  tombstone_grace_ms=1500) as c:
+                  tombstone_grace_ms=2000) as c:
         rg = ring(c)
         key = next(f"t{i}" for i in range(1000) if rg.preference_list(f"t{i}")[0] == "n1")
         pref = rg.preference_list(key)
@@ -297,7 +297,7 @@ def test_an_undelivered_hint_holds_the_reap_back(tmp_path: Path) -> None:
     """A stale value waiting as a hint on a fallback would come back if the tombstone were reaped
     before the hint was delivered; the reaper waits for it."""
     with cluster5(tmp_path, "hintreap", 120, read_repair=False, anti_entropy=False,
-                  handoff_interval_ms=600_000, tombstone_grace_ms=300) as c:
+                  handoff_interval_ms=600_000, tombstone_grace_ms=2000) as c:
         rg = ring(c)
         key = next(f"u{i}" for i in range(1000) if rg.preference_list(f"u{i}")[0] == "n1")
         victim = rg.preference_list(key)[2]
@@ -309,7 +309,7 @@ def test_an_undelivered_hint_holds_the_reap_back(tmp_path: Path) -> None:
         d = requests.delete(c.url("n1", f"/kv/{key}"), json={"context": ctx},
                             params={"w": 3}, timeout=10)
         assert d.status_code == 200, d.text
-        time.sleep(2.5)  # several reap rounds past the grace time
+        time.sleep(3.5)  # several reap rounds past the grace time (2 x request timeout)
         v = view(c, "n1", key)
         assert all(r["ok"] and r["versions"] and all(x["tombstone"] for x in r["versions"])
                    for r in v["replicas"].values()), v

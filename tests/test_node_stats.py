@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from nodeproc import LocalCluster, free_port
 
 from harness.node_stats import COUNTERS, NodeStatsSampler, stats_row
-from nodeproc import LocalCluster, free_port
 
 
 def test_stats_row_keeps_integer_counters_and_rejects_non_answers() -> None:

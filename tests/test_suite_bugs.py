@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from nodeproc import LocalCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
@@ -181,7 +180,8 @@ def test_read_repair_merges_unless_it_clobbers(make, bug: str | None) -> None:
 
 @pytest.mark.parametrize("bug", [None, "reap-early"])
 def test_tombstones_wait_for_every_primary_unless_reaped_early(make, bug: str | None) -> None:
-    c = make(3, bug, sloppy_quorum=False, tombstone_grace_ms=0, reap_interval_ms=100,
+    # the shortest grace allowed: twice the request timeout (1 s)
+    c = make(3, bug, sloppy_quorum=False, tombstone_grace_ms=2000, reap_interval_ms=100,
              read_repair=False, anti_entropy=False)
     first = put(c, "n1", "k", "doomed").json()
     assert wait_until(lambda: held(c, "n3", "k") == {"doomed"}, 5)
@@ -192,8 +192,28 @@ def test_tombstones_wait_for_every_primary_unless_reaped_early(make, bug: str | 
     def versions(node: str) -> list:
         return replicas(c, "n1", "k")["replicas"][node].get("versions", [])
 
-    time.sleep(1.5)  # several reaper rounds
+    time.sleep(3.0)  # the grace time and several reaper rounds after it
     if bug is None:
         assert versions("n1") and all(v["tombstone"] for v in versions("n1"))
     else:
         assert wait_until(lambda: versions("n1") == [], 5)  # reaped with n3 still away
+
+
+@pytest.mark.parametrize("bug", [None, "reuse-dots"])
+def test_a_write_after_a_reap_survives_a_stale_context_unless_dots_are_reused(
+        make, bug: str | None) -> None:
+    c = make(3, bug, sloppy_quorum=False, tombstone_grace_ms=2000, reap_interval_ms=100,
+             aae_interval_ms=3_600_000)
+    key = next(f"d{i}" for i in range(1000) if pref(c, f"d{i}")[0] == "n1")
+    ctx = put(c, "n1", key, "old", w=3).json()["context"]
+    ctx = put(c, "n1", key, "older", ctx, w=3).json()["context"]
+    stale = get(c, "n1", key, r=3).json()["context"]  # a client keeps this context
+    r = requests.delete(c.url("n1", f"/kv/{key}"), json={"context": stale}, params={"w": 3},
+                        timeout=10)
+    assert r.status_code == 200
+    assert wait_until(lambda: all(v.get("ok") and v["versions"] == []
+                                  for v in replicas(c, "n1", key)["replicas"].values()), 15)
+    assert put(c, "n1", key, "new", w=3).status_code == 200  # n1:1 again with the bug
+    assert put(c, "n1", key, "stale", stale, w=3).status_code == 200  # past {n1:2}
+    values = sorted(get(c, "n2", key, r=3).json()["values"])
+    assert values == (["new", "stale"] if bug is None else ["stale"])
