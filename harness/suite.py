@@ -24,7 +24,7 @@ expect = { set = "invalid" }           # checker -> verdict, or a list of accept
 ```
 
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
-`platform`, `time_limit`, `concurrency`, `rate`, `keys`, `nemesis_interval`, `seed`,
+`platform`, `time_limit`, `concurrency`, `rate`, `keys`, `ops_per_key`, `nemesis_interval`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
 `node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
 before the run is interrupted). A test also takes `description`.
@@ -83,6 +83,7 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "concurrency": ((int,), "an integer"),
     "rate": (_NUM, "a number"),
     "keys": ((int,), "an integer"),
+    "ops_per_key": ((int,), "an integer"),
     "nemesis_interval": (_NUM, "a number"),
     "seed": ((int,), "an integer"),
     "quiesce_timeout": (_NUM, "a number"),
@@ -102,7 +103,7 @@ TEST_KEYS = ("name", "description", "expect", "control", "control_reason")
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
 FLAGS = ("workload", "nemesis", "platform", "time_limit", "concurrency", "rate", "keys",
-         "nemesis_interval", "seed", "quiesce_timeout", *CLUSTER_KEYS)
+         "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout", *CLUSTER_KEYS)
 
 
 class SuiteError(ValueError):
@@ -310,7 +311,7 @@ def settings_errors(settings: dict[str, Any]) -> list[str]:
     cluster = ClusterSettings(**{k: settings[k] for k in CLUSTER_KEYS if k in settings},
                               bugs=list(bugs))
     plain = ("workload", "platform", "time_limit", "concurrency", "rate", "keys",
-             "nemesis_interval", "seed", "quiesce_timeout")
+             "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout")
     test = TestSettings(nemesis=faults, cluster=cluster,
                         **{k: settings[k] for k in plain if k in settings})
     # the messages name `harness run` flags; here they are suite settings
