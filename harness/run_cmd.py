@@ -9,7 +9,7 @@ import click
 
 from harness.options import cluster_options, settings_from_options
 from harness.settings import PLATFORMS, WORKLOADS, parse_node_setting
-from nemesis.schedule import FAULT_HELP
+from nemesis.schedule import FAULT_HELP, parse_shapes
 
 EXIT_HARNESS = 3
 
@@ -33,6 +33,9 @@ EXIT_HARNESS = 3
                    "[default: 0, the same keys all run]")
 @click.option("--nemesis-interval", type=float, default=10.0,
               help="seconds each fault lasts; quiet gaps are 0.3-0.6 of this")
+@click.option("--partitions", "partitions_spec", type=str, default="all",
+              help="partition shapes the partition nemesis picks from, a comma list of: "
+                   "halves, isolate, majorities-ring, bridge, one-way [default: all]")
 @click.option("--seed", type=int, default=None,
               help="random seed for operations and the fault schedule [default: random]")
 @click.option("--test-count", type=int, default=1, help="run the test this many times")
@@ -52,9 +55,9 @@ EXIT_HARNESS = 3
               help="an extra [cluster] setting for the nodes' cluster file (repeatable), "
                    "e.g. read_repair=false")
 def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, concurrency: int,
-        rate: float, keys: int, ops_per_key: int, nemesis_interval: float, seed: int | None,
-        test_count: int, quiesce_timeout: float, out: Path, leave_running: bool, junit: Path | None,
-        display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
+        rate: float, keys: int, ops_per_key: int, nemesis_interval: float, partitions_spec: str,
+        seed: int | None, test_count: int, quiesce_timeout: float, out: Path, leave_running: bool,
+        junit: Path | None, display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
         **cluster: object) -> int:
     """Run a Jepsen-style test: start a cluster, drive clients, inject faults, check, report.
 
@@ -87,7 +90,7 @@ def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, conc
         settings = settings_from_options(
             workload=workload, nemesis_spec=nemesis_spec, platform=platform,
             time_limit=time_limit, concurrency=concurrency, rate=rate, keys=keys,
-            ops_per_key=ops_per_key,
+            ops_per_key=ops_per_key, partitions=_shapes(partitions_spec),
             nemesis_interval=nemesis_interval, seed=base_seed + i,
             quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running, **cluster)
         if test_count > 1:
@@ -124,3 +127,12 @@ def worst(codes: list[int]) -> int:
         if code in codes:
             return code
     return 0
+
+
+def _shapes(spec: str) -> list[str]:
+    """The partition shapes named by --partitions; [] stands for every shape."""
+    try:
+        shapes = parse_shapes(spec)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--partitions") from None
+    return [] if spec.strip().lower() in ("", "all") else shapes

@@ -169,7 +169,8 @@ class Run:
         outcome.urls = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
         self.schedule = plan(self.platform.node_ids(), self.settings.nemesis,
                              self.settings.nemesis_interval, self.settings.time_limit,
-                             random.Random(f"{self.settings.seed}-nemesis"))
+                             random.Random(f"{self.settings.seed}-nemesis"),
+                             self.settings.partitions)
         write_json(self.run_dir / "test.json", self._test_json("running"))
         await asyncio.to_thread(self.platform.start)
         self.nemesis = NemesisRunner(self.platform, self.history)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nemesis.schedule import parse_shapes
+
 WORKLOADS = ("cart", "register", "set")
 PLATFORMS = ("local", "netns", "docker")
 FSYNC_POLICIES = ("always", "os", "none")
@@ -134,6 +136,7 @@ class TestSettings:
     keys: int = 10
     ops_per_key: int = 0  # 0: the same keys all run; else rotate (harness/workloads/keys.py)
     nemesis_interval: float = 10.0
+    partitions: list[str] = field(default_factory=list)  # partition shapes; empty: every shape
     seed: int = 0
     quiesce_timeout: float = 15.0
     out: Path = Path("reports")
@@ -164,6 +167,10 @@ class TestSettings:
             errs.append(f"--keys must be at least 1 (got {self.keys})")
         if self.ops_per_key < 0:
             errs.append(f"--ops-per-key must not be negative (got {self.ops_per_key})")
+        try:
+            parse_shapes(",".join(self.partitions))
+        except ValueError as e:
+            errs.append(f"--partitions: {e}")
         if self.nemesis_interval <= 0:
             errs.append(f"--nemesis-interval must be positive (got {self.nemesis_interval})")
         if self.quiesce_timeout < 0:

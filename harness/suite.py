@@ -24,7 +24,8 @@ expect = { set = "invalid" }           # checker -> verdict, or a list of accept
 ```
 
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
-`platform`, `time_limit`, `concurrency`, `rate`, `keys`, `ops_per_key`, `nemesis_interval`, `seed`,
+`platform`, `time_limit`, `concurrency`, `rate`, `keys`, `ops_per_key`, `nemesis_interval`,
+`partitions`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
 `node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
 before the run is interrupted). A test also takes `description`.
@@ -85,6 +86,7 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "keys": ((int,), "an integer"),
     "ops_per_key": ((int,), "an integer"),
     "nemesis_interval": (_NUM, "a number"),
+    "partitions": ((str, list), "a string or a list of strings"),
     "seed": ((int,), "an integer"),
     "quiesce_timeout": (_NUM, "a number"),
     "nodes": ((int,), "an integer"),
@@ -103,7 +105,8 @@ TEST_KEYS = ("name", "description", "expect", "control", "control_reason")
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
 FLAGS = ("workload", "nemesis", "platform", "time_limit", "concurrency", "rate", "keys",
-         "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout", *CLUSTER_KEYS)
+         "ops_per_key", "nemesis_interval", "partitions", "seed", "quiesce_timeout",
+         *CLUSTER_KEYS)
 
 
 class SuiteError(ValueError):
@@ -312,7 +315,9 @@ def settings_errors(settings: dict[str, Any]) -> list[str]:
                               bugs=list(bugs))
     plain = ("workload", "platform", "time_limit", "concurrency", "rate", "keys",
              "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout")
+    shapes = settings.get("partitions", [])
     test = TestSettings(nemesis=faults, cluster=cluster,
+                        partitions=[shapes] if isinstance(shapes, str) else list(shapes),
                         **{k: settings[k] for k in plain if k in settings})
     # the messages name `harness run` flags; here they are suite settings
     errs += [FLAG.sub(lambda m: m.group(1).replace("-", "_"), e) for e in test.errors()]
@@ -401,7 +406,7 @@ def run_args(test: SuiteTest, out: Path, seed: int | None = None) -> list[str]:
         if key == "sloppy":
             args.append("--sloppy" if value else "--strict")
             continue
-        if key == "nemesis" and isinstance(value, list):
+        if key in ("nemesis", "partitions") and isinstance(value, list):
             value = ",".join(value)
         args += [f"--{key.replace('_', '-')}", str(value)]
     for bug in s.get("bugs", []):

@@ -55,21 +55,36 @@ def parse_faults(spec: str) -> list[str]:
     return [f for f in FAULTS if f in names]
 
 
+def parse_shapes(spec: str) -> list[str]:
+    """`"majorities-ring,bridge"` -> those partition shapes; `all` or "" -> every shape."""
+    names = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    if not names or "all" in names:
+        return sorted(GRUDGES)
+    unknown = [n for n in names if n not in GRUDGES]
+    if unknown:
+        raise ValueError(f"unknown partition shape {', '.join(unknown)}; choose from "
+                         f"{', '.join(sorted(GRUDGES))} or all")
+    return sorted(set(names))
+
+
 def plan(
     nodes: Sequence[str],
     faults: Sequence[str],
     interval: float,
     time_limit: float,
     rng: random.Random,
+    shapes: Sequence[str] = (),
 ) -> list[Action]:
     """The whole schedule, sorted by time.
 
     Quiet periods of 0.3-0.6 intervals alternate with fault periods of one interval. When several
     faults are chosen, a period usually has one of them and sometimes two at once; crash and pause
-    then pick disjoint nodes so that a node is never both killed and stopped.
+    then pick disjoint nodes so that a node is never both killed and stopped. A partition takes a
+    random shape from `shapes` (every shape in GRUDGES when empty).
     """
     if interval <= 0 or time_limit <= 0:
         raise ValueError("interval and time limit must be positive")
+    shapes = sorted(parse_shapes(",".join(shapes))) if shapes else sorted(GRUDGES)
     actions: list[Action] = []
     next_id = 1
     t = interval * rng.uniform(0.3, 0.6)
@@ -80,7 +95,7 @@ def plan(
             kinds = rng.sample(list(faults), 2)
         free = list(nodes)
         for kind in sorted(kinds, key=FAULTS.index):
-            value = _choose(kind, nodes, free, rng)
+            value = _choose(kind, nodes, free, rng, shapes)
             actions.append(Action(round(t, 3), "start", kind, value, next_id))
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
                                   next_id))
@@ -97,9 +112,10 @@ def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:
     return sorted(rng.sample(list(nodes), min(size, len(nodes))))
 
 
-def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random) -> dict:
+def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random,
+            shapes: Sequence[str]) -> dict:
     if kind == "partition":
-        shape = rng.choice(sorted(GRUDGES))
+        shape = rng.choice(list(shapes))
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemesis.grudges import bridge, halves, isolate, majorities_ring, one_way
-from nemesis.schedule import ALL_FAULTS, FAULTS, parse_faults, plan
+from nemesis.grudges import GRUDGES, bridge, halves, isolate, majorities_ring, one_way
+from nemesis.schedule import ALL_FAULTS, FAULTS, parse_faults, parse_shapes, plan
 
 NODES5 = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -122,3 +122,18 @@ def test_every_start_has_a_later_stop(seed: int, size: int, faults: list[str], i
         paused = {n for a in group if a.fault == "pause" for n in a.value["nodes"]}
         if size > 1:
             assert not crashed & paused
+
+
+def test_partitions_take_only_the_shapes_asked_for() -> None:
+    nodes = [f"n{i}" for i in range(1, 6)]
+    for seed in range(20):
+        actions = plan(nodes, ["partition"], 2.0, 30.0, random.Random(seed),
+                       shapes=["majorities-ring", "bridge"])
+        kinds = {a.value["kind"] for a in actions if a.f == "start"}
+        assert kinds and kinds <= {"majorities-ring", "bridge"}
+
+
+def test_unknown_partition_shape_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown partition shape ring.*majorities-ring"):
+        parse_shapes("ring")
+    assert parse_shapes("all") == parse_shapes("") == sorted(GRUDGES)
