@@ -98,3 +98,34 @@ def test_recorded_reads_reach_the_checker(tmp_path: Path) -> None:
     assert lines[3]["type"] == "info" and lines[3]["read"] == [1]
     v = check_preservation(pair(read_jsonl(path))[0])
     assert v.verdict == "valid", v.summary
+
+
+class ContextClient(FakeClient):
+    """Remembers the context each write was sent with."""
+
+    def __init__(self, values: list[Any], outcome: str = "ok") -> None:
+        super().__init__(values, outcome)
+        self.sent: list[str | None] = []
+
+    async def put(self, key: str, value: Any, context: str | None) -> Reply:
+        self.sent.append(context)
+        return await self._answer()
+
+
+@pytest.mark.parametrize("outcome", ["ok", "info"])
+def test_a_stale_write_uses_an_earlier_read_and_says_so(outcome: str) -> None:
+    w = RegisterWorkload(keys=1, rng=random.Random(3))
+    old = ContextClient([5])
+    asyncio.run(w.execute(old, Op("read", "r0")))  # held: the key's context as it was then
+    now = ContextClient([6, 7], outcome)
+    stale = None
+    for _ in range(200):  # some writes of the only key use the held read (STALE_P)
+        op = w.next_op()
+        if op.f == "write" and op.value in w.stale:
+            stale = op
+            break
+    assert stale is not None
+    done = asyncio.run(w.execute(now, stale))  # type: ignore[arg-type]
+    assert done.type == outcome
+    assert now.sent == ["ctx"]  # the held read's context, not a fresh read's
+    assert done.extra["read"] == [5] and done.extra["stale"] is True

@@ -63,9 +63,11 @@ class RegisterWorkload(Workload):
                                                                                 current))
 
         async def write(current: Reply, stale: bool = False) -> Completion:
-            written = await _based_on(current, client.put(op.key, op.value, current.context))
-            extra = {**write_extra(written, current), **read_record(current)}
-            return Completion("ok", op.value, {**extra, "stale": True} if stale else extra)
+            marks = {"stale": True} if stale else {}
+            written = await _based_on(current, client.put(op.key, op.value, current.context),
+                                      marks)
+            return Completion("ok", op.value, {**write_extra(written, current),
+                                               **read_record(current), **marks})
 
         held = self.stale.pop(op.value, None)
         if held is not None:
@@ -91,13 +93,14 @@ def read_record(current: Reply) -> dict[str, Any]:
     return {"read": _sorted(current.values)}
 
 
-async def _based_on(current: Reply, request: Awaitable[Reply]) -> Reply:
+async def _based_on(current: Reply, request: Awaitable[Reply],
+                    marks: dict[str, Any] | None = None) -> Reply:
     """Await the write part; if it fails or its outcome is unknown, the fail/info completion
-    still records what the read returned (an info write may have happened)."""
+    still records what the read returned (an info write may have happened), and `marks`."""
     try:
         return await request
     except (OpFailed, OpUnknown) as e:
-        attach_extra(e, read_record(current))
+        attach_extra(e, {**read_record(current), **(marks or {})})
         raise
 
 
