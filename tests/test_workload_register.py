@@ -103,9 +103,13 @@ def test_recorded_reads_reach_the_checker(tmp_path: Path) -> None:
 class ContextClient(FakeClient):
     """Remembers the context each write was sent with."""
 
-    def __init__(self, values: list[Any], outcome: str = "ok") -> None:
+    def __init__(self, values: list[Any], outcome: str = "ok", context: str = "ctx") -> None:
         super().__init__(values, outcome)
+        self.context = context
         self.sent: list[str | None] = []
+
+    async def get(self, key: str) -> Reply:
+        return Reply(list(self.values), self.context, {"n1": 1})
 
     async def put(self, key: str, value: Any, context: str | None) -> Reply:
         self.sent.append(context)
@@ -115,9 +119,9 @@ class ContextClient(FakeClient):
 @pytest.mark.parametrize("outcome", ["ok", "info"])
 def test_a_stale_write_uses_an_earlier_read_and_says_so(outcome: str) -> None:
     w = RegisterWorkload(keys=1, rng=random.Random(3))
-    old = ContextClient([5])
+    old = ContextClient([5], context="old")
     asyncio.run(w.execute(old, Op("read", "r0")))  # held: the key's context as it was then
-    now = ContextClient([6, 7], outcome)
+    now = ContextClient([6, 7], outcome, context="fresh")
     stale = None
     for _ in range(200):  # some writes of the only key use the held read (STALE_P)
         op = w.next_op()
@@ -127,5 +131,5 @@ def test_a_stale_write_uses_an_earlier_read_and_says_so(outcome: str) -> None:
     assert stale is not None
     done = asyncio.run(w.execute(now, stale))  # type: ignore[arg-type]
     assert done.type == outcome
-    assert now.sent == ["ctx"]  # the held read's context, not a fresh read's
+    assert now.sent == ["old"]  # the held read's context, not a fresh read's
     assert done.extra["read"] == [5] and done.extra["stale"] is True
