@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from nodeproc import LocalCluster
+from nodeproc import LocalCluster, eventually
 
 from node import clocks
 from node.env import ManualClock
@@ -53,21 +52,6 @@ def make(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     yield start
     for c in clusters:
         c.stop_all()
-
-
-def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (requests.RequestException, KeyError) as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds}s: {what} (last: {last!r})")
 
 
 def wait_sees_up(c: LocalCluster, nid: str) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from nodeproc import LocalCluster
+from nodeproc import LocalCluster, eventually
 
 from node.ring import Ring
 
@@ -20,21 +19,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
 FAST = {"gossip_interval_ms": 200, "probe_interval_ms": 200, "handoff_interval_ms": 300,
         "reap_interval_ms": 300, "aae_interval_ms": 500}
-
-
-def eventually(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (requests.RequestException, KeyError) as e:
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last!r})")
 
 
 def cluster5(tmp: Path, name: str, first_host: int, **settings: Any) -> LocalCluster:
