@@ -13,7 +13,9 @@ Sloppy quorum (`sloppy_quorum = true`): a primary that this node's failure detec
 replaced at once by the next healthy node clockwise (a fallback), and so is a primary that fails
 or has not answered by half the timeout. A fallback stores a write as a *hint* naming the primary
 it stands for (node/handoff.py delivers it later) and answers reads from its hints. Fallbacks
-count toward W and R, never toward PW and PR. In strict mode no fallback is ever asked.
+count toward W and R, never toward PW and PR. In strict mode no fallback is ever asked. A primary
+that still has not acknowledged a write by its deadline gets a hint held by the coordinator
+(`hint_missed`), in either mode, so that handoff alone repairs every missed write.
 
 Read repair (`read_repair = true`): after a GET has answered, the coordinator waits (until the
 request's deadline) for the remaining replies and sends the merged sibling set to every primary
@@ -31,7 +33,7 @@ from typing import Any
 
 from node import clocks
 from node.bugs import last_write_wins
-from node.clocks import VV
+from node.clocks import VV, Version
 from node.replica import Replica
 from node.ring import Ring
 from node.transport import PeerError
@@ -317,6 +319,8 @@ class Coordinator:
 
         rnd = await self.sloppy_round(walk, make, enough, timeout)
         total, prim = rnd.acks()
+        if total:
+            self._spawn(self.hint_missed(key, siblings, rnd, deadline))
         if total < w or prim < pw:
             body = self._quorum_failed(rnd, w, pw, "w")
             got = rnd.gatherer.snapshot()
@@ -331,6 +335,27 @@ class Coordinator:
             "replicas": rnd.replicas(),
             "version": new.id,
         }
+
+    async def hint_missed(self, key: str, siblings: list[Version], rnd: Round,
+                          deadline: float) -> list[str]:
+        """Once the write's calls have ended (or the deadline passed), keep a hint here for
+        every primary that did not acknowledge it and that no fallback took a hint for.
+
+        The sloppy quorum hints only for primaries replaced before the quorum was reached; a
+        primary that failed or timed out after it (a crash the failure detector has not seen
+        yet, a node just restarting, a slow peer) would otherwise miss the write for good
+        unless anti-entropy or read repair found it. With this rule (Cassandra's) hinted
+        handoff alone brings every primary up to date. Only for a write some replica stored:
+        one that stored nothing was answered as certainly not done. Returns the owners hinted."""
+        await rnd.gatherer.settle(deadline)
+        acked = rnd.gatherer.results
+        covered = {owner for spare, owner in rnd.hinted.items() if spare in acked}
+        missed = [p for p in rnd.primaries
+                  if p != self.node_id and p not in acked and p not in covered]
+        for owner in missed:
+            await self.replica.hint(owner, key, siblings)
+            self.stats["hints_for_missed_acks"] = self.stats.get("hints_for_missed_acks", 0) + 1
+        return missed
 
     async def _forward(self, pref: list[str], key: str, value: str | None, ctx: VV,
                        tombstone: bool, w: int, pw: int, timeout: float) -> tuple[int, dict]:

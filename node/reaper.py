@@ -12,9 +12,10 @@ asked, and the key is remembered (`unfinished`) and the missed primaries are ask
 round until all of them have answered. A tombstone left on one primary would otherwise stay
 there unnoticed until anti-entropy copied it back.
 
-Hints count too: while any fallback of the key still holds an undelivered hint for it (or cannot
-be asked), the reap waits, because that hint may carry a version the tombstone superseded and would
-bring it back once delivered to a primary that no longer has the tombstone.
+Hints count too: while any node of the key's preference list or its fallbacks still holds an
+undelivered hint for it (or cannot be asked), the reap waits, because that hint may carry a
+version the tombstone superseded and would bring it back once delivered to a primary that no
+longer has the tombstone.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ class Reaper:
                 theirs = await self.call(peer, "read", [key], self.timeout)
                 if not theirs or digest(theirs) != expected:
                     return 0  # a primary has missed the delete, or holds more: not yet
-        for peer in self.ring.fallbacks(key):
-            if peer != self.me and await self.call(peer, "hints_for", [key], self.timeout):
-                return 0  # a stale copy still waits on a fallback: it must land first
+        # fallbacks hold hints, and so may primaries: a coordinator keeps one for a primary that
+        # missed its write (Coordinator.hint_missed); this node's own hints are asked locally
+        for peer in [*primaries, *self.ring.fallbacks(key)]:
+            if await self.call(peer, "hints_for", [key], self.timeout):
+                return 0  # a stale copy still waits to be handed off: it must land first
         return await self._reap_on(key, expected, primaries, len(primaries))
 
     async def _reap_on(self, key: str, expected: bytes, peers: list[str], total: int) -> int:

@@ -121,6 +121,31 @@ def test_strict_mode_never_asks_a_fallback() -> None:
         assert status == 503 and fail["acks"] == 1 and fail["written"] == 1
         assert fail["answered"] == [pref[0]] and fail["quorum"] == "w"
         assert set(fail["failed"]) == set(pref[1:])
-        assert all(not n.storage.hint_keys() for n in nodes.values())
+        assert all(not nodes[n].storage.hint_keys() for n in nodes if n not in pref)
+        # the coordinator itself keeps the write for the primaries that missed it
+        await asyncio.sleep(0.05)
+        assert sorted(nodes[pref[0]].storage.hint_keys()) == sorted((p, "k") for p in pref[1:])
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_primary_that_misses_an_acknowledged_write_gets_a_hint() -> None:
+    """W = 2 is met by two primaries; the third times out after the answer. No fallback was
+    asked, so without the coordinator's own hint nothing but anti-entropy would repair it."""
+    async def main() -> None:
+        nodes, _, _ = make_cluster()
+        pref = nodes["n1"].ring.preference_list("k")
+        coord, late = nodes[pref[0]], pref[2]
+        nodes[late].transport.set_drop_from([pref[0]])
+        status, ok = await coord.coordinator.put("k", '"a"', {}, False, 2, 0, 0.2)
+        assert status == 200 and {r["node"] for r in ok["replicas"]} == set(pref[:2])
+        assert nodes[late].replica.read("k") == []
+        await asyncio.sleep(0.3)  # past the write's deadline: the missed primary is hinted
+        assert coord.storage.hint_keys() == [(late, "k")]
+        assert coord.stats["hints_for_missed_acks"] == 1
+        nodes[late].transport.set_drop_from([])
+        assert await coord.handoff.deliver(late) == 1
+        assert [v.value for v in nodes[late].replica.read("k")] == ['"a"']
+        assert coord.storage.hint_keys() == []
 
     asyncio.run(asyncio.wait_for(main(), 10))
