@@ -175,7 +175,9 @@ def test_strict_quorums_refuse_fallbacks(tmp_path: Path) -> None:
 
 
 def test_read_repair_fixes_a_stale_replica_after_one_get(tmp_path: Path) -> None:
-    with cluster5(tmp_path, "rr", 80, sloppy_quorum=False, anti_entropy=False) as c:
+    # handoff off too: the coordinators keep hints for n3, which missed the writes while down
+    with cluster5(tmp_path, "rr", 80, sloppy_quorum=False, anti_entropy=False,
+                  handoff_interval_ms=3_600_000) as c:
         rg = ring(c)
         keys = [k for k in (f"r{i}" for i in range(400)) if "n3" in rg.preference_list(k)
                 and rg.preference_list(k)[0] != "n3"][:15]
@@ -205,8 +207,9 @@ def roots_agree(c: LocalCluster) -> bool:
 
 
 def test_anti_entropy_alone_converges_a_node_that_missed_1000_writes(tmp_path: Path) -> None:
+    # handoff off too: the coordinators keep hints for n4, which missed the writes while down
     with cluster5(tmp_path, "aae", 90, sloppy_quorum=False, read_repair=False,
-                  aae_interval_ms=1000) as c:
+                  aae_interval_ms=1000, handoff_interval_ms=3_600_000) as c:
         rg = ring(c)
         c.kill9("n4")
         coord = {f"a{i}": rg.preference_list(f"a{i}")[0] for i in range(1000)}
