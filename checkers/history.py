@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +319,50 @@ def read_history(path: Path) -> list[Op]:
     if path.suffix == ".edn":
         return read_edn(path)
     return read_jsonl(path)
+
+
+# ---------------------------------------------------------------- jepsen.independent
+
+
+def _is_pair(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2
+
+
+def looks_independent(ops: Iterable[Op]) -> bool:
+    """True when the history has the shape of a `jepsen.independent` one: client ops, none with
+    a key of its own, every invocation's value a [key value] pair (reads too: [k nil], where a
+    plain history's read invokes with nil), every completion's a pair or nil."""
+    seen = False
+    for o in ops:
+        if o.is_nemesis:
+            continue
+        seen = True
+        if o.key is not None:
+            return False
+        if (o.type == "invoke" or o.value is not None) and not _is_pair(o.value):
+            return False
+    return seen
+
+
+def _key_name(k: Any) -> str:
+    return k if isinstance(k, str) else json.dumps(k, sort_keys=True, default=repr)
+
+
+def split_independent(ops: Iterable[Op], source: str = "history") -> list[Op]:
+    """`jepsen.independent`: `:value [k v]` becomes key k and value v. A completion with no value
+    keeps none (pairing gives it its invocation's key); an op that already has a key gets
+    "key/k". Any other value is an error naming the line."""
+    out: list[Op] = []
+    for o in ops:
+        if o.is_nemesis or (o.type != "invoke" and o.value is None):
+            out.append(o)
+            continue
+        if not _is_pair(o.value):
+            raise HistoryError(source, o.line, f"an independent history's :value must be a "
+                               f"[key value] pair, got {o.value!r}")
+        k = _key_name(o.value[0])
+        out.append(replace(o, key=k if o.key is None else f"{o.key}/{k}", value=o.value[1]))
+    return out
 
 
 # ---------------------------------------------------------------- pairing

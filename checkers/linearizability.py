@@ -18,6 +18,10 @@ that cannot change the state (a read) is dropped, and so is one whose written va
 observes (linearizing it could only make later reads fail).
 
 A budget of time and memory (the cache's estimated size) ends the search with `unknown`.
+
+`Semantics` holds the choices other checkers make differently (docs/history.md): the initial
+value, whether a read of nil is unknown (Knossos) or the empty state, and whether a failed cas is
+dropped (Knossos) or observed (Porcupine's etcd model).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkers.history import Call
-from checkers.models import INVALID, UNREAD, Model, ModelError, get_model, show
+from checkers.models import DELETE, INVALID, UNREAD, Model, ModelError, get_model, show
 from checkers.verdict import INVALID as V_INVALID
 from checkers.verdict import UNKNOWN, VALID, Verdict
 
@@ -42,6 +46,35 @@ class Budget:
 
     seconds: float = 60.0
     memory_bytes: int = 512 * 2**20
+
+
+NIL_READS = ("absent", "unknown")
+FAILED_CAS = ("ignore", "observe")
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """How to read a history written for another checker.
+
+    `initial`: the JSON value every key starts with (None: the model's empty state).
+    `nil_reads`: "absent", a completed read of nil means the key is empty; "unknown", it matches
+    any state, as Knossos has it ("we don't know what it read").
+    `failed_cas`: "ignore", a failed cas did nothing and is dropped (Knossos); "observe", it also
+    saw a value other than its expected one at some point during the call (Porcupine's etcd)."""
+
+    initial: Any = None
+    nil_reads: str = "absent"
+    failed_cas: str = "ignore"
+
+    def __post_init__(self) -> None:
+        if self.nil_reads not in NIL_READS:
+            raise ValueError(f"nil_reads must be one of {', '.join(NIL_READS)}")
+        if self.failed_cas not in FAILED_CAS:
+            raise ValueError(f"failed_cas must be one of {', '.join(FAILED_CAS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"initial": self.initial, "nil_reads": self.nil_reads,
+                "failed_cas": self.failed_cas}
 
 
 class _OutOfBudget(Exception):
@@ -66,31 +99,35 @@ class KeyResult:
     seconds: float = 0.0
 
 
-def _prepare(calls: Sequence[Call], model: Model) -> tuple[list, list, int]:
+def _prepare(calls: Sequence[Call], model: Model,
+             semantics: Semantics | None = None) -> tuple[list, list, int]:
     """(ok ops, info ops, pruned count) for one key. ok: (pos, end_pos, op, call);
-    info: (pos, op, call). fail ops certainly did not happen; info reads change nothing."""
+    info: (pos, op, call). fail ops certainly did not happen (unless failed cas are observed:
+    then they are ok reads of "anything but old"); info reads change nothing, and so does a read
+    of nil when nil reads are unknown (it fits every state, so it can always be placed)."""
     oks: list[tuple[int, int, Any, Call]] = []
     infos: list[tuple[int, Any, Call]] = []
     for c in calls:
-        typ = c.type
-        if typ == "fail":
-            continue
         try:
-            f = model.canonical(c.invoke.f)
-            if typ == "ok":
-                assert c.complete is not None and c.end_pos is not None
-                oks.append((c.pos, c.end_pos, model.prepare(c.invoke.f, c.invoke.value,
-                                                             c.complete.value, True), c))
-            elif f not in model.readonly:
-                infos.append((c.pos, model.prepare(c.invoke.f, c.invoke.value, None, False), c))
+            op = _op_of(c, model, semantics or Semantics())
         except ModelError as e:
             where = f"line {c.invoke.line}" if c.invoke.line is not None else f"op {c.invoke.index}"
             raise ModelError(f"{where}: {e}") from None
-    observed: set[Any] = set()
-    for _, _, op, _ in oks:
-        observed.update(model.observes(op))
-    for _, op, _ in infos:
-        observed.update(model.observes(op))
+        if op is None:
+            continue
+        if c.end_pos is not None and c.type in ("ok", "fail"):
+            oks.append((c.pos, c.end_pos, op, c))
+        else:
+            infos.append((c.pos, op, c))
+    observed: set[Any] | None = set()
+    for op in [o[2] for o in oks] + [o[1] for o in infos]:
+        seen = model.observes(op)
+        if seen is None:  # some op depends on every value: no value may be merged or dropped
+            observed = None
+            break
+        observed.update(seen)
+    if observed is None:
+        return oks, infos, 0
     # values nobody observes are interchangeable: one stand-in for all collapses model states
     oks = [(a, b, model.canonical_op(op, observed), c) for a, b, op, c in oks]
     kept = []
@@ -101,6 +138,27 @@ def _prepare(calls: Sequence[Call], model: Model) -> tuple[list, list, int]:
             continue
         kept.append((item[0], model.canonical_op(item[1], observed), item[2]))
     return oks, kept, len(infos) - len(kept)
+
+
+def _op_of(c: Call, model: Model, sem: Semantics) -> tuple[str, Any, Any] | None:
+    """The model op a call stands for, or None when it constrains nothing. A call that completed
+    ok or fail (an observed failed cas) has a deadline; any other may take effect or not."""
+    typ = c.type
+    if typ == "fail":
+        return model.prepare_failed(c.invoke.f, c.invoke.value) \
+            if sem.failed_cas == "observe" else None
+    f = model.canonical(c.invoke.f)
+    if typ == "ok":
+        assert c.complete is not None
+        if sem.nil_reads == "unknown" and c.complete.value is None and f in model.readonly:
+            return None
+        return model.prepare(c.invoke.f, c.invoke.value, c.complete.value, True)
+    if f in model.readonly:
+        return None
+    arg = c.invoke.value
+    if f == DELETE and arg is None and c.complete is not None:
+        arg = c.complete.read  # what an info delete had read, so what it meant to remove
+    return model.prepare(c.invoke.f, arg, None, False)
 
 
 class _Memo:
@@ -180,7 +238,7 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
     readonly = [o[2][0] in model.readonly for o in oks]
     # For reads that retire values (siblings-register): how many reads not yet linearized
     # observe each value. A read that retires only values no remaining read observes is forced.
-    retires = model.retired is not Model.retired
+    retires = type(model).retired is not Model.retired  # (a bound method never `is` it)
     readers_left: dict[Any, int] = defaultdict(int)
     read_values: list[tuple[Any, ...]] = [()] * m
     project = model.project
@@ -188,7 +246,7 @@ def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
     if retires:
         for i, o in enumerate(oks):
             if readonly[i]:
-                read_values[i] = tuple(model.observes(o[2]))
+                read_values[i] = tuple(model.observes(o[2]) or ())
                 for v in read_values[i]:
                     readers_left[v] += 1
     # identical info ops stay eligible forever once invoked: only the first unused one is tried
@@ -416,8 +474,9 @@ def _unlift(call: int, ret: int, nxt: list[int], prv: list[int]) -> None:
 
 def _op_words(c: Call) -> str:
     d = c.to_dict()
+    failed = "failed " if c.type == "fail" else ""  # an observed failed cas
     what = (f"the {d['f']} returning {show(d['value'])}" if c.f in ("read", "get", "r")
-            else f"the {d['f']} of {show(d['value'])}")
+            else f"the {failed}{d['f']} of {show(d['value'])}")
     return f"{what} by process {d['process']} (invoked at {_t(c.time)}"\
         + (f", completed at {_t(c.end)})" if c.end is not None else ", never completed)")
 
@@ -459,11 +518,19 @@ def _freeze_safe(v: Any) -> Any:
 
 
 def check_linearizable(calls: Sequence[Call], model: Model | str,
-                       budget: Budget | None = None) -> Verdict:
-    """Check client calls (from `history.pair`) against a model, one key at a time."""
+                       budget: Budget | None = None,
+                       semantics: Semantics | None = None) -> Verdict:
+    """Check client calls (from `history.pair`) against a model, one key at a time. A model
+    given by name starts at `semantics.initial`; a Model instance is used as configured."""
     budget = budget or Budget()
-    if isinstance(model, str):
-        model = get_model(model)
+    semantics = semantics or Semantics()
+    try:
+        if isinstance(model, str):
+            model = get_model(model, semantics.initial)
+    except ModelError as e:
+        return Verdict(UNKNOWN, f"The history cannot be checked: {e}.",
+                       {"keys": {}, "checked_keys": 0, "reason": str(e), "model": model,
+                        "semantics": semantics.to_dict()})
     deadline = _time.monotonic() + budget.seconds
     by_key: dict[Any, list[Call]] = defaultdict(list)
     for c in calls:
@@ -471,12 +538,12 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
     prepared = []
     try:
         for key, cs in by_key.items():
-            oks, infos, pruned = _prepare(cs, model)
+            oks, infos, pruned = _prepare(cs, model, semantics)
             prepared.append((key, oks, infos, pruned))
     except ModelError as e:
         return Verdict(UNKNOWN, f"The history cannot be checked against the {model.name} "
                        f"model: {e}.", {"keys": {}, "checked_keys": 0, "reason": str(e),
-                                        "model": model.name})
+                                        "model": model.name, "semantics": semantics.to_dict()})
     # small keys first: more keys finish within the budget, and violations surface sooner
     prepared.sort(key=lambda p: len(p[1]) + len(p[2]))
     results: list[KeyResult] = []
@@ -493,7 +560,7 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
             continue
         r.pruned_info = pruned
         if r.verdict == V_INVALID:
-            _restore_values(r, model)
+            _restore_values(r, model, semantics)
         results.append(r)
     unchecked = len(prepared) - len(results)
 
@@ -508,7 +575,7 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
         if r.verdict == V_INVALID:
             # kv reads answer accumulated values, not written ones: no "never written" note
             written = None if model.name == "kv" else written_by_key.setdefault(
-                r.key, _written(by_key[r.key], model))
+                r.key, _written(by_key[r.key], model, semantics.initial))
             shown = r.prefix[-PREFIX_SHOWN:]
             ev.update({
                 "prefix": [c.to_dict() for c in shown],
@@ -533,7 +600,7 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
     evidence: dict[str, Any] = {
         "keys": keys_ev, "checked_keys": sum(r.verdict != UNKNOWN for r in results),
         "total_keys": len(prepared), "invalid_keys": [str(r.key) for r in bad],
-        "model": model.name, "unchecked_keys": unchecked,
+        "model": model.name, "unchecked_keys": unchecked, "semantics": semantics.to_dict(),
     }
     if bad:
         first = keys_ev["" if bad[0].key is None else str(bad[0].key)]["explanation"]
@@ -546,23 +613,21 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
                        f"{evidence['checked_keys']} of {len(prepared)} keys found linearizable.",
                        evidence)
     if not prepared:
-        evidence["reason"] = "the history has no client operations"
-        return Verdict.not_applicable("There are no client operations to check for "
-                                      "linearizability.", evidence)
+        # as Knossos and Porcupine answer: the empty history is linearizable, trivially
+        return Verdict(VALID, "There are no client operations, so the history is trivially "
+                       "linearizable.", evidence)
     n_ops = sum(r.ops for r in results)
     return Verdict(VALID, f"All {len(prepared)} key{'s' if len(prepared) != 1 else ''} "
                    f"({n_ops} completed operations) are linearizable under the {model.name} "
                    "model.", evidence)
 
 
-def _restore_values(r: KeyResult, model: Model) -> None:
+def _restore_values(r: KeyResult, model: Model, semantics: Semantics) -> None:
     """Replay the prefix with the values as written, so the explanation names the value the
     register really held rather than the search's stand-in for values nobody reads."""
 
     def real(c: Call) -> Any:
-        done = c.type == "ok"
-        return model.prepare(c.invoke.f, c.invoke.value,
-                             c.complete.value if done and c.complete else None, done)
+        return _op_of(c, model, semantics)
 
     state = model.init
     for c in r.prefix:
@@ -574,8 +639,13 @@ def _restore_values(r: KeyResult, model: Model) -> None:
                       else why) for c, why in r.unplaceable]
 
 
-def _written(calls: Sequence[Call], model: Model) -> set[Any]:
+def _written(calls: Sequence[Call], model: Model, initial: Any = None) -> set[Any]:
+    from checkers.models import freeze
+
     out: set[Any] = set()
+    if initial is not None:  # the initial value was there without a write
+        v = freeze(initial)
+        out.update(v if isinstance(v, tuple) else (v,))
     for c in calls:
         if c.type == "fail":
             continue

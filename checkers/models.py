@@ -10,7 +10,9 @@ Models (each is checked per key, since all of them are P-compositional over keys
   list) counts as its single value; `[]` is the empty register; two or more siblings cannot be
   explained by a register, and such a read cannot be placed.
 - `cas-register`: `register` plus `cas [old, new]` (Jepsen's etcd test): ok only if the register
-  holds `old`, then it holds `new`. A `fail`ed cas certainly did not happen and is ignored.
+  holds `old`, then it holds `new`. A `fail`ed cas certainly did not happen and is ignored (as
+  Knossos), unless the check observes failed cas (Porcupine's etcd model): then it is a read that
+  saw some value other than `old` at one point during the call (`prepare_failed`).
 - `kv`: one key's value: `put`/`write v`, `get`/`read -> v`, `append x` (the value becomes the list
   so far plus x, or the string so far plus x).
 - `set`: `add x`, `read -> [elements]` (compared as a set).
@@ -24,6 +26,15 @@ Models (each is checked per key, since all of them are P-compositional over keys
   unique). The state is (newest, values that may still be live); each read pins the live set
   down to what it saw. It still forbids the anomalies that matter: a stale read that misses the
   newest write, a resurrected value, a value never written.
+  `delete -> [values]` (the ok value names the values its tombstone covers, as our register
+  workload records it) retires exactly those values: the newest write too if it is among them,
+  after which a read may answer any subset of the values still live (siblings the delete did not
+  cover, written concurrently), `[]` included. A delete whose values are unknown (an `info`
+  delete that recorded nothing) may have retired any of them. A delete never fails to apply: the
+  values it names were read before it, not at its linearization point.
+
+Every model starts from its own empty state (`init`) unless given an initial value
+(`get_model(name, initial)`, `harness check --initial`), applied to each key.
 """
 
 from __future__ import annotations
@@ -64,7 +75,8 @@ class _Unread:
 UNREAD: Any = _Unread()
 MULTI: Any = ("<several siblings>",)  # a read with several siblings: never equals a register state
 
-READ, WRITE, CAS, APPEND, ADD = "read", "write", "cas", "append", "add"
+READ, WRITE, CAS, APPEND, ADD, DELETE = "read", "write", "cas", "append", "add", "delete"
+FAILED_CAS = "cas failed"  # a failed cas as an observation: the register did not hold `old`
 
 
 def freeze(v: Any) -> Any:
@@ -121,6 +133,14 @@ class Model:
         """(f, argument, result) frozen; `completed` False means the result is unknown."""
         return f, freeze(arg), freeze(result) if completed else None
 
+    def prepare_failed(self, f: str, arg: Any) -> tuple[str, Any, Any] | None:
+        """A `fail`ed op as an observation it still made, or None: it did nothing (Knossos)."""
+        return None
+
+    def set_initial(self, value: Any) -> None:
+        """Start every key at `value` (a JSON value) instead of the empty state."""
+        self.init = freeze(value)
+
     def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         raise NotImplementedError
 
@@ -128,8 +148,9 @@ class Model:
         """Values this op puts into the state (None: cannot tell, never prune it)."""
         return None
 
-    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
-        """Values this op's success depends on seeing."""
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        """Values this op's success depends on seeing (None: it depends on every value, e.g.
+        "anything but v", which turns off the reductions that merge unobserved values)."""
         return ()
 
     def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
@@ -186,6 +207,9 @@ class Register(Model):
         res = _register_read(freeze(result)) if completed and f == READ else None
         return f, freeze(arg), res
 
+    def set_initial(self, value: Any) -> None:
+        self.init = _register_read(freeze(value))  # read as a read's answer: [] is empty
+
     def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         f, arg, res = op
         if f == READ:
@@ -206,7 +230,7 @@ class Register(Model):
             return (arg,)
         return ()
 
-    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
         f, _, res = op
         return (res,) if f == READ else ()
 
@@ -233,6 +257,7 @@ class Register(Model):
 class CasRegister(Register):
     name = "cas-register"
     fs = {**Register.fs, "cas": CAS}
+    readonly = frozenset({READ, FAILED_CAS})
 
     def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
         op = super().prepare(f, arg, result, completed)
@@ -240,8 +265,16 @@ class CasRegister(Register):
             raise ModelError(f"cas needs [old, new] as its value, got {arg!r}")
         return op
 
+    def prepare_failed(self, f: str, arg: Any) -> tuple[str, Any, Any] | None:
+        if self.fs.get(f) != CAS:  # any other failed op did nothing and saw nothing
+            return None
+        op = self.prepare(f, arg, None, False)
+        return FAILED_CAS, op[1], None
+
     def _step_more(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         old, new = op[1]
+        if op[0] == FAILED_CAS:
+            return state if state != old else INVALID
         return new if state == old else INVALID
 
     def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
@@ -249,16 +282,25 @@ class CasRegister(Register):
             return (op[1][1],)
         return super().introduces(op)
 
-    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
         if op[0] == CAS:
             return (op[1][0],)
+        if op[0] == FAILED_CAS:
+            return None  # "anything but old": an unobserved write may be what it saw
         return super().observes(op)
 
     def why_not(self, state: Any, op: tuple[str, Any, Any]) -> str:
         if op[0] == CAS:
             old, new = op[1]
             return f"cas {show(old)} -> {show(new)} needs {show(old)} while {self.describe(state)}"
+        if op[0] == FAILED_CAS:
+            old, new = op[1]
+            return (f"the failed cas {show(old)} -> {show(new)} must have seen a value other than "
+                    f"{show(old)}, but {self.describe(state)}")
         return super().why_not(state, op)
+
+
+LIST_SHAPE: Any = ("<the value is a list>",)  # what a non-string append needs (kv)
 
 
 class KV(Model):
@@ -288,11 +330,15 @@ class KV(Model):
         if isinstance(arg, str):
             return None  # string appends concatenate: elements cannot be told apart
         if f == WRITE:
-            return arg if isinstance(arg, tuple) else (arg,)
+            return (arg + (LIST_SHAPE,)) if isinstance(arg, tuple) else (arg,)
         return (arg,) if f == APPEND else ()
 
-    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
-        f, _, res = op
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        f, arg, res = op
+        if f == APPEND and isinstance(self.init, str) and not isinstance(arg, str):
+            # appending a non-string to a string fails: a put of a list, even one nobody reads,
+            # may be what lets it succeed, so such puts must not be dropped
+            return (LIST_SHAPE,)
         if f != READ:
             return ()
         return res if isinstance(res, tuple) else (res,)
@@ -325,7 +371,7 @@ class _SetValuedReads(Model):
     def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
         return (op[1],) if op[0] == self.writer else ()
 
-    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any]:
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
         return op[2] if op[0] == READ else ()
 
     def canonical_op(self, op: tuple[str, Any, Any], observed: set[Any]) -> tuple[str, Any, Any]:
@@ -338,6 +384,11 @@ class SetModel(_SetValuedReads):
     init = frozenset()
     fs = {"add": ADD, "read": READ}
     writer = ADD
+
+    def set_initial(self, value: Any) -> None:
+        if value is not None and not isinstance(value, list):
+            raise ModelError(f"the set model's initial value must be a list, got {value!r}")
+        self.init = frozenset(as_set(freeze(value)))
 
     def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         f, arg, res = op
@@ -362,20 +413,46 @@ class SetModel(_SetValuedReads):
 
 
 class SiblingsRegister(_SetValuedReads):
-    """State: (newest write or None, frozenset of older values that may still be live)."""
+    """State: (newest write or None, frozenset of older values that may still be live). Newest
+    None: nothing written, or a delete retired the newest write."""
 
     name = "siblings-register"
     init = (None, frozenset())
-    fs = {"read": READ, "write": WRITE}
+    fs = {"read": READ, "write": WRITE, "delete": DELETE}
     writer = WRITE
+
+    def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
+        if self.canonical(f) != DELETE:
+            return super().prepare(f, arg, result, completed)
+        # the values it removed: the ok value, else what the invocation named, else unknown
+        named = result if completed else arg
+        if isinstance(named, list | tuple):
+            return DELETE, frozenset(as_set(freeze(named))), None
+        return DELETE, None, None
+
+    def set_initial(self, value: Any) -> None:
+        v = freeze(value)
+        if isinstance(v, tuple):
+            if len(v) > 1:
+                raise ModelError("the siblings-register model's initial value must be one value, "
+                                 f"got {value!r}")
+            v = v[0] if v else None
+        self.init = (v, frozenset())  # as if written before everything: reads must show it
 
     def step(self, state: Any, op: tuple[str, Any, Any]) -> Any:
         f, arg, res = op
         newest, live = state
         if f == WRITE:  # UNREAD never joins the live set: no read can answer it anyway
             return (arg, live if newest is None or newest is UNREAD else live | {newest})
-        if newest is None:
-            return state if not res else INVALID
+        if f == DELETE:
+            if arg is None:  # unknown: it may have retired any value, so each may still be live
+                return (None, live if newest is None or newest is UNREAD else live | {newest})
+            # arg holds observed values only (`observes`), so an UNREAD newest is never in it
+            return (None if newest in arg else newest, live - arg)
+        if newest is None:  # any live subset, `[]` too
+            if not res <= live:
+                return INVALID
+            return (None, res) if res != live else state
         if newest not in res:
             return INVALID
         rest = res - {newest}
@@ -383,8 +460,17 @@ class SiblingsRegister(_SetValuedReads):
             return INVALID
         return (newest, rest) if rest != live else state
 
+    def introduces(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        return (op[1],) if op[0] == WRITE else ()
+
+    def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
+        if op[0] == DELETE:  # keeps the values it names apart from UNREAD
+            return op[1] or ()
+        return super().observes(op)
+
     def overwrites(self, op: tuple[str, Any, Any]) -> bool:
-        return op[0] == WRITE
+        # a delete of unknown values hides an UNREAD newest as a write does (same state after)
+        return op[0] == WRITE or (op[0] == DELETE and op[1] is None)
 
     # more values still live allows every read that fewer would (and writes keep the order)
     has_dominance = True
@@ -405,7 +491,9 @@ class SiblingsRegister(_SetValuedReads):
     def describe(self, state: Any) -> str:
         newest, live = state
         if newest is None:
-            return "nothing has been written"
+            if live:
+                return f"the newest write was deleted and {show(live)} may still be live"
+            return "nothing has been written (or all was deleted)"
         if not live:
             return f"the newest write is {show(newest)} and no older value is live"
         return f"the newest write is {show(newest)} and {show(live)} may still be live"
@@ -416,7 +504,8 @@ class SiblingsRegister(_SetValuedReads):
         if f != READ:
             return super().why_not(state, op)
         if newest is None:
-            return f"the read answered {show(res)} while nothing had been written"
+            return (f"the read answered {show(res)}, but {show(frozenset(res - live))} "
+                    f"cannot be live: {self.describe(state)}")
         if newest not in res:
             return f"the read answered {show(res)}, missing the newest write {show(newest)}"
         return (f"the read answered {show(res)}, but {show(frozenset(res - {newest} - live))} "
@@ -432,9 +521,13 @@ MODELS: dict[str, type[Model]] = {
 }
 
 
-def get_model(name: str) -> Model:
-    """A model by name; a clear error lists the known ones."""
+def get_model(name: str, initial: Any = None) -> Model:
+    """A model by name, starting every key at `initial` (a JSON value; None: the model's empty
+    state); a clear error lists the known models."""
     try:
-        return MODELS[name]()
+        model = MODELS[name]()
     except KeyError:
         raise ModelError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+    if initial is not None:
+        model.set_initial(initial)
+    return model

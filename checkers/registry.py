@@ -1,7 +1,8 @@
 """Checker names, the default checkers per workload, and running a selection of them.
 
 `CheckInput` carries everything a checker may need besides the history itself: the test settings
-(`test.json`), the replicas' final state (`replicas.json`), the model and the search budget.
+(`test.json`), the replicas' final state (`replicas.json`), the model, the search budget and the
+linearizability semantics (initial value, nil reads, failed cas).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from checkers.convergence import check_convergence
 from checkers.deletes import check_deletes
 from checkers.faults import FaultTimeline, fault_intervals
 from checkers.history import Call, Op
-from checkers.linearizability import Budget, check_linearizable
+from checkers.linearizability import Budget, Semantics, check_linearizable
 from checkers.models import MODELS
 from checkers.perf import check_perf
 from checkers.phantoms import check_phantoms
@@ -33,6 +34,8 @@ class CheckInput:
     replicas: dict[str, Any] | None = None
     model: str | None = None
     budget: Budget = field(default_factory=Budget)
+    semantics: Semantics = field(default_factory=Semantics)
+    notes: dict[str, Any] = field(default_factory=dict)  # how the input was read, for output
 
     @property
     def workload(self) -> str:
@@ -104,7 +107,7 @@ def default_model(workload: str, calls: Sequence[Call]) -> str:
 
 def _linearizable(inp: CheckInput) -> Verdict:
     model = inp.model or default_model(inp.workload, inp.calls)
-    return check_linearizable(inp.calls, model, inp.budget)
+    return check_linearizable(inp.calls, model, inp.budget, inp.semantics)
 
 
 def _sets(inp: CheckInput) -> Verdict:

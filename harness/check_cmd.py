@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from checkers.linearizability import Budget
+from checkers.linearizability import FAILED_CAS, NIL_READS, Budget
 from checkers.models import MODELS
 from checkers.registry import ALIASES, CHECKERS, DEFAULTS
 from harness.checking import CheckError, check_path, exit_code
 
 _COLORS = {"valid": "green", "invalid": "red", "unknown": "yellow", "n/a": "bright_black"}
+
+
+def _json_value(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not valid JSON ({e.msg}): {value!r}; a string needs its "
+                                 "quotes, e.g. '\"\"'") from None
+
+
+def _semantics_line(results: dict[str, Any]) -> str | None:
+    sem = results.get("semantics")
+    if not sem:
+        return None
+    initial = "absent" if sem["initial"] is None else json.dumps(sem["initial"])
+    return (f"linearizable semantics: initial value {initial}; reads of nil "
+            f"{sem['nil_reads']} ({sem['nil_reads_from']}); failed cas {sem['failed_cas']}")
 
 
 def _checker_help() -> str:
@@ -39,7 +59,10 @@ Exit codes: 0 valid, 1 invalid, 2 unknown, 3 unreadable input or a usage error.
 
 Models: {', '.join(MODELS)}. For --checker linearizable without --model: siblings-register for
 the register workload, set for cart and set, and for a bare history the one its operations
-suggest (cas -> cas-register, get/put/append -> kv).""")
+suggest (cas -> cas-register, get/put/append -> kv).
+
+Histories from Jepsen, Knossos or Porcupine: --initial, --nil-reads, --failed-cas and
+--independent choose their semantics (docs/history.md); the output says which were used.""")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--model", type=click.Choice(list(MODELS)), default=None,
               help="Check linearizability with this model (adds the linearizable checker).")
@@ -52,8 +75,22 @@ suggest (cas -> cas-register, get/put/append -> kv).""")
 @click.option("--memory-limit", type=click.IntRange(min=1), default=512, show_default=True,
               help="MiB of search cache per key before the linearizability checker answers "
                    "unknown.")
+@click.option("--initial", metavar="JSON", callback=_json_value, default=None,
+              help="The value every key starts with, as JSON (e.g. 0 for Knossos's "
+                   "(cas-register 0), '\"\"' for Porcupine's kv). Default: absent.")
+@click.option("--nil-reads", type=click.Choice(NIL_READS), default=None,
+              help="A completed read of nil: 'unknown' matches any state (Knossos), 'absent' "
+                   "means the key is empty. Default: unknown for EDN input, absent for JSONL.")
+@click.option("--failed-cas", type=click.Choice(FAILED_CAS), default="ignore", show_default=True,
+              help="A failed cas: 'ignore' drops it (Knossos); 'observe' takes it as having seen "
+                   "a value other than the expected one during the call (Porcupine's etcd).")
+@click.option("--independent/--no-independent", default=None,
+              help="Split a jepsen.independent history (:value [k v]) into keys. Default: "
+                   "auto-detected for EDN input whose every client op's value is such a pair "
+                   "(not for the kv and set models, whose values are lists).")
 def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json: bool,
-          junit: Path | None, time_limit: float, memory_limit: int) -> int:
+          junit: Path | None, time_limit: float, memory_limit: int, initial: Any,
+          nil_reads: str | None, failed_cas: str, independent: bool | None) -> int:
     for name in checker_names:
         if ALIASES.get(name, name) not in CHECKERS:
             raise click.BadParameter(
@@ -61,7 +98,9 @@ def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json
                 param_hint="--checker")
     budget = Budget(seconds=time_limit, memory_bytes=memory_limit * 2**20)
     try:
-        results = check_path(path, list(checker_names) or None, model, budget)
+        results = check_path(path, list(checker_names) or None, model, budget, initial=initial,
+                             nil_reads=nil_reads, failed_cas=failed_cas,
+                             independent=independent)
     except CheckError as e:
         raise click.ClickException(str(e)) from None
     except ValueError as e:
@@ -73,6 +112,14 @@ def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json
     if as_json:
         click.echo(json.dumps(results, indent=2, default=repr))
     else:
+        split = results.get("independent")
+        if split:
+            keys = f" into {split['keys']} keys" if split.get("split") else ""
+            click.echo(f"independent: {'split' if split['split'] else 'not split'}{keys} "
+                       f"({split['how']})")
+        line = _semantics_line(results)
+        if line:
+            click.echo(line)
         for name, r in results["checkers"].items():
             tag = click.style(f"{r['verdict'].upper():8}", fg=_COLORS.get(r["verdict"]), bold=True)
             click.echo(f"{tag} {name}: {r['summary']}")

@@ -11,9 +11,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from checkers.history import HistoryError, pair, read_history
-from checkers.linearizability import Budget
-from checkers.registry import ALIASES, CHECKERS, CheckInput, default_model, run_checkers
+from checkers.history import (
+    HistoryError,
+    Op,
+    looks_independent,
+    pair,
+    read_history,
+    split_independent,
+)
+from checkers.linearizability import Budget, Semantics
+from checkers.models import get_model
+from checkers.registry import ALIASES, CHECKERS, CheckInput, default_model, resolve, run_checkers
 from checkers.verdict import EXIT_CODES, combine
 
 HISTORY_NAMES = ("history.jsonl", "history.edn")
@@ -42,9 +50,53 @@ def find_history(run_dir: Path) -> Path:
     raise CheckError(f"{run_dir}: no {' or '.join(HISTORY_NAMES)} in this run directory")
 
 
-def load_input(path: Path, model: str | None = None,
-               budget: Budget | None = None) -> tuple[CheckInput, Path | None, Path]:
-    """(input, run directory or None for a bare history, history file)."""
+# models whose own values are lists, so a [k v] value is naturally theirs: never auto-split
+PAIR_VALUED_MODELS = ("kv", "set")
+
+
+def is_edn(history: Path) -> bool:
+    return Path(history).suffix == ".edn"
+
+
+def _independent_fits(ops: list[Op], model: str) -> bool:
+    """Splitting is unambiguous for this model: not one whose values are lists, and for
+    cas-register every cas carries [k [old new]] (a bare [old new] is a plain cas)."""
+    if model in PAIR_VALUED_MODELS:
+        return False
+    if model == "cas-register":
+        return all(isinstance(o.value[1], list) and len(o.value[1]) == 2
+                   for o in ops if not o.is_nemesis and o.type == "invoke" and o.f == "cas")
+    return True
+
+
+def _independent(ops: list[Op], history: Path, test: dict[str, Any], model: str | None,
+                 independent: bool | None) -> tuple[list[Op], dict[str, Any]]:
+    """Split a `jepsen.independent` history into keys when asked (`independent` True), or, when
+    not told (None), if it is EDN and unambiguously shaped so (docs/history.md). Returns the ops
+    and what was done, for the output."""
+    if independent is False:
+        return ops, {"split": False, "how": "--no-independent"}
+    if independent:
+        return split_independent(ops, str(history)), {"split": True, "how": "--independent"}
+    if not is_edn(history) or not looks_independent(ops):
+        return ops, {"split": False, "how": "not detected"}
+    calls, _ = pair(ops, str(history))
+    chosen = model or default_model(CheckInput(calls, test=test).workload, calls)
+    if not _independent_fits(ops, chosen):
+        return ops, {"split": False, "how": f"not detected: the {chosen} model's values are "
+                     "pairs of their own"}
+    return split_independent(ops, str(history)), {
+        "split": True, "how": "auto-detected: every client operation's value is a [key value] "
+        "pair (jepsen.independent); --no-independent turns this off"}
+
+
+def load_input(path: Path, model: str | None = None, budget: Budget | None = None, *,
+               initial: Any = None, nil_reads: str | None = None, failed_cas: str = "ignore",
+               independent: bool | None = None) -> tuple[CheckInput, Path | None, Path]:
+    """(input, run directory or None for a bare history, history file).
+
+    `nil_reads` None: "unknown" (Knossos) for EDN input, "absent" for our JSONL; `independent`
+    None: auto-detect (EDN only). What was chosen is in the input's `notes`."""
     path = Path(path)
     if not path.exists():
         raise CheckError(f"{path}: no such file or directory")
@@ -64,10 +116,19 @@ def load_input(path: Path, model: str | None = None,
                 raise CheckError(f"{run_dir / 'replicas.json'}: expected a JSON object")
     try:
         ops = read_history(history)
+        ops, split = _independent(ops, history, test, model, independent)
         calls, nemesis = pair(ops, str(history))
     except HistoryError as e:
         raise CheckError(str(e)) from e
-    inp = CheckInput(calls, nemesis, test, replicas, model, budget or Budget())
+    if split["split"]:
+        split["keys"] = len({c.key for c in calls})
+    fmt = "EDN" if is_edn(history) else "JSONL"
+    nil_from = "--nil-reads" if nil_reads else f"the default for {fmt} input"
+    semantics = Semantics(initial, nil_reads or ("unknown" if is_edn(history) else "absent"),
+                          failed_cas)
+    inp = CheckInput(calls, nemesis, test, replicas, model, budget or Budget(), semantics)
+    inp.notes.update(semantics={**semantics.to_dict(), "nil_reads_from": nil_from},
+                     independent=split)
     return inp, run_dir, history
 
 
@@ -84,15 +145,25 @@ def requested_checkers(checkers: list[str] | None, model: str | None) -> list[st
 
 
 def check_path(path: Path, checkers: list[str] | None = None, model: str | None = None,
-               budget: Budget | None = None) -> dict[str, Any]:
+               budget: Budget | None = None, *, initial: Any = None,
+               nil_reads: str | None = None, failed_cas: str = "ignore",
+               independent: bool | None = None) -> dict[str, Any]:
     """Check a run directory (writing its results.json) or a bare history file (writing nothing).
     Returns the results of the checkers run: those named, plus linearizable when `model` is
     given (see `requested_checkers`), else the workload's defaults. When checkers were requested,
     a run directory's existing results.json keeps its other checkers' entries and its overall
     verdict is recomputed.
+    The keyword options are the linearizability semantics and independent splitting
+    (`load_input`); `semantics` (when linearizable ran) and `independent` (when split or asked)
+    in the results say what was used.
     Raises CheckError for unreadable input and ValueError for unknown checker or model names."""
     checkers = requested_checkers(checkers, model)
-    inp, run_dir, history = load_input(path, model, budget)
+    inp, run_dir, history = load_input(path, model, budget, initial=initial,
+                                       nil_reads=nil_reads, failed_cas=failed_cas,
+                                       independent=independent)
+    if initial is not None and "linearizable" in resolve(checkers, inp.workload):
+        # an initial value the model cannot start from is a usage error, not a verdict
+        get_model(model or default_model(inp.workload, inp.calls), initial)
     results = run_checkers(inp, checkers)
     test = dict(inp.test) if inp.test else {"workload": inp.workload}
     results["test"] = test
@@ -100,6 +171,10 @@ def check_path(path: Path, checkers: list[str] | None = None, model: str | None 
                           "nemesis_records": len(inp.nemesis)}
     if "linearizable" in results["checkers"]:
         results["model"] = inp.model or default_model(inp.workload, inp.calls)
+        results["semantics"] = inp.notes["semantics"]
+    split = inp.notes["independent"]
+    if split["split"] or split["how"] != "not detected":
+        results["independent"] = split
     if run_dir is not None:
         write_results(run_dir, _merged(run_dir, results) if checkers else results)
     return results
@@ -119,7 +194,7 @@ def _merged(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
     # n/a entries are left out by combine, as in run_checkers
     merged["verdict"] = combine(c.get("verdict", "unknown") for c in merged["checkers"].values()
                                 if isinstance(c, dict))
-    for k in ("test", "history", "model"):
+    for k in ("test", "history", "model", "semantics", "independent"):
         if k in results:
             merged[k] = results[k]
     return merged

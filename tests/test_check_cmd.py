@@ -176,3 +176,57 @@ def test_bare_history_without_replicas_shows_convergence_not_applicable(tmp_path
     assert harness(h, "--junit", xml).returncode == 0
     text = xml.read_text()
     assert '<skipped message="not applicable: There is no replicas.json' in text
+
+
+# a jepsen.independent register history, as Jepsen writes it (reads of unknown value are nil)
+INDEPENDENT_EDN = """[{:type :invoke, :f :write, :value [3 5], :process 0}
+{:type :ok, :f :write, :value [3 5], :process 0}
+{:type :invoke, :f :read, :value [3 nil], :process 1}
+{:type :ok, :f :read, :value [3 5], :process 1}
+{:type :invoke, :f :write, :value [4 1], :process 0}
+{:type :ok, :f :write, :value [4 1], :process 0}
+{:type :invoke, :f :read, :value [4 nil], :process 1}
+{:type :ok, :f :read, :value [4 nil], :process 1}]
+"""
+
+
+def test_jepsen_independent_edn_is_split_and_nil_reads_are_unknown(tmp_path: Path) -> None:
+    h = tmp_path / "history.edn"
+    h.write_text(INDEPENDENT_EDN)
+    out = harness(h, "--model", "register")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "independent: split into 2 keys (auto-detected" in out.stdout
+    assert "reads of nil unknown (the default for EDN input)" in out.stdout
+    printed = json.loads(harness(h, "--model", "register", "--json").stdout)
+    assert printed["independent"]["split"] is True and printed["independent"]["keys"] == 2
+    assert printed["semantics"]["nil_reads"] == "unknown"
+    assert set(printed["checkers"]["linearizable"]["evidence"]["keys"]) == {"3", "4"}
+    # read as one register of pairs it is not linearizable; nil read as absent neither
+    out = harness(h, "--model", "register", "--no-independent")
+    assert out.returncode == 1 and "independent: not split (--no-independent)" in out.stdout
+    out = harness(h, "--model", "register", "--nil-reads", "absent")
+    assert out.returncode == 1 and "reads of nil absent (--nil-reads)" in out.stdout
+    # kv values are lists: a pair is a value, never auto-split
+    kv = tmp_path / "kv.edn"
+    kv.write_text(INDEPENDENT_EDN.replace(":write", ":put").replace(":read", ":get"))
+    printed = json.loads(harness(kv, "--model", "kv", "--json").stdout)
+    assert printed["independent"]["split"] is False
+    assert harness(kv, "--model", "kv", "--independent").returncode == 0
+
+
+def test_initial_failed_cas_and_bad_flags(tmp_path: Path) -> None:
+    h = write_history(tmp_path / "h.jsonl", from_events([
+        (0, "invoke", "cas", [0, 1]), (0, "ok", "cas", [0, 1]),
+        (1, "invoke", "cas", [1, 2]), (1, "fail", "cas", [1, 2]),
+        (0, "invoke", "read", None), (0, "ok", "read", 1)], key="x"))
+    assert harness(h, "--model", "cas-register").returncode == 1  # absent is not 0
+    out = harness(h, "--model", "cas-register", "--initial", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "initial value 0" in out.stdout and "failed cas ignore" in out.stdout
+    out = harness(h, "--model", "cas-register", "--initial", "0", "--failed-cas", "observe")
+    assert out.returncode == 1 and "failed cas 1 -> 2 must have seen" in out.stdout
+    out = harness(h, "--model", "cas-register", "--initial", "zero")
+    assert out.returncode == 3 and "not valid JSON" in out.stderr
+    out = harness(h, "--model", "set", "--initial", "0")
+    assert out.returncode == 3 and "initial value must be a list" in out.stderr
+    assert harness(h, "--nil-reads", "maybe").returncode == 3
