@@ -107,9 +107,10 @@ def _prepare(calls: Sequence[Call], model: Model,
     of nil when nil reads are unknown (it fits every state, so it can always be placed)."""
     oks: list[tuple[int, int, Any, Call]] = []
     infos: list[tuple[int, Any, Call]] = []
+    sem = semantics or Semantics()
     for c in calls:
         try:
-            op = _op_of(c, model, semantics or Semantics())
+            op = _op_of(c, model, sem)
         except ModelError as e:
             where = f"line {c.invoke.line}" if c.invoke.line is not None else f"op {c.invoke.index}"
             raise ModelError(f"{where}: {e}") from None
