@@ -330,7 +330,10 @@ class KV(Model):
         if isinstance(arg, str):
             return None  # string appends concatenate: elements cannot be told apart
         if f == WRITE:
-            return (arg + (LIST_SHAPE,)) if isinstance(arg, tuple) else (arg,)
+            if not isinstance(arg, tuple):
+                return (arg,)
+            # from a string start, a list put also lets non-string appends succeed (`observes`)
+            return arg + (LIST_SHAPE,) if arg and isinstance(self.init, str) else arg
         return (arg,) if f == APPEND else ()
 
     def observes(self, op: tuple[str, Any, Any]) -> Iterable[Any] | None:
