@@ -133,11 +133,13 @@ def test_fuzz_the_client_api(cluster: LocalCluster, session: requests.Session, m
     r = session.request(method, cluster.url(node, "/kv/" + requests.utils.quote(key, safe="")),
                         params=query, data=body if method != "GET" else None, timeout=10)
     tiny_timeout = query.get("timeout_ms") in ("1", "2")
-    assert r.status_code in ((200, 400, 404, 503) if tiny_timeout else (200, 400, 404)), (
-        r.status_code, r.text)
+    assert r.status_code in (200, 400, 404, 503), (r.status_code, r.text)
     doc = r.json()
-    if r.status_code == 503:  # a 1 ms deadline can beat even the local fsync
-        assert doc["error"] == "quorum_failed" and doc["needed"] > doc["acks"]
+    if r.status_code == 503:
+        # a 1 ms deadline can beat even the local fsync; otherwise only a replica too slow to
+        # answer in time (a loaded machine) may cost the quorum, never the request itself
+        assert doc["error"] == "quorum_failed" and doc["needed"] > doc["acks"], doc
+        assert tiny_timeout or set(doc["failed"].values()) == {"timeout"}, doc
     elif r.status_code == 400:
         assert doc["error"] and doc["message"]
     elif method == "GET":
