@@ -8,7 +8,7 @@ import struct
 
 import msgpack
 import pytest
-from nodeproc import free_port
+from nodeproc import free_ports
 
 from node.transport import PeerError, TcpTransport
 
@@ -17,7 +17,7 @@ HOST = "127.0.0.1"
 
 
 async def pair() -> tuple[TcpTransport, TcpTransport]:
-    pa, pb = free_port(HOST), free_port(HOST)
+    pa, pb = free_ports([HOST, HOST])  # distinct: both bound until both are chosen
     a = TcpTransport("a", HOST, pa, {"b": (HOST, pb)}, LOG, max_frame=4096)
     b = TcpTransport("b", HOST, pb, {"a": (HOST, pa)}, LOG, max_frame=4096)
 

@@ -56,11 +56,16 @@ def find_libfaketime() -> Path:
     )
 
 
-def free_port(host: str) -> int:
-    """A port the OS says is free on `host` now (others run clusters here concurrently)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_ports(host: str, count: int) -> list[int]:
+    """`count` distinct ports the OS says are free on `host` now (others run clusters here
+    concurrently). The sockets stay bound until all are chosen: asked one at a time, the OS
+    may hand the same port out twice (seen once in ~300 runs: "address ... is used twice")."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                 for _ in range(count)]
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 class LocalPlatform(SpecPlatform):
@@ -101,7 +106,7 @@ class LocalPlatform(SpecPlatform):
         specs = []
         for i in range(count):
             host = f"127.0.0.{2 + i}"
-            specs.append(NodeSpec(f"n{i + 1}", host, free_port(host), free_port(host)))
+            specs.append(NodeSpec(f"n{i + 1}", host, *free_ports(host, 2)))
         return specs
 
     @property
