@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import psutil
 
@@ -46,9 +47,17 @@ class ResourceSampler:
 
     async def run(self) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
-            while True:
-                for row in self.sample_once():
-                    fh.write(json.dumps(row) + "\n")
-                    self.samples += 1
-                fh.flush()
-                await asyncio.sleep(self.interval_s)
+            try:
+                while True:
+                    self._write(fh)
+                    await asyncio.sleep(self.interval_s)
+            finally:
+                # one last sample when the runner stops us (before teardown): a node that was
+                # down at every tick (crashed, then restarted at the heal) is still recorded
+                self._write(fh)
+
+    def _write(self, fh: TextIO) -> None:
+        for row in self.sample_once():
+            fh.write(json.dumps(row) + "\n")
+            self.samples += 1
+        fh.flush()
