@@ -30,12 +30,12 @@ EXIT_HARNESS = 3
 @click.option("--ops-per-key", type=int, default=0,
               help="rotate keys: each key takes this many operations, then a fresh one replaces "
                    "it, so a key written under a fault is not rewritten after the heal "
-                   "[default: 0, the same keys all run]")
+                   "(0: the same keys all run)")
 @click.option("--nemesis-interval", type=float, default=10.0,
               help="seconds each fault lasts; quiet gaps are 0.3-0.6 of this")
 @click.option("--partitions", "partitions_spec", type=str, default="all",
               help="partition shapes the partition nemesis picks from, a comma list of: "
-                   "halves, isolate, majorities-ring, bridge, one-way [default: all]")
+                   "halves, isolate, majorities-ring, bridge, one-way")
 @click.option("--seed", type=int, default=None,
               help="random seed for operations and the fault schedule [default: random]")
 @click.option("--test-count", type=int, default=1, help="run the test this many times")
