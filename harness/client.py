@@ -49,12 +49,14 @@ class NodeClient:
     """Requests to one node; one instance per worker, sharing the worker's aiohttp session."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float
+        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float,
+        params: dict[str, str] | None = None,
     ) -> None:
         self.session = session
         self.node = node
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.params = params or {}  # query parameters of every request (e.g. pr)
 
     async def get(self, key: str) -> Reply:
         status, body = await self._request("GET", key, None)
@@ -83,7 +85,7 @@ class NodeClient:
     async def _request(self, method: str, key: str, payload: Any) -> tuple[int, dict[str, Any]]:
         url = f"{self.base_url}/kv/{quote(key, safe='')}"
         try:
-            async with self.session.request(method, url, json=payload,
+            async with self.session.request(method, url, json=payload, params=self.params,
                                             timeout=self.timeout) as resp:
                 try:
                     body = await resp.json(content_type=None)

@@ -271,6 +271,11 @@ class Run:
         nodes = self.platform.node_ids()
         gate = asyncio.Semaphore(FINAL_READ_CONCURRENCY)
         timeout = self.settings.client_timeout_s
+        # a final read must see the replicas, not fallbacks standing in for a primary its
+        # coordinator still thinks down or slow (they hold nothing, and answer at once): R
+        # primaries, as Riak's pr; a node that cannot gather them answers 503 and the next is
+        # asked
+        params = {"pr": str(self.settings.cluster.r)}
 
         async with client_session() as session:
             async def read_key(i: int, op: Op) -> None:
@@ -281,7 +286,7 @@ class Run:
                     for attempt in range(len(nodes)):
                         node = nodes[(i + attempt) % len(nodes)]
                         client = NodeClient(session, node, self.platform.client_url(node),
-                                            timeout)
+                                            timeout, params)
                         if await self._perform(process, client, op, final=True) == "ok":
                             return
 
