@@ -26,7 +26,7 @@ from typing import Any
 
 from checkers.history import Call
 from checkers.models import DELETE, INVALID, Model, ModelError, get_model, show
-from checkers.search import KeyResult, OutOfBudget, search
+from checkers.search import KeyResult, OutOfBudget, search_steps
 from checkers.verdict import INVALID as V_INVALID
 from checkers.verdict import UNKNOWN, VALID, Verdict
 
@@ -45,8 +45,9 @@ class Budget:
     all_keys: bool = False
 
 
-# a check that has run this long in one process hands its remaining keys to a pool
+# a check that has run this long in one process hands its undecided keys to processes
 SERIAL_SECONDS = 0.25
+FIRST_CAP = 4096  # configurations every key may explore in the first round (doubling)
 
 
 NIL_READS = ("absent", "unknown")
@@ -190,63 +191,117 @@ def _freeze_safe(v: Any) -> Any:
     return freeze(v)
 
 
-def _check_key(job: tuple[int, tuple]) -> tuple[int, KeyResult]:
-    """(index, one key's answer), `unknown` when the budget ran out."""
-    i, (key, model, oks, infos, pruned, deadline, memory_bytes) = job
-    try:
-        r = search(key, model, oks, infos, deadline, memory_bytes)
-    except OutOfBudget as e:
-        r = KeyResult(key, UNKNOWN, len(oks), len(infos), 0, 0, reason=e.reason)
-    r.pruned_info = pruned
-    return i, r
+class _KeyRun:
+    """One key's search, resumable: advanced round by round up to a cap of configurations."""
+
+    def __init__(self, index: int, key: Any, model: Model, oks: list, infos: list, pruned: int,
+                 deadline: float, memory_bytes: int) -> None:
+        self.index, self.key, self.pruned = index, key, pruned
+        self.n_ok, self.n_info = len(oks), len(infos)
+        self.steps = search_steps(key, model, oks, infos, deadline, memory_bytes)
+
+    def advance(self, cap: int) -> KeyResult | None:
+        """The key's answer if it comes within `cap` configurations, else None (for now);
+        `unknown` when the budget ran out."""
+        try:
+            while next(self.steps) < cap:
+                pass
+            return None
+        except StopIteration as done:
+            r: KeyResult = done.value
+        except OutOfBudget as e:
+            r = KeyResult(self.key, UNKNOWN, self.n_ok, self.n_info, 0, 0, reason=e.reason)
+        r.pruned_info = self.pruned
+        return r
+
+
+def _round(runs: list[_KeyRun], cap: int, budget: Budget,
+           deadline: float) -> list[tuple[int, KeyResult]]:
+    """Advance each run, in key order, to `cap`: the keys decided, up to the first that stops
+    the check (the keys after it in this round are not needed)."""
+    decided = []
+    for run in runs:
+        r = run.advance(cap)
+        if r is not None:
+            decided.append((run.index, r))
+            if _stops(r, budget, deadline):
+                break
+    return decided
+
+
+def _worker(conn: Any, jobs: list[tuple], budget: Budget, deadline: float) -> None:
+    """A process that owns some keys' searches and runs its part of each round it is sent."""
+    runs = [_KeyRun(*job) for job in jobs]
+    while (cap := conn.recv()) is not None:
+        decided = _round(runs, cap, budget, deadline)
+        gone = {i for i, _ in decided}
+        runs = [r for r in runs if r.index not in gone]
+        conn.send(decided)
 
 
 def _check_keys(prepared: list[tuple[Any, list, list, int]], model: Model, deadline: float,
                 budget: Budget) -> list[KeyResult]:
-    """The keys' results, in `prepared` order, up to the first that stops the check: the first
-    invalid key (unless `budget.all_keys`), or one that ran out of time (the clock is shared;
-    memory is per key, so other keys still get theirs).
+    """The results, in `prepared` order, of the keys decided before the check stopped.
 
-    Keys are independent (linearizability is P-compositional), so they may be checked in any
-    order and in parallel. They start one by one in this process; once that has taken
-    SERIAL_SECONDS (a process pool costs more than most histories take), the rest go to
-    `budget.jobs` processes, smallest first. Whatever order they finish in, the answer is the one
-    a single process gives: the results before the first stop, in order."""
-    jobs = list(enumerate((key, model, oks, infos, pruned, deadline, budget.memory_bytes)
-                          for key, oks, infos, pruned in prepared))
-    results: list[KeyResult] = []
+    Keys are independent (linearizability is P-compositional), so they may be searched in any
+    order, interleaved and in parallel. They are searched in rounds: each round lets every
+    undecided key go on (from where it paused) until it has explored a cap of configurations,
+    twice the last round's. A violation that shows early in one key is thus found without first
+    searching every smaller key to the end. The check stops after the round in which a key is
+    found invalid (unless `budget.all_keys`: naming the smallest such key) or the shared clock
+    runs out (memory is per key: other keys still get theirs).
+
+    Rounds run in this process; once the check has taken SERIAL_SECONDS (a process costs more
+    than most histories take), the undecided keys are searched again from the start by
+    `budget.jobs` processes, round after round. Caps count configurations, not seconds, so the
+    answer and its evidence are the same for any number of processes."""
+    jobs = [(i, key, model, oks, infos, pruned, deadline, budget.memory_bytes)
+            for i, (key, oks, infos, pruned) in enumerate(prepared)]
+    done: dict[int, KeyResult] = {}
+    runs = [_KeyRun(*job) for job in jobs]
+    workers: list[tuple[Any, Any]] = []
+    cap = FIRST_CAP
     started = _time.monotonic()
-    for n, job in enumerate(jobs):
-        if budget.jobs > 1 and len(jobs) - n > 1 \
-                and _time.monotonic() - started > SERIAL_SECONDS:
-            return results + _check_in_pool(jobs[n:], budget, deadline)
-        results.append(_check_key(job)[1])
-        if _stops(results[-1], budget, deadline):
-            break
-    return results
+    try:
+        while len(done) < len(jobs):
+            open_ = [j for j in jobs if j[0] not in done]
+            if not workers and budget.jobs > 1 and len(open_) > 1 \
+                    and _time.monotonic() - started > SERIAL_SECONDS:
+                workers = _start_workers(open_, min(budget.jobs, len(open_)), budget, deadline)
+            if workers:
+                for conn, _ in workers:
+                    conn.send(cap)
+                decided = sorted(d for conn, _ in workers for d in conn.recv())
+            else:
+                decided = _round(runs, cap, budget, deadline)
+                runs = [r for r in runs if r.index not in {i for i, _ in decided}]
+            for i, r in decided:
+                done[i] = r
+                if _stops(r, budget, deadline):  # decided later in this round: not needed
+                    return [done[k] for k in sorted(done) if k <= i or k not in dict(decided)]
+            cap *= 2
+    finally:
+        for conn, proc in workers:
+            proc.terminate()
+            conn.close()
+    return [done[k] for k in sorted(done)]
 
 
-def _check_in_pool(jobs: list[tuple[int, tuple]], budget: Budget,
-                   deadline: float) -> list[KeyResult]:
+def _start_workers(jobs: list[tuple], n: int, budget: Budget,
+                   deadline: float) -> list[tuple[Any, Any]]:
     import multiprocessing
 
     # spawn: the caller may have threads (a fork would copy their locks mid-use)
     ctx = multiprocessing.get_context("spawn")
-    first = jobs[0][0]
-    done: dict[int, KeyResult] = {}
-    cut = first + len(jobs)  # results from this index on are dropped (after the first stop)
-    missing = first  # every index below this one is done
-    with ctx.Pool(min(budget.jobs, len(jobs))) as pool:
-        for i, r in pool.imap_unordered(_check_key, jobs):
-            done[i] = r
-            if i < cut and _stops(r, budget, deadline):
-                cut = i + 1
-            while missing in done:
-                missing += 1
-            if missing >= cut:
-                break
-        pool.terminate()  # keys after the first stop: their answer is not needed
-    return [done[k] for k in range(first, cut)]
+    workers = []
+    for w in range(n):
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(theirs, jobs[w::n], budget, deadline),
+                           daemon=True)
+        proc.start()
+        theirs.close()
+        workers.append((mine, proc))
+    return workers
 
 
 def _stops(r: KeyResult, budget: Budget, deadline: float) -> bool:

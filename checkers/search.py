@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,16 +91,20 @@ class Entries:
     def lift(self, call: int) -> None:
         """Take an operation (its call entry and its return) out of the list."""
         nxt, prv = self.nxt, self.prv
-        for e in (call, self.match[call]):
-            p, n = prv[e], nxt[e]
-            nxt[p], prv[n] = n, p
+        p, n = prv[call], nxt[call]
+        nxt[p], prv[n] = n, p
+        ret = self.match[call]
+        p, n = prv[ret], nxt[ret]
+        nxt[p], prv[n] = n, p
 
     def unlift(self, call: int) -> None:
         """Put it back (in the reverse order of lifting, so both neighbours are in place)."""
         nxt, prv = self.nxt, self.prv
-        for e in (self.match[call], call):
-            nxt[prv[e]] = e
-            prv[nxt[e]] = e
+        ret = self.match[call]
+        nxt[prv[ret]] = ret
+        prv[nxt[ret]] = ret
+        nxt[prv[call]] = call
+        prv[nxt[call]] = call
 
     def candidates(self) -> Iterator[int]:
         """Call entries before the first return: the operations that may take effect now."""
@@ -204,10 +208,8 @@ class Absorber:
         self.any = any(self.unread)
         self.entries = entries
 
-    def taken_before(self, overwrites: bool) -> tuple[int, ...]:
-        """The candidate UNREAD writes an op that `overwrites` places for free before itself."""
-        if not (self.any and overwrites):
-            return ()
+    def taken_before(self) -> tuple[int, ...]:
+        """The candidate UNREAD writes an op that overwrites them places for free before it."""
         unread, opi = self.unread, self.entries.opi
         return tuple(e for e in self.entries.candidates() if unread[opi[e]])
 
@@ -284,6 +286,19 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
     """Is there a linearization of one key's operations? `oks` must each take effect between
     their two positions; `infos` at any point after theirs, or never. Raises OutOfBudget when
     the budget runs out."""
+    steps = search_steps(key, model, oks, infos, deadline, memory_bytes)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def search_steps(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp],
+                 deadline: float, memory_bytes: int) -> Generator[int, None, KeyResult]:
+    """`search` as a generator that pauses every few thousand steps, yielding how many
+    configurations it has explored, so that a caller can interleave keys; it returns the
+    result. The pauses fall at the same points on every run."""
     started = time.monotonic()
     m = len(oks)
     entries = Entries(oks)
@@ -298,6 +313,8 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
     info_absorbs = [model.overwrites(op) for op in info.ops]
     step, remember, unread, opi = model.step, memo.add, absorber.unread, entries.opi
     nxt, is_call, tail, reads_on = entries.nxt, entries.is_call, entries.tail, reads.on
+    any_unread, has_info = absorber.any, info.n > 0
+    lift, unlift, epos = entries.lift, entries.unlift, entries.pos
 
     def result(verdict: str) -> KeyResult:
         return KeyResult(key, verdict, m, info.n, 0, memo.size,
@@ -319,6 +336,7 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
         iters += 1
         if not iters & Limits.EVERY:
             limits.check(memo.size)
+            yield memo.size
         if info_from < 0:
             if is_call[entry]:
                 # 1. a candidate: linearize it if it fits and the configuration is new
@@ -328,7 +346,7 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
                     continue
                 new = step(state, data[i])
                 if new is not INVALID:
-                    taken = absorber.taken_before(absorbs[i])
+                    taken = absorber.taken_before() if any_unread and absorbs[i] else ()
                     nb = obits | (1 << i)
                     for e in taken:
                         nb |= 1 << opi[e]
@@ -342,9 +360,9 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
                     if remember((nb, new), ibits):
                         stack.append((entry, state, FORCED if forced else OK, taken))
                         state, obits = new, nb
-                        entries.lift(entry)
+                        lift(entry)
                         for e in taken:
-                            entries.lift(e)
+                            lift(e)
                         entry = nxt[0]
                         if entry == tail:
                             return result("valid")
@@ -357,13 +375,13 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
             info_from = 0
         # 3. at a dead end: an info op may be what was missing
         placed = False
-        for j in info.eligible(info_from, entries.pos[blocked], ibits):
+        for j in info.eligible(info_from, epos[blocked], ibits) if has_info else ():
             new = step(state, info.ops[j])
             if new is INVALID:
                 continue
             if reads_on:
                 new = reads.project(new)
-            taken = absorber.taken_before(info_absorbs[j])
+            taken = absorber.taken_before() if any_unread and info_absorbs[j] else ()
             nb = obits
             for e in taken:
                 nb |= 1 << opi[e]
@@ -371,7 +389,7 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
                 stack.append((-1 - j, state, blocked, taken))
                 state, ibits, obits = new, ibits | 1 << j, nb
                 for e in taken:
-                    entries.lift(e)
+                    lift(e)
                 placed = True
                 break
         if placed:
@@ -390,7 +408,7 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
             if new is not INVALID and remember((nb, new), ibits):
                 stack.append((e, state, FORCED, ()))
                 state, obits = new, nb
-                entries.lift(e)
+                lift(e)
                 info_from = -1
                 entry = nxt[0]
                 if entry == tail:
@@ -404,7 +422,7 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
             ref, state, kind, taken = stack.pop()
             for e in reversed(taken):
                 obits ^= 1 << opi[e]
-                entries.unlift(e)
+                unlift(e)
             if ref < 0:  # retry the dead end with the next info op
                 j = -1 - ref
                 ibits ^= 1 << j
@@ -412,7 +430,7 @@ def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadlin
                 resumed = True
                 break
             obits ^= 1 << opi[ref]
-            entries.unlift(ref)
+            unlift(ref)
             if reads_on:
                 reads.give_back(opi[ref])
             if kind == OK:  # try the next candidate after it
