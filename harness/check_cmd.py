@@ -78,8 +78,8 @@ Histories from Jepsen, Knossos or Porcupine: --initial, --nil-reads, --failed-ca
                    "unknown.")
 @click.option("--all-keys", is_flag=True,
               help="Check every key even after one is found not linearizable (by default the "
-                   "check stops at the first invalid key, smallest keys first, as Porcupine "
-                   "does).")
+                   "check stops at the first invalid key found, as Porcupine does; keys are "
+                   "searched in interleaved rounds, smallest first).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Processes to check keys in, once a check has run 0.25 s in one. Default: "
                    "the machine's cores. The answer is the same for any N.")
