@@ -22,18 +22,18 @@ from typing import Any
 
 import aiohttp
 
-from harness.client import NodeClient, client_session
+from harness.client import Client, client_session
 from harness.history import History
 from harness.live import Stats, display
 from harness.nemesis_runner import NemesisRunner
 from harness.node_stats import NodeStatsSampler
 from harness.platforms.base import Platform
 from harness.platforms.local import LocalPlatform
-from harness.quiesce import replicas_document, wait_converged
 from harness.resources import ResourceSampler
 from harness.rundir import make_run_dir, point_latest, write_json
 from harness.settings import TestSettings
 from harness.state import Session
+from harness.stores import FinalState, NodeCounters, Store, make_store
 from harness.workloads import Op, Workload, make_workload
 from nemesis.schedule import Action, plan
 
@@ -71,14 +71,18 @@ class RateLimiter:
             await asyncio.sleep(slot - now)
 
 
-def make_platform(settings: TestSettings, root: Path, session: Session) -> Platform:
+def make_platform(settings: TestSettings, root: Path, session: Session,
+                  store: Store | None = None) -> Platform:
+    """The platform that runs `store` (the settings' store when None) for these settings."""
     clock = "clock" in settings.nemesis
+    if store is None:
+        store = make_store(settings.store, settings.cluster, settings.store_options)
     if settings.platform == "local":
-        return LocalPlatform(root, settings.cluster, session, clock=clock)
+        return LocalPlatform(root, settings.cluster, session, clock=clock, store=store)
     if settings.platform == "netns":
         from harness.platforms.netns import NetnsPlatform
 
-        return NetnsPlatform(root, settings.cluster, session, clock=clock)
+        return NetnsPlatform(root, settings.cluster, session, clock=clock, store=store)
     if settings.platform == "docker":
         from harness.platforms.docker import DockerPlatform
 
@@ -98,6 +102,8 @@ class Run:
         self.interrupted = False
         self.history = History(run_dir / "history.jsonl")
         self.session = Session.create("run", run_dir)
+        self.store: Store = make_store(settings.store, settings.cluster, settings.store_options)
+        self.store_version = self.store.version()
         self.platform: Platform | None = None
         self.nemesis: NemesisRunner | None = None
         self.workload: Workload = make_workload(
@@ -137,7 +143,8 @@ class Run:
                 self.display_mode)))
             await self._setup(outcome)
             background.append(asyncio.create_task(self._sampler().run()))
-            background.append(asyncio.create_task(self._stats_sampler().run()))
+            if isinstance(self.store, NodeCounters):
+                background.append(asyncio.create_task(self._stats_sampler().run()))
             if not self.stop.is_set():
                 await self._workload_phase()
             await self._heal()
@@ -165,7 +172,7 @@ class Run:
         t0 = time.monotonic()
         self.stats.phase = "setup"
         nodes_root = self.run_dir / "nodes"
-        self.platform = make_platform(self.settings, nodes_root, self.session)
+        self.platform = make_platform(self.settings, nodes_root, self.session, self.store)
         outcome.urls = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
         self.schedule = plan(self.platform.node_ids(), self.settings.nemesis,
                              self.settings.nemesis_interval, self.settings.time_limit,
@@ -208,7 +215,7 @@ class Run:
         timeout = self.settings.client_timeout_s
         connector = aiohttp.TCPConnector(limit=4, force_close=False)
         async with client_session(connector=connector) as session:
-            clients = {n: NodeClient(session, n, self.platform.client_url(n), timeout)
+            clients = {n: self.store.client(session, n, self.platform.client_url(n), timeout)
                        for n in nodes}
             while not self.stop.is_set():
                 await limiter.wait()
@@ -222,7 +229,7 @@ class Run:
                     process = self.next_process
                     self.next_process += 1
 
-    async def _perform(self, process: int, client: NodeClient, op: Op,
+    async def _perform(self, process: int, client: Client, op: Op,
                        final: bool = False) -> str:
         common: dict[str, Any] = {"process": process, "f": op.f, "node": client.node}
         if op.key is not None:
@@ -255,14 +262,29 @@ class Run:
         assert self.platform is not None
         self.stats.phase = "quiesce"
         t0 = time.monotonic()
-        urls = [self.platform.client_url(n) for n in self.platform.node_ids()]
-        keys = sorted(self.workload.written_keys)
-        converged, views = await wait_converged(urls, keys, self.settings.quiesce_timeout,
-                                                self.history.now)
-        write_json(self.run_dir / "replicas.json",
-                   replicas_document(self.heal_time, converged, views))
+        if isinstance(self.store, FinalState):
+            urls = [self.platform.client_url(n) for n in self.platform.node_ids()]
+            keys = sorted(self.workload.written_keys)
+            converged, views = await self.store.final_state(
+                urls, keys, self.settings.quiesce_timeout, self.history.now)
+            write_json(self.run_dir / "replicas.json",
+                       self.store.replicas_document(self.heal_time, converged, views))
+            self.timings["converged"] = converged is not None
+        else:
+            # no replica view: wait (bounded) until every node is ready again
+            self.timings["ready"] = await asyncio.to_thread(self._wait_all_ready)
         self.timings["quiesce_s"] = round(time.monotonic() - t0, 3)
-        self.timings["converged"] = converged is not None
+
+    def _wait_all_ready(self) -> bool:
+        assert self.platform is not None
+        deadline = time.monotonic() + self.settings.quiesce_timeout
+        waiting = list(self.platform.node_ids())
+        while waiting:
+            waiting = [n for n in waiting if not self.platform.answers(n)]
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return not waiting
 
     async def _final_reads(self) -> None:
         assert self.platform is not None
@@ -280,8 +302,8 @@ class Run:
                     # try each node in turn until one answers; every attempt is in the history
                     for attempt in range(len(nodes)):
                         node = nodes[(i + attempt) % len(nodes)]
-                        client = NodeClient(session, node, self.platform.client_url(node),
-                                            timeout)
+                        client = self.store.client(session, node,
+                                                   self.platform.client_url(node), timeout)
                         if await self._perform(process, client, op, final=True) == "ok":
                             return
 
@@ -341,6 +363,7 @@ class Run:
                 "aiohttp": _version("aiohttp"),
             },
             "platform": self.settings.platform,
+            "store_version": self.store_version,
             "mechanisms": {f: p.mechanisms.get(f, "") for f in self.settings.nemesis} if p else {},
             "nodes": {n: p.client_url(n) for n in p.node_ids()} if p else {},
             "schedule": [{"at": a.at, "f": a.f, "fault": a.fault, "value": a.value}

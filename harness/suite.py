@@ -24,8 +24,8 @@ expect = { set = "invalid" }           # checker -> verdict, or a list of accept
 ```
 
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
-`platform`, `time_limit`, `concurrency`, `rate`, `keys`, `ops_per_key`, `nemesis_interval`,
-`partitions`, `seed`,
+`platform`, `store`, `store_options` (a list), `time_limit`, `concurrency`, `rate`, `keys`,
+`ops_per_key`, `nemesis_interval`, `partitions`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
 `node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
 before the run is interrupted). A test also takes `description`.
@@ -80,6 +80,8 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "workload": ((str,), "a string"),
     "nemesis": ((str, list), "a string or a list of strings"),
     "platform": ((str,), "a string"),
+    "store": ((str,), "a string"),
+    "store_options": ((list,), "a list of store option names"),
     "time_limit": (_NUM, "a number"),
     "concurrency": ((int,), "an integer"),
     "rate": (_NUM, "a number"),
@@ -104,7 +106,7 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 TEST_KEYS = ("name", "description", "expect", "control", "control_reason")
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
-FLAGS = ("workload", "nemesis", "platform", "time_limit", "concurrency", "rate", "keys",
+FLAGS = ("workload", "nemesis", "platform", "store", "time_limit", "concurrency", "rate", "keys",
          "ops_per_key", "nemesis_interval", "partitions", "seed", "quiesce_timeout",
          *CLUSTER_KEYS)
 
@@ -313,10 +315,14 @@ def settings_errors(settings: dict[str, Any]) -> list[str]:
              for e in node_settings_errors(node_settings)]
     cluster = ClusterSettings(**{k: settings[k] for k in CLUSTER_KEYS if k in settings},
                               bugs=list(bugs))
-    plain = ("workload", "platform", "time_limit", "concurrency", "rate", "keys",
+    options = settings.get("store_options", [])
+    if not all(isinstance(o, str) for o in options):
+        errs.append(f"store_options must be a list of strings (got {options!r})")
+        options = []
+    plain = ("workload", "platform", "store", "time_limit", "concurrency", "rate", "keys",
              "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout")
     shapes = settings.get("partitions", [])
-    test = TestSettings(nemesis=faults, cluster=cluster,
+    test = TestSettings(nemesis=faults, cluster=cluster, store_options=list(options),
                         partitions=[shapes] if isinstance(shapes, str) else list(shapes),
                         **{k: settings[k] for k in plain if k in settings})
     # the messages name `harness run` flags; here they are suite settings
@@ -411,6 +417,8 @@ def run_args(test: SuiteTest, out: Path, seed: int | None = None) -> list[str]:
         args += [f"--{key.replace('_', '-')}", str(value)]
     for bug in s.get("bugs", []):
         args += ["--bug", bug]
+    for option in s.get("store_options", []):
+        args += ["--store-option", option]
     for key, value in sorted(s.get("node_settings", {}).items()):
         shown = ("true" if value else "false") if isinstance(value, bool) else str(value)
         args += ["--node-setting", f"{key}={shown}"]

@@ -77,3 +77,63 @@ def netem_heal_script(device: str) -> str:
     dev = shlex.quote(device)
     # deleting the root qdisc when only the default is there fails; that is already healed
     return f"if tc qdisc show dev {dev} | grep -q netem; then tc qdisc del dev {dev} root; fi\n"
+
+
+# -- the local platform: partitions between loopback addresses on the host ----------------------
+#
+# Processes on one host reach each other's 127.0.0.x from 127.0.0.1 (the kernel's source for the
+# loopback route), so a rule by source address could not tell members apart. Each member
+# therefore runs with a group id of its own, and the nat chain DJS-<tag> (jumped to from
+# POSTROUTING for lo) rewrites the source of every connection it opens to its own address. The
+# filter chain DJL-<tag> (jumped to from INPUT for lo) then drops packets by (source, destination)
+# address as a namespace's rules do. Both chains are one run's own; the harness's clients
+# (connecting from 127.0.0.1, with another group) are never matched.
+
+
+def loopback_chains(tag: str) -> tuple[str, str]:
+    """(filter chain, nat chain) of the run tagged `tag` (iptables allows 28 characters)."""
+    if not tag.isalnum() or len(tag) > 20:
+        raise ValueError(f"a chain tag is at most 20 letters and digits (got {tag!r})")
+    return f"DJL-{tag}", f"DJS-{tag}"
+
+
+def loopback_setup_script(tag: str, sources: dict[int, str]) -> str:
+    """Create the run's chains: SNAT of each group id to its address, an empty filter chain."""
+    filt, nat = loopback_chains(tag)
+    lines = ["set -e",
+             f"{IPT} -t nat -N {nat} 2>/dev/null || {IPT} -t nat -F {nat}",
+             *(f"{IPT} -t nat -A {nat} -p tcp -m owner --gid-owner {int(gid)} "
+               f"-j SNAT --to-source {_check_address(addr)}"
+               for gid, addr in sorted(sources.items())),
+             f"{IPT} -t nat -C POSTROUTING -o lo -j {nat} 2>/dev/null || "
+             f"{IPT} -t nat -I POSTROUTING 1 -o lo -j {nat}",
+             f"{IPT} -N {filt} 2>/dev/null || {IPT} -F {filt}",
+             f"{IPT} -C INPUT -i lo -j {filt} 2>/dev/null || {IPT} -I INPUT 1 -i lo -j {filt}"]
+    return "\n".join(lines) + "\n"
+
+
+def loopback_partition_script(tag: str, drops: Iterable[tuple[str, str]]) -> str:
+    """Replace the run's filter rules: drop packets from each source to each destination."""
+    filt, _ = loopback_chains(tag)
+    pairs = sorted({(_check_address(s), _check_address(d)) for s, d in drops})
+    lines = ["set -e", f"{IPT} -F {filt}",
+             *(f"{IPT} -A {filt} -s {s} -d {d} -j DROP" for s, d in pairs)]
+    return "\n".join(lines) + "\n"
+
+
+def loopback_teardown_script(tag: str) -> str:
+    """Remove the run's chains and their jumps; a no-op when they are not there."""
+    filt, nat = loopback_chains(tag)
+    return "\n".join([
+        f"while {IPT} -D INPUT -i lo -j {filt} 2>/dev/null; do :; done",
+        f"{IPT} -F {filt} 2>/dev/null || true",
+        f"{IPT} -X {filt} 2>/dev/null || true",
+        f"while {IPT} -t nat -D POSTROUTING -o lo -j {nat} 2>/dev/null; do :; done",
+        f"{IPT} -t nat -F {nat} 2>/dev/null || true",
+        f"{IPT} -t nat -X {nat} 2>/dev/null || true",
+    ]) + "\n"
+
+
+def loopback_list_script(tag: str) -> str:
+    filt, nat = loopback_chains(tag)
+    return f"{IPT} -S {filt} 2>/dev/null || true\n{IPT} -t nat -S {nat} 2>/dev/null || true\n"
