@@ -213,6 +213,7 @@ class Run:
         nodes = self.platform.node_ids()
         process = index
         timeout = self.settings.client_timeout_s
+        bound = self.workload.bind_workers_to_nodes
         connector = aiohttp.TCPConnector(limit=4, force_close=False)
         async with client_session(connector=connector) as session:
             clients = {n: self.store.client(session, n, self.platform.client_url(n), timeout)
@@ -222,7 +223,7 @@ class Run:
                 if self.stop.is_set():
                     break
                 op = self.workload.next_op()
-                node = nodes[process % len(nodes)]
+                node = nodes[(index if bound else process) % len(nodes)]
                 kind = await self._perform(process, clients[node], op)
                 if kind == "info":
                     # Jepsen's rule: an indeterminate process never issues again
