@@ -130,6 +130,16 @@ class SuiteTest:
         return list(self.settings.get("bugs", []))
 
     @property
+    def store_options(self) -> list[str]:
+        return list(self.settings.get("store_options", []))
+
+    @property
+    def weakened(self) -> list[str]:
+        """What makes this test's store other than correct: seeded bugs, and store options
+        (which loosen a guarantee, as etcd's serializable-reads); judged as bugs are."""
+        return [*self.bugs, *(f"store option {o}" for o in self.store_options)]
+
+    @property
     def is_control(self) -> bool:
         return self.control_of is not None
 
@@ -174,8 +184,9 @@ class Outcome:
             "actual": self.actual, "mismatches": self.mismatches, "failures": self.failures,
             "verdicts": self.verdicts, "error": self.error,
             "seconds": round(self.seconds, 3), "bugs": t.bugs, "control_of": t.control_of,
+            **({"store_options": t.store_options} if t.store_options else {}),
             **({"control": False, "control_reason": t.control_reason}
-               if t.bugs and not t.control else {}),
+               if t.weakened and not t.control else {}),
         }
 
 
@@ -224,7 +235,7 @@ def parse_suite(text: str, source: str = "<suite>", default_name: str = "suite")
         tests.append(test)
     for test in tests:
         control = test.name + CONTROL_SUFFIX
-        if test.bugs and test.control and control in seen:
+        if test.weakened and test.control and control in seen:
             raise SuiteError(f"{source}: test {test.name!r} seeds bugs, so the suite runs its "
                              f"control {control!r}, but another test has that name; rename it")
     return Suite(str(meta.get("name", default_name)), tests, str(meta.get("description", "")))
@@ -259,14 +270,14 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
         raise SuiteError(f"{where}: description must be a string")
     workload = str(settings.get("workload", TestSettings.workload))
     expect = parse_expect(raw.get("expect"), workload, where)
-    bugs = settings.get("bugs", [])
-    if not bugs:
+    weakened = settings.get("bugs", []) or settings.get("store_options", [])
+    if not weakened:
         invalid = [c for c, vs in expect.items() if INVALID in vs]
         if invalid:
             raise SuiteError(f"{where}: expect.{invalid[0]} allows invalid, but the test seeds no "
                              "bug and the correct store must never be invalid; seed one with "
-                             "bugs = [...]")
-    control, reason = _parse_control(raw, bool(bugs), where)
+                             "bugs = [...] (or loosen it with store_options = [...])")
+    control, reason = _parse_control(raw, bool(weakened), where)
     return SuiteTest(name, settings, expect, description, control, reason)
 
 
@@ -362,11 +373,12 @@ def _setting(settings: dict[str, Any], key: str) -> float:
 
 
 def control_test(test: SuiteTest) -> SuiteTest:
-    """`<name>-control`: the test's settings without its bugs, every checker valid or n/a."""
-    settings = {k: v for k, v in test.settings.items() if k != "bugs"}
+    """`<name>-control`: the test's settings without its bugs and store options, every checker
+    valid or n/a."""
+    settings = {k: v for k, v in test.settings.items() if k not in ("bugs", "store_options")}
     return SuiteTest(
         test.name + CONTROL_SUFFIX, settings, {c: CONTROL_OK for c in test.expect},
-        f"control for {test.name}: the same settings without bugs {', '.join(test.bugs)}; "
+        f"control for {test.name}: the same settings without {', '.join(test.weakened)}; "
         "every checker must be valid or n/a", control_of=test.name)
 
 
@@ -378,7 +390,7 @@ def expand(suite: Suite) -> Suite:
     tests: list[SuiteTest] = []
     for t in suite.tests:
         tests.append(t)
-        if t.bugs and t.control and t.name + CONTROL_SUFFIX not in present:
+        if t.weakened and t.control and t.name + CONTROL_SUFFIX not in present:
             tests.append(control_test(t))
     return Suite(suite.name, tests, suite.description)
 
@@ -459,7 +471,7 @@ def judge(test: SuiteTest, results: dict[str, Any] | None) -> Judgement:
     entries = {n: e for n, e in checkers.items() if isinstance(e, dict)} \
         if isinstance(checkers, dict) else {}
     verdicts = {n: str(e.get("verdict", "missing")) for n, e in entries.items()}
-    if not test.bugs:
+    if not test.weakened:
         allowed = CONTROL_OK if test.is_control else tuple(v for v in VERDICTS if v != INVALID)
         for name, verdict in verdicts.items():
             if name in mismatches or verdict in allowed:
@@ -606,7 +618,7 @@ def note(test: SuiteTest) -> list[str]:
     """What a test's output says about its control: whose control it is, or why it has none."""
     if test.is_control:
         return [f"control of {test.control_of}: the same settings without its bugs"]
-    if test.bugs and not test.control:
+    if test.weakened and not test.control:
         return [f"no control run: {test.control_reason}"]
     return []
 
