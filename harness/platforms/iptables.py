@@ -82,12 +82,14 @@ def netem_heal_script(device: str) -> str:
 # -- the local platform: partitions between loopback addresses on the host ----------------------
 #
 # Processes on one host reach each other's 127.0.0.x from 127.0.0.1 (the kernel's source for the
-# loopback route), so a rule by source address could not tell members apart. Each member
-# therefore runs with a group id of its own, and the nat chain DJS-<tag> (jumped to from
-# POSTROUTING for lo) rewrites the source of every connection it opens to its own address. The
-# filter chain DJL-<tag> (jumped to from INPUT for lo) then drops packets by (source, destination)
-# address as a namespace's rules do. Both chains are one run's own; the harness's clients
-# (connecting from 127.0.0.1, with another group) are never matched.
+# loopback route), and other runs on this host use the same addresses, so no rule by address
+# alone can pick one run's members. Each member therefore runs with a group id of its own: the
+# nat chain DJS-<tag> (from POSTROUTING, for lo) rewrites the source of every connection a member
+# opens to its own address, and the filter chain DJL-<tag> (from OUTPUT, for lo) drops what a
+# member's group sends to a member it is cut off from. With the source rewritten, a member's
+# answers on a connection its peer opened are addressed to the peer's own address too, so both
+# directions are covered. Both chains are one run's own; the harness's clients (another group)
+# and every other run's processes are never matched.
 
 
 def loopback_chains(tag: str) -> tuple[str, str]:
@@ -108,16 +110,16 @@ def loopback_setup_script(tag: str, sources: dict[int, str]) -> str:
              f"{IPT} -t nat -C POSTROUTING -o lo -j {nat} 2>/dev/null || "
              f"{IPT} -t nat -I POSTROUTING 1 -o lo -j {nat}",
              f"{IPT} -N {filt} 2>/dev/null || {IPT} -F {filt}",
-             f"{IPT} -C INPUT -i lo -j {filt} 2>/dev/null || {IPT} -I INPUT 1 -i lo -j {filt}"]
+             f"{IPT} -C OUTPUT -o lo -j {filt} 2>/dev/null || {IPT} -I OUTPUT 1 -o lo -j {filt}"]
     return "\n".join(lines) + "\n"
 
 
-def loopback_partition_script(tag: str, drops: Iterable[tuple[str, str]]) -> str:
-    """Replace the run's filter rules: drop packets from each source to each destination."""
+def loopback_partition_script(tag: str, drops: Iterable[tuple[int, str]]) -> str:
+    """Replace the run's filter rules: drop what each group id sends to each address."""
     filt, _ = loopback_chains(tag)
-    pairs = sorted({(_check_address(s), _check_address(d)) for s, d in drops})
+    pairs = sorted({(int(gid), _check_address(d)) for gid, d in drops})
     lines = ["set -e", f"{IPT} -F {filt}",
-             *(f"{IPT} -A {filt} -s {s} -d {d} -j DROP" for s, d in pairs)]
+             *(f"{IPT} -A {filt} -m owner --gid-owner {gid} -d {d} -j DROP" for gid, d in pairs)]
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +127,7 @@ def loopback_teardown_script(tag: str) -> str:
     """Remove the run's chains and their jumps; a no-op when they are not there."""
     filt, nat = loopback_chains(tag)
     return "\n".join([
-        f"while {IPT} -D INPUT -i lo -j {filt} 2>/dev/null; do :; done",
+        f"while {IPT} -D OUTPUT -o lo -j {filt} 2>/dev/null; do :; done",
         f"{IPT} -F {filt} 2>/dev/null || true",
         f"{IPT} -X {filt} 2>/dev/null || true",
         f"while {IPT} -t nat -D POSTROUTING -o lo -j {nat} 2>/dev/null; do :; done",

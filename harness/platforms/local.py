@@ -39,9 +39,10 @@ from harness.stores.dynamo import DynamoStore
 LOOPBACK_KEY = "loopback"  # session.extra: the run's iptables chains and members' group ids
 GID_BASE = 1_500_000_000  # far above any group a system allocates
 LOOPBACK_MECHANISM = (
-    "iptables DROP rules between the members' loopback addresses (chain DJL-<tag> from INPUT; "
-    "each member runs under its own group id, whose connections leave from its own address by "
-    "SNAT, chain DJS-<tag>); real packets are dropped")
+    "iptables DROP rules between the members' loopback addresses: each member runs under its "
+    "own group id, its connections leave from its own address (SNAT, chain DJS-<tag>), and what "
+    "its group sends to a member cut off from it is dropped (chain DJL-<tag> from OUTPUT); real "
+    "packets are dropped")
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 LIBFAKETIME_CANDIDATES = (
@@ -361,7 +362,8 @@ class LocalPlatform(SpecPlatform):
                 return {"partition": "this store cannot partition itself and iptables is not "
                                      "set up here (the local platform needs root for it)"}
             return {}
-        drops = [(self._spec(peer).host, self._spec(node).host)
+        # `node` drops what `peer` sends it: what the peer's group sends to node's address
+        drops = [(int(record["gids"][peer]), self._spec(node).host)
                  for node, peers in self._grudge.items() for peer in peers]
         err = _sh(iptables.loopback_partition_script(record["tag"], drops))
         return {"iptables": err} if err else {}
