@@ -27,8 +27,9 @@ Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `
 `platform`, `store`, `store_options` (a list), `time_limit`, `concurrency`, `rate`, `keys`,
 `ops_per_key`, `nemesis_interval`, `partitions`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
-`node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
-before the run is interrupted). A test also takes `description`.
+`node_settings` (merged key by key with the defaults' table; the defaults' `node_settings` and
+`bugs` are left out of a test whose store takes none, as etcd), and `timeout` (seconds of wall
+time before the run is interrupted). A test also takes `description`.
 
 Judging (`judge`): a test passes when every checker named in `expect` gave one of its expected
 verdicts (`valid`, `invalid`, `unknown`, `n/a`) and, for a test without `bugs`, no checker at
@@ -62,6 +63,7 @@ from checkers.registry import ALIASES, CHECKERS, DEFAULTS
 from checkers.verdict import INVALID, NOT_APPLICABLE, VALID, combine
 from checkers.verdict import VERDICTS as CHECKER_VERDICTS
 from harness.settings import ClusterSettings, TestSettings, node_settings_errors
+from harness.stores import DEFAULT_STORE, STORES
 from nemesis.schedule import parse_faults
 
 VERDICTS = CHECKER_VERDICTS  # what `expect` may name
@@ -258,6 +260,12 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
                                                                       dict):
         # a test adds to (or overrides keys of) the default node settings
         settings["node_settings"] = {**defaults["node_settings"], **raw["node_settings"]}
+    store = STORES.get(str(settings.get("store", DEFAULT_STORE)))
+    if store is not None and not store.takes_node_settings:
+        # the defaults' node settings and bugs configure the reference node, not this store
+        for key in ("node_settings", "bugs"):
+            if key not in raw:
+                settings.pop(key, None)
     for key, value in settings.items():
         types, what = RUN_KEYS[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
