@@ -374,7 +374,11 @@ class Run:
 
 
 def run_test(settings: TestSettings, display_mode: str = "auto") -> RunOutcome:
-    """Run one test to the end of teardown, then check and report it."""
+    """Run one test to the end of teardown, then check and report it. Settings a store cannot
+    run (`settings.errors()`) raise ValueError before anything starts."""
+    errors = settings.errors()
+    if errors:
+        raise ValueError("; ".join(errors))
     run_dir = make_run_dir(settings.out, settings.name)
     point_latest(settings.out, run_dir)
     outcome = RunOutcome(run_dir=run_dir)
