@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -154,7 +155,7 @@ class EtcdStore(Store):
     def __init__(self, cluster: ClusterSettings, options: Sequence[str] = (),
                  token: str | None = None) -> None:
         super().__init__(cluster, options)
-        self.token = token or "harness"
+        self.token = token or secrets.token_hex(8)  # no two clusters ever join each other
         self.initial_cluster = ""
 
     @classmethod
