@@ -55,6 +55,11 @@ class RunOutcome:
     session_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def valid(self) -> bool:
+        """The run completed and every checker found it valid."""
+        return self.status == "complete" and self.verdict == "valid"
+
 
 class RateLimiter:
     """Spaces operations `1/rate` apart across all workers, never bursting to catch up."""

@@ -309,3 +309,21 @@ def test_short_etcd_run_end_to_end(tmp_path: Path) -> None:
     # no member is left running (their command lines name the run directory)
     leftover = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+@needs_etcd
+@pytest.mark.cluster
+def test_the_pytest_plugin_runs_a_test(tmp_path: Path) -> None:
+    import tomllib
+
+    from harness.pytest_plugin import runner
+
+    # the entry point pytest loads once the project is installed (pip install -e .)
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["entry-points"]["pytest11"] == {"harness": "harness.pytest_plugin"}
+    jepsen_run = runner(tmp_path / "reports")  # what the `jepsen_run` fixture returns
+    outcome = jepsen_run(store="etcd", workload="cas-register", nemesis="pause", nodes=3,
+                         time_limit=4, nemesis_interval=1.5, rate=40, keys=2, seed=3)
+    assert outcome.valid, outcome.results
+    with pytest.raises(ValueError, match="the register workload needs siblings"):
+        jepsen_run(store="etcd", workload="register")
