@@ -327,3 +327,26 @@ def test_the_pytest_plugin_runs_a_test(tmp_path: Path) -> None:
     assert outcome.valid, outcome.results
     with pytest.raises(ValueError, match="the register workload needs siblings"):
         jepsen_run(store="etcd", workload="register")
+
+
+@needs_etcd
+@needs_root
+@pytest.mark.cluster
+def test_short_etcd_run_on_netns_leaves_no_namespace(tmp_path: Path) -> None:
+    from harness.runner import run_test
+
+    settings = TestSettings(store="etcd", workload="cas-register", nemesis=["partition"],
+                            platform="netns", cluster=ClusterSettings(nodes=3), time_limit=6,
+                            nemesis_interval=2, rate=50, keys=2, seed=5, out=tmp_path / "r")
+    def namespaces() -> set[str]:
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return {line.split()[0] for line in out.splitlines() if line.startswith("dj-")}
+
+    before = namespaces()
+    outcome = run_test(settings, display_mode="quiet")
+    assert outcome.valid, (outcome.error, outcome.results)
+    test = json.loads((outcome.run_dir / "test.json").read_text())
+    assert "inside the receiving node's network namespace" in test["mechanisms"]["partition"]
+    assert all(url.startswith("http://198.18.") for url in test["nodes"].values())
+    assert namespaces() <= before  # every namespace the run made is gone
+    assert list((tmp_path / "state" / "sessions").glob("*.json")) == []
