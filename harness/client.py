@@ -86,6 +86,17 @@ class Client:
         """cas: set the key to `new` only if it holds `old`; OpFailed when it did not."""
         raise self._unsupported("cas")
 
+    async def add(self, key: str, element: Any) -> Reply:
+        """add: put `element` into the set at `key`."""
+        raise self._unsupported("add")
+
+    async def read_set(self, key: str) -> Reply:
+        """read-set: every element of the set at `key`, in `values`."""
+        raise self._unsupported("read-set")
+
+    async def close(self) -> None:
+        """Release what the client holds beyond the shared session (its own connections)."""
+
     def _unsupported(self, op: str) -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} does not perform {op!r} "
                                    f"(it performs {', '.join(sorted(self.ops))})")

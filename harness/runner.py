@@ -223,17 +223,21 @@ class Run:
         async with client_session(connector=connector) as session:
             clients = {n: self.store.client(session, n, self.platform.client_url(n), timeout)
                        for n in nodes}
-            while not self.stop.is_set():
-                await limiter.wait()
-                if self.stop.is_set():
-                    break
-                op = self.workload.next_op()
-                node = nodes[(index if bound else process) % len(nodes)]
-                kind = await self._perform(process, clients[node], op)
-                if kind == "info":
-                    # Jepsen's rule: an indeterminate process never issues again
-                    process = self.next_process
-                    self.next_process += 1
+            try:
+                while not self.stop.is_set():
+                    await limiter.wait()
+                    if self.stop.is_set():
+                        break
+                    op = self.workload.next_op()
+                    node = nodes[(index if bound else process) % len(nodes)]
+                    kind = await self._perform(process, clients[node], op)
+                    if kind == "info":
+                        # Jepsen's rule: an indeterminate process never issues again
+                        process = self.next_process
+                        self.next_process += 1
+            finally:
+                for client in clients.values():
+                    await client.close()
 
     async def _perform(self, process: int, client: Client, op: Op,
                        final: bool = False) -> str:
@@ -284,13 +288,12 @@ class Run:
     def _wait_all_ready(self) -> bool:
         assert self.platform is not None
         deadline = time.monotonic() + self.settings.quiesce_timeout
-        waiting = list(self.platform.node_ids())
-        while waiting:
-            waiting = [n for n in waiting if not self.platform.answers(n)]
-            if not waiting or time.monotonic() > deadline:
-                break
+        specs = [self.platform.spec(n) for n in self.platform.node_ids()]
+        while not self.store.settled(specs):
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.2)
-        return not waiting
+        return True
 
     async def _final_reads(self) -> None:
         assert self.platform is not None
@@ -310,8 +313,11 @@ class Run:
                         node = nodes[(i + attempt) % len(nodes)]
                         client = self.store.client(session, node,
                                                    self.platform.client_url(node), timeout)
-                        if await self._perform(process, client, op, final=True) == "ok":
-                            return
+                        try:
+                            if await self._perform(process, client, op, final=True) == "ok":
+                                return
+                        finally:
+                            await client.close()
 
             await asyncio.gather(*(read_key(i, op)
                                    for i, op in enumerate(self.workload.final_ops())))

@@ -205,6 +205,10 @@ class SpecPlatform(Platform):
     def node_dir(self, node: str) -> Path:
         return self.root / node
 
+    def spec(self, node: str) -> NodeSpec:
+        """The node's host and ports."""
+        return self._spec(node)
+
     def _spec(self, node: str) -> NodeSpec:
         try:
             return self._by_id[node]

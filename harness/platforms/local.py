@@ -34,8 +34,10 @@ from harness.platforms.base import (
 from harness.settings import ClusterSettings
 from harness.state import Session, kill_recorded, matching_process, process_identity
 from harness.stores import SelfPartitioning, Store, make_store
+from harness.stores.base import Sidecars
 from harness.stores.dynamo import DynamoStore
 
+SIDECAR_SEP = "/"  # session.nodes key of a store's helper process: "<node>/<name>"
 LOOPBACK_KEY = "loopback"  # session.extra: the run's iptables chains and members' group ids
 GID_BASE = 1_500_000_000  # far above any group a system allocates
 LOOPBACK_MECHANISM = (
@@ -178,10 +180,13 @@ class LocalPlatform(SpecPlatform):
                 self._launch(node)
         with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
             list(pool.map(self._wait_ready, self.node_ids()))
+        self._start_sidecars()
         self._apply_grudge(self.node_ids())
 
     def stop(self) -> None:
         try:
+            for key in [k for k in self.session.nodes if SIDECAR_SEP in k]:
+                self._terminate(key)
             for node in self.node_ids():
                 self._terminate(node)
         finally:
@@ -250,6 +255,28 @@ class LocalPlatform(SpecPlatform):
         except psutil.NoSuchProcess:
             self.session.nodes[node] = {"pid": popen.pid, "create_time": 0, "cmdline": cmd}
         self.session.save()
+
+    def _start_sidecars(self) -> None:
+        """The store's helpers beside each node, in its group (partitions reach them too)."""
+        if not isinstance(self.store, Sidecars):
+            return
+        for spec in self.specs:
+            for name, cmd in self.store.sidecars(spec, self.root).items():
+                key = f"{spec.id}{SIDECAR_SEP}{name}"
+                if matching_process(self.session.nodes.get(key)) is not None:
+                    continue
+                with (self.node_dir(spec.id) / f"{name}.log").open("ab") as log:
+                    popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, cwd=self.node_dir(spec.id),
+                                             start_new_session=True,
+                                             **self._group_kwargs(spec.id))
+                self._popen[key] = popen
+                try:
+                    self.session.nodes[key] = process_identity(popen.pid)
+                except psutil.NoSuchProcess:
+                    self.session.nodes[key] = {"pid": popen.pid, "create_time": 0,
+                                               "cmdline": cmd}
+                self.session.save()
 
     def _exited_at_start(self, node: str) -> str | None:
         popen = self._popen.get(node)

@@ -12,10 +12,12 @@ from harness.settings import ClusterSettings
 from harness.stores.base import FinalState, NodeCounters, SelfPartitioning, Store
 from harness.stores.dynamo import DynamoStore
 from harness.stores.etcd import EtcdStore
+from harness.stores.redis import RedisStore
 
 STORES: dict[str, type[Store]] = {
     "dynamo": DynamoStore,
     "etcd": EtcdStore,
+    "redis": RedisStore,
 }
 DEFAULT_STORE = "dynamo"
 
@@ -49,9 +51,9 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
             errs.append(f"--store-option {option!r}: the {name} store has "
                         + (f"these options: {known}" if known else "no store options"))
     wl = WORKLOADS.get(workload)
-    if wl is not None and not wl.needs <= cls.client_class.ops:
+    if wl is not None and not wl.accepts(cls.client_class.ops):
         lacking = ", ".join(sorted(wl.needs - cls.client_class.ops))
-        fits = [w for w, c in WORKLOADS.items() if c.needs <= cls.client_class.ops]
+        fits = [w for w, c in WORKLOADS.items() if c.accepts(cls.client_class.ops)]
         errs.append(f"the {workload} workload needs {lacking}, which the {name} store's client "
                     f"does not perform; workloads the {name} store can run: "
                     f"{', '.join(fits) or 'none'}")

@@ -79,6 +79,11 @@ class Store(ABC):
         """The store's version, for test.json."""
         return None
 
+    def settled(self, specs: Sequence[NodeSpec]) -> bool:
+        """After the heal: has the cluster settled enough for the final reads? (one bounded
+        probe; the runner polls it up to the quiesce timeout). By default: every node ready."""
+        return all(self.is_ready(s) for s in specs)
+
 
 class SelfPartitioning(ABC):
     """A store that can drop its peers' messages itself (the reference node's transport does);
@@ -108,3 +113,14 @@ class FinalState(ABC):
 
 class NodeCounters:  # noqa: B024 (a marker: the harness asks isinstance)
     """A store whose nodes answer counters (JSON integers) at `/admin/stats` (`stats.jsonl`)."""
+
+
+class Sidecars(ABC):
+    """A store with helper processes beside its nodes (Redis Sentinel). The platform starts them
+    once every node is ready and stops them at teardown; they run on their node's host (and, on
+    the local platform, in its group, so partitions cut them off too), but crashes and pauses
+    are for the nodes only."""
+
+    @abstractmethod
+    def sidecars(self, spec: NodeSpec, root: Path) -> dict[str, list[str]]:
+        """name -> argv of each helper beside this node (none: an empty dict)."""

@@ -53,6 +53,11 @@ class Workload(ABC):
         self.written_keys: set[str] = set()
         self._counter = 0
 
+    @classmethod
+    def accepts(cls, ops: frozenset[str]) -> bool:
+        """Whether a client performing `ops` can run this workload."""
+        return cls.needs <= ops
+
     def unique(self) -> int:
         self._counter += 1
         return self._counter
