@@ -33,7 +33,9 @@ time before the run is interrupted). A test also takes `description`.
 
 Judging (`judge`): a test passes when every checker named in `expect` gave one of its expected
 verdicts (`valid`, `invalid`, `unknown`, `n/a`) and, for a test without `bugs`, no checker at
-all said `invalid` (the correct store is never invalid, so such a test may not expect it).
+all said `invalid` (the correct store is never invalid, so such a test may not expect it). Store
+options count as bugs here (they loosen a guarantee; the control drops them), and a test of an
+outside store may name a published anomaly (`anomaly = "..."`) to expect `invalid` without either.
 
 Controls (`expand`): every test with `bugs` is followed by `<name>-control`, the same settings
 without the bugs, which must be valid: every checker `valid` or `n/a`, none `invalid` or
@@ -105,7 +107,7 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "node_settings": ((dict,), "a table"),
     "timeout": (_NUM, "a number"),
 }
-TEST_KEYS = ("name", "description", "expect", "control", "control_reason")
+TEST_KEYS = ("name", "description", "expect", "control", "control_reason", "anomaly")
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
 FLAGS = ("workload", "nemesis", "platform", "store", "time_limit", "concurrency", "rate", "keys",
@@ -126,6 +128,7 @@ class SuiteTest:
     control: bool = True  # a test with bugs gets a control run (`expand`) unless opted out
     control_reason: str = ""  # why not: required with control = false
     control_of: str | None = None  # set on a control run: the name of the bug test it controls
+    anomaly: str = ""  # a published anomaly of an outside store: why it may be found invalid
 
     @property
     def bugs(self) -> list[str]:
@@ -279,14 +282,21 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
     workload = str(settings.get("workload", TestSettings.workload))
     expect = parse_expect(raw.get("expect"), workload, where)
     weakened = settings.get("bugs", []) or settings.get("store_options", [])
-    if not weakened:
+    anomaly = raw.get("anomaly", "")
+    if not isinstance(anomaly, str):
+        raise SuiteError(f"{where}: anomaly must be a string (got {anomaly!r})")
+    if anomaly and str(settings.get("store", DEFAULT_STORE)) == DEFAULT_STORE:
+        raise SuiteError(f"{where}: anomaly is for an outside store's published anomaly; the "
+                         "reference store's defects are seeded with bugs = [...]")
+    if not weakened and not anomaly:
         invalid = [c for c, vs in expect.items() if INVALID in vs]
         if invalid:
             raise SuiteError(f"{where}: expect.{invalid[0]} allows invalid, but the test seeds no "
                              "bug and the correct store must never be invalid; seed one with "
-                             "bugs = [...] (or loosen it with store_options = [...])")
+                             "bugs = [...] (or loosen it with store_options = [...]; an outside "
+                             'store\'s published anomaly says so with anomaly = "...")')
     control, reason = _parse_control(raw, bool(weakened), where)
-    return SuiteTest(name, settings, expect, description, control, reason)
+    return SuiteTest(name, settings, expect, description, control, reason, anomaly=anomaly.strip())
 
 
 def _parse_control(raw: dict[str, Any], has_bugs: bool, where: str) -> tuple[bool, str]:
@@ -479,7 +489,7 @@ def judge(test: SuiteTest, results: dict[str, Any] | None) -> Judgement:
     entries = {n: e for n, e in checkers.items() if isinstance(e, dict)} \
         if isinstance(checkers, dict) else {}
     verdicts = {n: str(e.get("verdict", "missing")) for n, e in entries.items()}
-    if not test.weakened:
+    if not test.weakened and not test.anomaly:
         allowed = CONTROL_OK if test.is_control else tuple(v for v in VERDICTS if v != INVALID)
         for name, verdict in verdicts.items():
             if name in mismatches or verdict in allowed:

@@ -57,7 +57,7 @@ def test_a_workload_needing_an_operation_the_store_lacks_is_refused() -> None:
 
 
 def test_unknown_store_bad_option_and_unsupported_fault_are_refused() -> None:
-    assert "unknown store 'mongo'; choose from dynamo, etcd" in errors(store="mongo")
+    assert "unknown store 'mongo'; choose from dynamo, etcd, redis" in errors(store="mongo")
     msg = errors(store="etcd", workload="cas-register", store_options=["fast"])
     assert "--store-option 'fast': the etcd store has these options: serializable-reads" in msg
     msg = errors(store="dynamo", store_options=["serializable-reads"])
@@ -350,3 +350,83 @@ def test_short_etcd_run_on_netns_leaves_no_namespace(tmp_path: Path) -> None:
     assert all(url.startswith("http://198.18.") for url in test["nodes"].values())
     assert namespaces() <= before  # every namespace the run made is gone
     assert list((tmp_path / "state" / "sessions").glob("*.json")) == []
+
+
+# -- Redis with Sentinel -------------------------------------------------------------------------
+
+HAVE_REDIS = shutil.which("redis-server") is not None and shutil.which("redis-sentinel") is not None
+needs_redis = pytest.mark.skipif(not HAVE_REDIS, reason="redis is not installed (apt-get "
+                                 "install redis-server redis-sentinel; .ci/run does)")
+
+
+@needs_redis
+@pytest.mark.cluster
+def test_redis_client_classifies_every_outcome(tmp_path: Path) -> None:
+    from harness.stores.redis import RedisClient
+
+    session = Session.create("run", tmp_path)
+    cluster = ClusterSettings(nodes=3)
+    platform = LocalPlatform(tmp_path / "nodes", cluster, session,
+                             store=make_store("redis", cluster))
+    try:
+        platform.start()
+        assert set(session.nodes) == {"n1", "n2", "n3", "n1/sentinel", "n2/sentinel",
+                                      "n3/sentinel"}
+        workload = make_workload("set", 1, random.Random(1))
+        from harness.workloads import Op
+
+        async def ops(node: str, timeout_s: float = 2.0) -> list:
+            async with client_session() as s:
+                c = RedisClient(s, node, platform.client_url(node), timeout_s)
+                try:
+                    return [await workload.execute(c, Op("add", "set", 1)),
+                            await workload.execute(c, Op("read", "set"))]
+                finally:
+                    await c.close()
+
+        add, read = asyncio.run(ops("n1"))  # the primary
+        assert (add.type, add.value, read.type, read.value) == ("ok", 1, "ok", [1])
+        add, _ = asyncio.run(ops("n2"))  # a replica refuses writes: certainly not done
+        assert add.type == "fail" and add.extra["error"].startswith("READONLY")
+        platform.pause("n1")
+        try:
+            add, read = asyncio.run(ops("n1", timeout_s=0.5))
+        finally:
+            platform.resume("n1")
+        assert (add.type, add.extra["error"]) == ("info", "timeout")
+        assert (read.type, read.extra["error"]) == ("fail", "timeout")
+        platform.stop()
+        assert platform.pids() == {} and session.nodes == {}
+        leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+        assert leftover.stdout.strip() == ""
+    finally:
+        platform.stop()
+        session.remove()
+
+
+@needs_redis
+@pytest.mark.cluster
+def test_short_redis_run_end_to_end(tmp_path: Path) -> None:
+    from harness.runner import run_test
+
+    settings = TestSettings(store="redis", workload="set", cluster=ClusterSettings(nodes=3),
+                            time_limit=4, rate=50, seed=2, out=tmp_path / "r")
+    outcome = run_test(settings, display_mode="quiet")
+    assert outcome.valid, (outcome.error, outcome.results)
+    assert outcome.results is not None
+    assert outcome.results["checkers"]["set"]["verdict"] == "valid"
+    leftover = subprocess.run(["pgrep", "-f", str(outcome.run_dir)], capture_output=True,
+                              text=True)
+    assert leftover.stdout.strip() == ""  # no redis-server, no sentinel
+
+
+def test_an_outside_stores_published_anomaly_may_be_expected_invalid() -> None:
+    suite = parse_suite('[[test]]\nname = "x"\nstore = "redis"\nworkload = "set"\n'
+                        'anomaly = "asynchronous replication"\nexpect = { set = "invalid" }\n')
+    assert [t.name for t in expand(suite).tests] == ["x"]  # nothing to take away: no control
+    with pytest.raises(SuiteError, match="anomaly is for an outside store"):
+        parse_suite('[[test]]\nname = "x"\nworkload = "set"\nanomaly = "a"\n'
+                    'expect = { set = "invalid" }\n')
+    assert "the redis store cannot be tested under the crash nemesis" in errors(
+        store="redis", workload="set", nemesis=["crash"])
+    assert "workloads the redis store can run: set" in errors(store="redis", workload="cart")
