@@ -24,11 +24,13 @@ EXIT_HARNESS = 3
               help="where the cluster runs: local processes, network namespaces (root), "
                    "or Docker containers (see docs/platforms.md)")
 @click.option("--store", type=click.Choice(list(STORES)), default=DEFAULT_STORE,
-              help="the system under test: the reference dynamo store, or etcd (Debian's "
-                   "etcd-server; workload cas-register) (see docs/architecture.md)")
+              help="the system under test: the reference dynamo store, etcd (Debian's "
+                   "etcd-server; workload cas-register) or redis (with Sentinel; workload set) "
+                   "(`harness list` shows what each can run)")
 @click.option("--store-option", "store_options", multiple=True, metavar="NAME",
-              help="a store option (repeatable), e.g. etcd's serializable-reads (reads any "
-                   "member answers from its own, possibly stale, state)")
+              help="a store option (repeatable): etcd's serializable-reads (reads any member "
+                   "answers from its own, possibly stale, state); redis's wait (WAIT 1 after "
+                   "each add) and min-replicas (min-replicas-to-write 1)")
 @cluster_options
 @click.option("--time-limit", type=float, default=60.0, help="seconds of workload")
 @click.option("--concurrency", type=int, default=10, help="client processes")
@@ -76,7 +78,8 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
     Example: harness run --nemesis partition --workload cart --time-limit 20
 
     Another store: harness run --store etcd --workload cas-register --nemesis partition
-    (--nodes sets the members; the Dynamo flags --n/--r/--w/--q/--bug do not apply)
+    (--nodes sets the members; the Dynamo flags --n/--r/--w/--q/--bug do not apply), or
+    harness run --store redis --workload set --nemesis partition --nodes 5
 
     Exit codes: 0 valid, 1 invalid, 2 unknown, 3 the harness failed (or a bad flag).
     """
