@@ -86,10 +86,10 @@ def netem_heal_script(device: str) -> str:
 # alone can pick one run's members. Each member therefore runs with a group id of its own: the
 # nat chain DJS-<tag> (from POSTROUTING, for lo) rewrites the source of every connection a member
 # opens to its own address, and the filter chain DJL-<tag> (from OUTPUT, for lo) drops what a
-# member's group sends to a member it is cut off from. With the source rewritten, a member's
-# answers on a connection its peer opened are addressed to the peer's own address too, so both
-# directions are covered. Both chains are one run's own; the harness's clients (another group)
-# and every other run's processes are never matched.
+# member's group sends to a member it is cut off from, found by the connection's tracked
+# addresses: the peer is its original destination (the member opened it) or its reply
+# destination (the peer opened it, from its own rewritten address). Both chains are one run's
+# own; the harness's clients (another group) and every other run's processes are never matched.
 
 
 def loopback_chains(tag: str) -> tuple[str, str]:
@@ -115,11 +115,18 @@ def loopback_setup_script(tag: str, sources: dict[int, str]) -> str:
 
 
 def loopback_partition_script(tag: str, drops: Iterable[tuple[int, str]]) -> str:
-    """Replace the run's filter rules: drop what each group id sends to each address."""
+    """Replace the run's filter rules: drop what each group id sends to each address, on the
+    connections it opened to that address (original destination) and on those opened from it
+    (reply destination). The packet's own destination will not do: on loopback, an answer on a
+    connection whose source was rewritten gets its destination rewritten back to 127.0.0.1
+    before the filter sees it, so such answers would pass."""
     filt, _ = loopback_chains(tag)
     pairs = sorted({(int(gid), _check_address(d)) for gid, d in drops})
-    lines = ["set -e", f"{IPT} -F {filt}",
-             *(f"{IPT} -A {filt} -m owner --gid-owner {gid} -d {d} -j DROP" for gid, d in pairs)]
+    lines = ["set -e", f"{IPT} -F {filt}"]
+    for gid, d in pairs:
+        for match in ("--ctorigdst", "--ctrepldst"):
+            lines.append(f"{IPT} -A {filt} -m owner --gid-owner {gid} -m conntrack {match} {d} "
+                         "-j DROP")
     return "\n".join(lines) + "\n"
 
 
