@@ -32,7 +32,8 @@ class _Planned:
     outcome: str = "ok"
 
 
-def _choose(rng: random.Random, model: str, counter: list[int], values: int) -> tuple[str, Any]:
+def _choose(rng: random.Random, model: str, counter: list[int], values: int,
+            strings: bool) -> tuple[str, Any]:
     r = rng.random()
     if model in ("register", "siblings-register"):
         if r < 0.5:
@@ -55,8 +56,8 @@ def _choose(rng: random.Random, model: str, counter: list[int], values: int) -> 
         if r < 0.4:
             return "get", None
         if r < 0.6:
-            return "put", [counter[0]]
-        return "append", counter[0]
+            return "put", f"p{counter[0]} " if strings else [counter[0]]
+        return "append", f"x{counter[0]} " if strings else counter[0]
     raise ValueError(f"no generator for model {model!r}; choose from {', '.join(MODELS)}")
 
 
@@ -69,7 +70,7 @@ def _apply(model: str, state: Any, p: _Planned, effective: bool) -> Any:
         elif model == "siblings-register":
             p.result = [] if state is None else [state]
         elif model == "kv":
-            p.result = None if state is None else list(state)
+            p.result = state if state is None or isinstance(state, str) else list(state)
         else:
             p.result = state
         return state
@@ -77,7 +78,7 @@ def _apply(model: str, state: Any, p: _Planned, effective: bool) -> Any:
     if not effective:
         return state
     if f in ("write", "put"):
-        return tuple(arg) if model == "kv" else arg
+        return tuple(arg) if model == "kv" and isinstance(arg, list) else arg
     if f == "cas":
         if state == arg[0]:
             return arg[1]
@@ -87,16 +88,17 @@ def _apply(model: str, state: Any, p: _Planned, effective: bool) -> Any:
     if f == "add":
         return state | {arg}
     if f == "append":
-        return (state or ()) + (arg,)
+        return state + arg if isinstance(arg, str) else (state or ()) + (arg,)
     raise AssertionError(f)
 
 
 def generate(model: str, n_ops: int, processes: int, keys: int = 1, info_rate: float = 0.0,
              seed: int = 0, values: int = 5, read_lists: bool = False,
-             mean_latency_ns: int = 2_000_000) -> list[Op]:
+             mean_latency_ns: int = 2_000_000, strings: bool = False) -> list[Op]:
     """A linearizable history of `n_ops` operations (invocations + completions = 2 * n_ops
     records). `read_lists`: register reads answer a list of siblings, as our register workload
-    does. `values`: the cas-register's value domain (Jepsen uses 5)."""
+    does. `values`: the cas-register's value domain (Jepsen uses 5). `strings`: kv values are
+    strings and every key starts at "" (Porcupine's kv test; check with initial "")."""
     if model not in MODELS:
         raise ValueError(f"no generator for model {model!r}; choose from {', '.join(MODELS)}")
     rng = random.Random(seed)
@@ -111,7 +113,7 @@ def generate(model: str, n_ops: int, processes: int, keys: int = 1, info_rate: f
         invoke = t + rng.randrange(1, mean_latency_ns // 4 + 2)
         complete = invoke + 1 + int(rng.expovariate(1 / mean_latency_ns))
         lin = rng.randrange(invoke, complete + 1)
-        f, arg = _choose(rng, model, counter, values)
+        f, arg = _choose(rng, model, counter, values, strings)
         info = rng.random() < info_rate
         planned.append(_Planned(pid, f"k{rng.randrange(keys)}" if keys > 1 else "k", f, arg,
                                 invoke, complete, lin, info))
@@ -119,7 +121,7 @@ def generate(model: str, n_ops: int, processes: int, keys: int = 1, info_rate: f
             pid, next_pid = next_pid, next_pid + 1
         heapq.heappush(free, (complete, w, pid))
     states: dict[str, Any] = {}
-    init = frozenset() if model == "set" else None
+    init = frozenset() if model == "set" else "" if strings and model == "kv" else None
     for p in sorted(planned, key=lambda p: p.lin):
         effective = not p.info or rng.random() < 0.5
         states[p.key] = _apply(model, states.get(p.key, init), p, effective)

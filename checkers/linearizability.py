@@ -1,23 +1,15 @@
-"""Linearizability: Wing & Gong's search with Lowe's just-in-time linearization and
-Porcupine's memoisation, one key at a time.
+"""Linearizability, one key at a time: prepare each key's operations for its model, search
+each key (`checkers/search.py`: Wing & Gong with Lowe's just-in-time linearization and Porcupine's
+memoisation), and explain an invalid key by its longest linearizable prefix.
 
-How the search works (per key). Every `ok` operation has a call entry (its invocation) and a
-return entry (its completion) in one doubly linked list ordered by history position. Scanning from
-the head, each call met before the first return is a candidate: it may take effect now (Lowe's
-just-in-time rule: an operation is only linearized when it must be, before the first pending
-return). Linearizing a candidate lifts its two entries out of the list and restarts the scan; a
-return met by the scan is a dead end (its operation had to take effect already), so the search
-backtracks. A cache of (bitset of linearized operations, model state) prunes every configuration
-already explored (Porcupine), which makes the search polynomial on the histories met in practice.
+Keys are independent (every model here is P-compositional), so they are checked smallest first,
+the check stops at the first invalid key unless `Budget.all_keys` (as Porcupine does), and a long
+check spreads its keys over `Budget.jobs` processes with the same answer as one process.
 
-`info` operations (and invocations left pending) may take effect at any point after their
-invocation, or never. They are kept out of the list and tried only at a dead end, before
-backtracking: an info operation is needed only when some ok operation cannot be placed without it.
-Two reductions are sound for every model here and remove most of their cost: an info operation
-that cannot change the state (a read) is dropped, and so is one whose written value nobody ever
-observes (linearizing it could only make later reads fail).
-
-A budget of time and memory (the cache's estimated size) ends the search with `unknown`.
+Two reductions on indeterminate (`info`) operations are made here, before the search, and are
+sound for every model: an info operation that cannot change the state (a read) is dropped, and
+so is one whose written value nobody ever observes (linearizing it could only make later reads
+fail). A budget of time and memory ends the search with `unknown`.
 
 `Semantics` holds the choices other checkers make differently (docs/history.md): the initial
 value, whether a read of nil is unknown (Knossos) or the empty state, and whether a failed cas is
@@ -29,11 +21,12 @@ from __future__ import annotations
 import time as _time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from checkers.history import Call
-from checkers.models import DELETE, INVALID, UNREAD, Model, ModelError, get_model, show
+from checkers.models import DELETE, INVALID, Model, ModelError, get_model, show
+from checkers.search import KeyResult, OutOfBudget, search
 from checkers.verdict import INVALID as V_INVALID
 from checkers.verdict import UNKNOWN, VALID, Verdict
 
@@ -42,10 +35,18 @@ PREFIX_SHOWN = 100  # evidence keeps the last operations of the prefix (the full
 
 @dataclass
 class Budget:
-    """Limits for the whole check: seconds of search and estimated bytes of memo cache per key."""
+    """How much the check may spend: seconds of search in all, estimated bytes of memo cache per
+    key, processes to check keys in (`jobs`), and whether to go on past the first invalid key
+    (`all_keys`; by default the check stops there, as Porcupine does)."""
 
     seconds: float = 60.0
     memory_bytes: int = 512 * 2**20
+    jobs: int = 1
+    all_keys: bool = False
+
+
+# a check that has run this long in one process hands its remaining keys to a pool
+SERIAL_SECONDS = 0.25
 
 
 NIL_READS = ("absent", "unknown")
@@ -75,28 +76,6 @@ class Semantics:
     def to_dict(self) -> dict[str, Any]:
         return {"initial": self.initial, "nil_reads": self.nil_reads,
                 "failed_cas": self.failed_cas}
-
-
-class _OutOfBudget(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class KeyResult:
-    key: Any
-    verdict: str
-    ops: int
-    info_ops: int
-    pruned_info: int
-    configurations: int
-    prefix: list[Call] = field(default_factory=list)
-    state: Any = None
-    unplaceable: list[tuple[Call, str]] = field(default_factory=list)
-    blocking: Call | None = None
-    reason: str = ""
-    seconds: float = 0.0
 
 
 def _prepare(calls: Sequence[Call], model: Model,
@@ -162,315 +141,8 @@ def _op_of(c: Call, model: Model, sem: Semantics) -> tuple[str, Any, Any] | None
     return model.prepare(c.invoke.f, arg, None, False)
 
 
-class _Memo:
-    """Configurations already explored: (ok bitset, state) -> info bitsets used to get there.
-
-    A configuration is dominated by an explored one with the same ok operations and state that
-    used a subset of the info operations: unused info operations stay available forever, so it
-    had every option this one has. Models with ordered states (`has_dominance`) also let a state
-    whose set part is a superset dominate. Without either this is Porcupine's plain cache."""
-
-    __slots__ = ("plain", "table", "size", "split")
-
-    def __init__(self, model: Model) -> None:
-        self.plain: set[tuple[int, Any]] = set()
-        self.table: dict[tuple[int, Any], list[tuple[int, Any]]] = {}
-        self.size = 0
-        self.split = model.split if model.has_dominance else None
-
-    def add(self, key: tuple[int, Any], ibits: int) -> bool:
-        """Record the configuration; False when it (or a dominating one) was seen already."""
-        split = self.split
-        if split is None:
-            if not ibits:
-                if key in self.plain:
-                    return False
-                self.plain.add(key)
-                self.size += 1
-                return True
-            if key in self.plain:  # explored with no info op used: dominates every ibits
-                return False
-            obits, state = key
-            dom: Any = None
-        else:
-            obits, state = key
-            state, dom = split(state)
-        k = (obits, state)
-        seen = self.table.get(k)
-        if seen is None:
-            self.table[k] = [(ibits, dom)]
-        else:
-            for u, d in seen:
-                if not u & ~ibits and (dom is None or d >= dom):
-                    return False
-            seen.append((ibits, dom))
-        self.size += 1
-        return True
-
-
-def _search(key: Any, model: Model, oks: list, infos: list, deadline: float,
-            memory_bytes: int) -> KeyResult:
-    m, n_info = len(oks), len(infos)
-    started = _time.monotonic()
-    events: list[tuple[int, int, bool]] = []
-    for i, (pos, end, _, _) in enumerate(oks):
-        events.append((pos, i, True))
-        events.append((end, i, False))
-    events.sort()
-    n_e = len(events)
-    head, tail = 0, n_e + 1
-    nxt = list(range(1, n_e + 2)) + [tail]
-    prv = [0] + list(range(0, n_e + 1))
-    is_call = [False] * (n_e + 2)
-    opi = [0] * (n_e + 2)
-    epos = [0] * (n_e + 2)
-    match = [0] * (n_e + 2)
-    call_entry = [0] * m
-    for k, (pos, i, c) in enumerate(events, 1):
-        is_call[k], opi[k], epos[k] = c, i, pos
-        if c:
-            call_entry[i] = k
-        else:
-            match[call_entry[i]] = k
-    data = [o[2] for o in oks]
-    info_pos = [o[0] for o in infos]
-    info_data = [o[1] for o in infos]
-    step = model.step
-    readonly = [o[2][0] in model.readonly for o in oks]
-    # For reads that retire values (siblings-register): how many reads not yet linearized
-    # observe each value. A read that retires only values no remaining read observes is forced.
-    retires = type(model).retired is not Model.retired  # (a bound method never `is` it)
-    readers_left: dict[Any, int] = defaultdict(int)
-    read_values: list[tuple[Any, ...]] = [()] * m
-    project = model.project
-    needed = readers_left.__getitem__  # a value is worth keeping while a read to come sees it
-    if retires:
-        for i, o in enumerate(oks):
-            if readonly[i]:
-                read_values[i] = tuple(model.observes(o[2]) or ())
-                for v in read_values[i]:
-                    readers_left[v] += 1
-    # identical info ops stay eligible forever once invoked: only the first unused one is tried
-    same_prev = [-1] * n_info
-    last_seen: dict[Any, int] = {}
-    for j, d in enumerate(info_data):
-        same_prev[j] = last_seen.get(d, -1)
-        last_seen[d] = j
-    per_entry = 150 + (m + n_info) // 7  # tuple + table slot + bitset ints, roughly
-    max_entries = max(1000, memory_bytes // per_entry)
-
-    # Ops writing a value nobody reads (UNREAD) are never worth placing early: they are placed
-    # for free right before an overwriting op while they are candidates ("absorbed"), or else
-    # when their own completion is the dead end. Every linearization can be rearranged so.
-    unread = [o[2][1] is UNREAD for o in oks]
-    absorbs = [model.overwrites(o[2]) for o in oks]
-    info_absorbs = [model.overwrites(d) for d in info_data]
-    any_unread = any(unread)
-
-    def absorbable() -> list[int]:
-        """Candidate UNREAD calls: those before the first return still in the list."""
-        out = []
-        e = nxt[head]
-        while is_call[e]:
-            if unread[opi[e]]:
-                out.append(e)
-            e = nxt[e]
-        return out
-
-    memo = _Memo(model)
-    remember = memo.add
-    state = model.init
-    obits = 0  # ok ops linearized
-    ibits = 0  # info ops linearized
-    # frames: (entry >= 0 for an ok op, -1-j for info op j; state before; kind; absorbed
-    # entries) where kind is FORCED (a read that fitted, or an UNREAD op at its deadline: no
-    # alternative is worth trying), OK, or for info ops the dead-end entry they were tried at
-    FORCED, OK = -1, 0
-    stack: list[tuple[int, Any, int, tuple[int, ...]]] = []
-    best: tuple[list[tuple[int, Any, int, tuple[int, ...]]], Any, int] | None = None
-    entry = nxt[head]
-    info_i = -1  # >= 0: trying info ops at the dead end `blocked`
-    blocked = 0
-    iters = 0
-
-    def lift(e: int) -> None:
-        p, n = prv[e], nxt[e]
-        nxt[p], prv[n] = n, p
-        r = match[e]
-        p, n = prv[r], nxt[r]
-        nxt[p], prv[n] = n, p
-
-    def result(verdict: str) -> KeyResult:
-        return KeyResult(key, verdict, m, n_info, 0, memo.size,
-                         seconds=_time.monotonic() - started)
-
-    if entry == tail:
-        return result(VALID)
-    while True:
-        iters += 1
-        if not iters & 0x3FFF:
-            if _time.monotonic() > deadline:
-                raise _OutOfBudget(f"the time budget ran out while checking key {key!r} "
-                                   f"after {memo.size} configurations")
-            if memo.size > max_entries:
-                raise _OutOfBudget(
-                    f"the memory budget ({memory_bytes // 2**20} MiB) ran out while checking key "
-                    f"{key!r} after {memo.size} configurations")
-        if info_i < 0:
-            if is_call[entry]:
-                i = opi[entry]
-                if unread[i]:
-                    entry = nxt[entry]
-                    continue
-                new = step(state, data[i])
-                if new is not INVALID:
-                    nb = obits | (1 << i)
-                    taken: tuple[int, ...] = ()
-                    if any_unread and absorbs[i]:
-                        taken = tuple(absorbable())
-                        for e in taken:
-                            nb |= 1 << opi[e]
-                    # a read that fits now and changes nothing may as well go now: moving it
-                    # earlier is safe. A siblings read that retires values is forced only when
-                    # no read still to come observes them.
-                    forced = readonly[i] and new is state
-                    if retires:
-                        if readonly[i]:
-                            for v in read_values[i]:
-                                readers_left[v] -= 1
-                            forced = forced or not any(readers_left[v]
-                                                       for v in model.retired(state, new))
-                        new = project(new, needed)
-                    if remember((nb, new), ibits):
-                        stack.append((entry, state, FORCED if forced else OK, taken))
-                        state, obits = new, nb
-                        lift(entry)
-                        for e in taken:
-                            lift(e)
-                        entry = nxt[head]
-                        if entry == tail:
-                            return result(VALID)
-                        continue
-                    if retires and readonly[i]:
-                        for v in read_values[i]:
-                            readers_left[v] += 1
-                entry = nxt[entry]
-                continue
-            blocked = entry  # a return: its operation should have taken effect by now
-            info_i = 0
-        limit = epos[blocked]
-        found = False
-        while info_i < n_info and info_pos[info_i] < limit:
-            b = 1 << info_i
-            twin = same_prev[info_i]
-            if not ibits & b and (twin < 0 or ibits >> twin & 1):
-                new = step(state, info_data[info_i])
-                if retires and new is not INVALID:
-                    new = project(new, needed)
-                if new is not INVALID:
-                    taken = ()
-                    nb = obits
-                    if any_unread and info_absorbs[info_i]:
-                        taken = tuple(absorbable())
-                        for e in taken:
-                            nb |= 1 << opi[e]
-                    if remember((nb, new), ibits | b):
-                        stack.append((-1 - info_i, state, blocked, taken))
-                        state, ibits, obits = new, ibits | b, nb
-                        for e in taken:
-                            lift(e)
-                        found = True
-                        break
-            info_i += 1
-        if found:
-            info_i = -1
-            entry = nxt[head]
-            if entry == tail:
-                return result(VALID)
-            continue
-        i = opi[blocked]
-        if unread[i]:  # an UNREAD op at its deadline goes now
-            e = call_entry[i]
-            new = step(state, data[i])
-            if retires and new is not INVALID:
-                new = project(new, needed)
-            nb = obits | (1 << i)
-            if new is not INVALID and remember((nb, new), ibits):
-                stack.append((e, state, FORCED, ()))
-                state, obits = new, nb
-                lift(e)
-                info_i = -1
-                entry = nxt[head]
-                if entry == tail:
-                    return result(VALID)
-                continue
-        # dead end: remember the deepest one, then backtrack
-        if best is None or len(stack) > len(best[0]):
-            best = (list(stack), state, blocked)
-        resumed = False
-        while stack:
-            ref, state, kind, taken = stack.pop()
-            for e in reversed(taken):
-                obits ^= 1 << opi[e]
-                _unlift(e, match[e], nxt, prv)
-            if ref < 0:
-                j = -1 - ref
-                ibits ^= 1 << j
-                blocked, info_i = kind, j + 1
-                resumed = True
-                break
-            obits ^= 1 << opi[ref]
-            _unlift(ref, match[ref], nxt, prv)
-            if retires:
-                for v in read_values[opi[ref]]:
-                    readers_left[v] += 1
-            if kind == OK:
-                entry, info_i = nxt[ref], -1
-                resumed = True
-                break
-            # a forced step failed: the configuration before it fails too, keep undoing
-        if not resumed:
-            break
-
-    # invalid: rebuild the deepest configuration to name what could not follow it
-    assert best is not None
-    frames, bstate, bblocked = best
-    prefix: list[Call] = []
-    done_ok: set[int] = set()
-    for ref, _, _, taken in frames:
-        for e in taken:  # absorbed UNREAD writes went just before their overwriting op
-            prefix.append(oks[opi[e]][3])
-            done_ok.add(opi[e])
-        if ref >= 0:
-            prefix.append(oks[opi[ref]][3])
-            done_ok.add(opi[ref])
-        else:
-            prefix.append(infos[-1 - ref][2])
-    limit = epos[bblocked]
-    candidates = [i for i, o in enumerate(oks) if i not in done_ok and o[0] < limit]
-    unplaceable = []
-    for i in candidates:
-        op = data[i]
-        if step(bstate, op) is INVALID:
-            why = model.why_not(bstate, op)
-        else:
-            why = "it could take effect here, but every continuation after it fails"
-        unplaceable.append((oks[i][3], why))
-    out = result(V_INVALID)
-    out.prefix, out.state, out.unplaceable = prefix, bstate, unplaceable
-    out.blocking = oks[opi[bblocked]][3]
-    return out
-
-
 def _t(ns: float) -> str:
     return f"{ns / 1e9:.3f} s" if ns >= 1e9 else f"{ns / 1e6:.3f} ms"
-
-
-def _unlift(call: int, ret: int, nxt: list[int], prv: list[int]) -> None:
-    nxt[prv[ret]] = ret
-    prv[nxt[ret]] = ret
-    nxt[prv[call]] = call
-    prv[nxt[call]] = call
 
 
 def _op_words(c: Call) -> str:
@@ -518,6 +190,72 @@ def _freeze_safe(v: Any) -> Any:
     return freeze(v)
 
 
+def _check_key(job: tuple[int, tuple]) -> tuple[int, KeyResult]:
+    """(index, one key's answer), `unknown` when the budget ran out."""
+    i, (key, model, oks, infos, pruned, deadline, memory_bytes) = job
+    try:
+        r = search(key, model, oks, infos, deadline, memory_bytes)
+    except OutOfBudget as e:
+        r = KeyResult(key, UNKNOWN, len(oks), len(infos), 0, 0, reason=e.reason)
+    r.pruned_info = pruned
+    return i, r
+
+
+def _check_keys(prepared: list[tuple[Any, list, list, int]], model: Model, deadline: float,
+                budget: Budget) -> list[KeyResult]:
+    """The keys' results, in `prepared` order, up to the first that stops the check: the first
+    invalid key (unless `budget.all_keys`), or one that ran out of time (the clock is shared;
+    memory is per key, so other keys still get theirs).
+
+    Keys are independent (linearizability is P-compositional), so they may be checked in any
+    order and in parallel. They start one by one in this process; once that has taken
+    SERIAL_SECONDS (a process pool costs more than most histories take), the rest go to
+    `budget.jobs` processes, smallest first. Whatever order they finish in, the answer is the one
+    a single process gives: the results before the first stop, in order."""
+    jobs = list(enumerate((key, model, oks, infos, pruned, deadline, budget.memory_bytes)
+                          for key, oks, infos, pruned in prepared))
+    results: list[KeyResult] = []
+    started = _time.monotonic()
+    for n, job in enumerate(jobs):
+        if budget.jobs > 1 and len(jobs) - n > 1 \
+                and _time.monotonic() - started > SERIAL_SECONDS:
+            return results + _check_in_pool(jobs[n:], budget, deadline)
+        results.append(_check_key(job)[1])
+        if _stops(results[-1], budget, deadline):
+            break
+    return results
+
+
+def _check_in_pool(jobs: list[tuple[int, tuple]], budget: Budget,
+                   deadline: float) -> list[KeyResult]:
+    import multiprocessing
+
+    # spawn: the caller may have threads (a fork would copy their locks mid-use)
+    ctx = multiprocessing.get_context("spawn")
+    first = jobs[0][0]
+    done: dict[int, KeyResult] = {}
+    cut = first + len(jobs)  # results from this index on are dropped (after the first stop)
+    missing = first  # every index below this one is done
+    with ctx.Pool(min(budget.jobs, len(jobs))) as pool:
+        for i, r in pool.imap_unordered(_check_key, jobs):
+            done[i] = r
+            if i < cut and _stops(r, budget, deadline):
+                cut = i + 1
+            while missing in done:
+                missing += 1
+            if missing >= cut:
+                break
+        pool.terminate()  # keys after the first stop: their answer is not needed
+    return [done[k] for k in range(first, cut)]
+
+
+def _stops(r: KeyResult, budget: Budget, deadline: float) -> bool:
+    """After this key no other is checked: it is invalid (and the first invalid key decides),
+    or the shared clock ran out."""
+    return (r.verdict == V_INVALID and not budget.all_keys) or (
+        r.verdict == UNKNOWN and _time.monotonic() > deadline)
+
+
 def check_linearizable(calls: Sequence[Call], model: Model | str,
                        budget: Budget | None = None,
                        semantics: Semantics | None = None) -> Verdict:
@@ -547,22 +285,11 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
                                         "model": model.name, "semantics": semantics.to_dict()})
     # small keys first: more keys finish within the budget, and violations surface sooner
     prepared.sort(key=lambda p: len(p[1]) + len(p[2]))
-    results: list[KeyResult] = []
-    reason = ""
-    for key, oks, infos, pruned in prepared:
-        try:
-            r = _search(key, model, oks, infos, deadline, budget.memory_bytes)
-        except _OutOfBudget as e:
-            reason = e.reason
-            results.append(KeyResult(key, UNKNOWN, len(oks), len(infos), pruned, 0,
-                                     reason=e.reason))
-            if _time.monotonic() > deadline:
-                break  # the clock is shared by all keys; memory is per key, so go on
-            continue
-        r.pruned_info = pruned
+    results = _check_keys(prepared, model, deadline, budget)
+    for r in results:
         if r.verdict == V_INVALID:
             _restore_values(r, model, semantics)
-        results.append(r)
+    reason = next((r.reason for r in reversed(results) if r.verdict == UNKNOWN), "")
     unchecked = len(prepared) - len(results)
 
     written_by_key: dict[Any, set[Any]] = {}
@@ -607,6 +334,10 @@ def check_linearizable(calls: Sequence[Call], model: Model | str,
         first = keys_ev["" if bad[0].key is None else str(bad[0].key)]["explanation"]
         extra = (f" ({len(bad)} of {len(prepared)} keys are not linearizable.)"
                  if len(bad) > 1 else "")
+        if unchecked and not budget.all_keys:
+            evidence["stopped_at_first_invalid_key"] = True
+            extra += (f" The check stopped at this key; {unchecked} of {len(prepared)} keys "
+                      "were not checked (--all-keys checks every key).")
         return Verdict(V_INVALID, first + extra, evidence)
     if reason:
         evidence["reason"] = reason

@@ -35,6 +35,20 @@ Models (each is checked per key, since all of them are P-compositional over keys
 
 Every model starts from its own empty state (`init`) unless given an initial value
 (`get_model(name, initial)`, `harness check --initial`), applied to each key.
+
+Writing a model (a subclass of `Model`; tests/test_checkers_example_model.py has one):
+
+- Required: `name`; `fs`, the operation names it accepts in a history mapped to its own; `init`,
+  the state of a key nobody touched (hashable); and `step(state, op) -> new state or INVALID`,
+  where op is `(f, argument, result)` as `prepare` made it (the result is None for an op whose
+  outcome is unknown). That is all the search needs to be exact.
+- Optional, each a reduction or a nicer message, each with a default that keeps the search exact:
+  `readonly` (ops that never change the state: info ones are dropped, ok ones placed eagerly;
+  default none), `prepare` (freeze and normalise arguments and results), `prepare_failed` (a
+  failed op as an observation), `set_initial`, `introduces` / `observes` / `canonical_op` /
+  `overwrites` (values nobody reads are merged into one stand-in, writes of them placed for
+  free), `retired` / `project` (reads that change the state), `has_dominance` / `split` (states
+  ordered by inclusion), `describe` / `why_not` (the words of the explanation).
 """
 
 from __future__ import annotations
@@ -114,12 +128,13 @@ def show(v: Any) -> str:
 
 
 class Model:
-    """The interface every model implements."""
+    """The interface every model implements (the module's docstring says which parts a new
+    model must give and which are optional)."""
 
     name = ""
     init: Any = None
     fs: dict[str, str] = {}  # history f -> canonical f
-    readonly: frozenset[str] = frozenset({READ})
+    readonly: frozenset[str] = frozenset()  # none by default: always sound
 
     def canonical(self, f: str) -> str:
         try:
@@ -200,6 +215,7 @@ def _register_read(result: Any) -> Any:
 
 class Register(Model):
     name = "register"
+    readonly = frozenset({READ})
     fs = {"read": READ, "write": WRITE, "r": READ, "w": WRITE}
 
     def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
@@ -305,6 +321,7 @@ LIST_SHAPE: Any = ("<the value is a list>",)  # what a non-string append needs (
 
 class KV(Model):
     name = "kv"
+    readonly = frozenset({READ})
     fs = {"get": READ, "read": READ, "put": WRITE, "write": WRITE, "append": APPEND}
 
     def prepare(self, f: str, arg: Any, result: Any, completed: bool) -> tuple[str, Any, Any]:
@@ -359,6 +376,8 @@ class KV(Model):
 class _SetValuedReads(Model):
     """Models whose reads answer a set of values and whose one writing op (`writer`) puts its
     argument in play: they share how ops are prepared and which values they introduce/observe."""
+
+    readonly = frozenset({READ})  # siblings-register reads retire values: see `retired`
 
     writer = ""
 

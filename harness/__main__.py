@@ -2,4 +2,6 @@
 
 from harness.cli import main
 
-main()
+# guarded: a checker's worker processes (spawn) import this module again
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,13 @@ Histories from Jepsen, Knossos or Porcupine: --initial, --nil-reads, --failed-ca
 @click.option("--memory-limit", type=click.IntRange(min=1), default=512, show_default=True,
               help="MiB of search cache per key before the linearizability checker answers "
                    "unknown.")
+@click.option("--all-keys", is_flag=True,
+              help="Check every key even after one is found not linearizable (by default the "
+                   "check stops at the first invalid key, smallest keys first, as Porcupine "
+                   "does).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes to check keys in, once a check has run 0.25 s in one. Default: "
+                   "the machine's cores. The answer is the same for any N.")
 @click.option("--initial", metavar="JSON", callback=_json_value, default=None,
               help="The value every key starts with, as JSON (e.g. 0 for Knossos's "
                    "(cas-register 0), '\"\"' for Porcupine's kv). Default: absent.")
@@ -89,14 +97,16 @@ Histories from Jepsen, Knossos or Porcupine: --initial, --nil-reads, --failed-ca
                    "auto-detected for EDN input whose every client op's value is such a pair "
                    "(not for the kv and set models, whose values are lists).")
 def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json: bool,
-          junit: Path | None, time_limit: float, memory_limit: int, initial: Any,
+          junit: Path | None, time_limit: float, memory_limit: int, all_keys: bool,
+          jobs: int | None, initial: Any,
           nil_reads: str | None, failed_cas: str, independent: bool | None) -> int:
     for name in checker_names:
         if ALIASES.get(name, name) not in CHECKERS:
             raise click.BadParameter(
                 f"unknown checker {name!r}; choose from {', '.join(CHECKERS)}",
                 param_hint="--checker")
-    budget = Budget(seconds=time_limit, memory_bytes=memory_limit * 2**20)
+    budget = Budget(seconds=time_limit, memory_bytes=memory_limit * 2**20,
+                    jobs=jobs or os.cpu_count() or 1, all_keys=all_keys)
     try:
         results = check_path(path, list(checker_names) or None, model, budget, initial=initial,
                              nil_reads=nil_reads, failed_cas=failed_cas,

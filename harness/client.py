@@ -107,6 +107,13 @@ class NodeClient(Client):
 
     ops = frozenset({"read", "write", "delete", "siblings"})
 
+    def __init__(
+        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(session, node, base_url, timeout_s)
+        self.params = params or {}  # query parameters of every request (e.g. pr)
+
     async def get(self, key: str) -> Reply:
         status, body = await self._request("GET", key, None)
         if status == 404:
@@ -134,7 +141,7 @@ class NodeClient(Client):
     async def _request(self, method: str, key: str, payload: Any) -> tuple[int, dict[str, Any]]:
         url = f"{self.base_url}/kv/{quote(key, safe='')}"
         try:
-            async with self.session.request(method, url, json=payload,
+            async with self.session.request(method, url, json=payload, params=self.params,
                                             timeout=self.timeout) as resp:
                 try:
                     body = await resp.json(content_type=None)

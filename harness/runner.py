@@ -312,7 +312,8 @@ class Run:
                     for attempt in range(len(nodes)):
                         node = nodes[(i + attempt) % len(nodes)]
                         client = self.store.client(session, node,
-                                                   self.platform.client_url(node), timeout)
+                                                   self.platform.client_url(node), timeout,
+                                                   final=True)
                         try:
                             if await self._perform(process, client, op, final=True) == "ok":
                                 return

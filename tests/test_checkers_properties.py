@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from checkers.generate import corrupt_one_read, generate
 from checkers.history import Call, from_events, pair
 from checkers.linearizability import Semantics, check_linearizable
-from checkers.models import INVALID, get_model
 
 MODELS = ["register", "cas-register", "set", "siblings-register", "kv"]
 
@@ -41,45 +40,115 @@ def test_generated_histories_are_valid_and_corrupted_ones_invalid(p: dict[str, A
         assert v.verdict == "invalid", v.summary
 
 
-def brute_force(calls: list[Call], model_name: str, sem: Semantics | None = None) -> bool:
+# The sequential specifications, written here from the definitions in checkers/models.py with
+# nothing of the checker's: plain JSON values in, a new state or NO (cannot happen) out. States:
+# register: the value or None; kv: None, a string or a tuple; set: a frozenset; siblings-register:
+# (newest write or None, frozenset of older values that may still be live).
+Spec = Any
+NO = object()  # the op cannot take effect (None is a state: the empty register)
+
+
+def _register_answer(v: Any) -> Any:
+    """A register read's answer: [] is empty, [x] is x, more siblings fit no register state."""
+    if isinstance(v, list):
+        return None if not v else v[0] if len(v) == 1 else ("several",)
+    return v
+
+
+def spec_init(model: str, initial: Any) -> Spec:
+    if model in ("register", "cas-register"):
+        return _register_answer(initial)
+    if model == "kv":
+        return tuple(initial) if isinstance(initial, list) else initial
+    if model == "set":
+        return frozenset(initial or [])
+    v = initial[0] if isinstance(initial, list) and initial else initial
+    return (None if v == [] else v, frozenset())
+
+
+def spec_step(model: str, state: Spec, f: str, arg: Any, res: Any, completed: bool) -> Spec:
+    """The next state, or NO when the op cannot take effect in `state` (a completed read must
+    answer what the state holds; an uncompleted op's result is unknown)."""
+    if model in ("register", "cas-register"):
+        if f == "read":
+            return state if _register_answer(res) == state else NO
+        if f == "write":
+            return arg
+        if f == "cas":
+            return arg[1] if state == arg[0] else NO
+        if f == "cas failed":
+            return state if state != arg[0] else NO
+    if model == "kv":
+        if f == "get":
+            answer = tuple(res) if isinstance(res, list) else res
+            return state if answer == state else NO
+        if f == "put":
+            return tuple(arg) if isinstance(arg, list) else arg
+        if state is None:
+            return arg if isinstance(arg, str) else (arg,)
+        if isinstance(state, str) and isinstance(arg, str):
+            return state + arg
+        return state + (arg,) if isinstance(state, tuple) else NO
+    if model == "set":
+        if f == "read":
+            return state if frozenset(res or []) == state else NO
+        return state | {arg}
+    newest, live = state  # siblings-register
+    if f == "write":
+        return (arg, live if newest is None else live | {newest})
+    if f == "delete":
+        if not isinstance(arg, list):  # which values it covered is unknown: any may live on
+            return (None, live if newest is None else live | {newest})
+        gone = frozenset(arg)
+        return (None if newest in gone else newest, live - gone)
+    seen = frozenset(res or [])
+    if newest is None:
+        return (None, seen) if seen <= live else NO
+    rest = seen - {newest}
+    return (newest, rest) if newest in seen and rest <= live else NO
+
+
+READS = {"read", "get"}
+
+
+def brute_force(calls: list[Call], model: str, sem: Semantics | None = None) -> bool:
     """Linearizability by definition: try every order that respects real time, with each info
-    op placed anywhere after its invocation or nowhere. `sem`: a read of nil that is unknown
-    fits every state; an observed failed cas must fit somewhere within its call."""
+    op placed anywhere after its invocation or nowhere, stepping `spec_step`. `sem`: a read of
+    nil that is unknown fits every state; an observed failed cas must fit somewhere within its
+    call; a failed op otherwise did nothing."""
     sem = sem or Semantics()
-    model = get_model(model_name, sem.initial)
-    ops = []
+    ops = []  # (invoked at, must complete by or None, f, arg, result, completed)
     for c in calls:
+        arg = c.invoke.value
         if c.type == "fail":
-            failed = model.prepare_failed(c.f, c.invoke.value) \
-                if sem.failed_cas == "observe" else None
-            if failed is not None:
-                ops.append((c.pos, c.end_pos, failed, True))
+            if sem.failed_cas == "observe" and c.f == "cas":
+                ops.append((c.pos, c.end_pos, "cas failed", arg, None, False))
             continue
         ok = c.type == "ok"
-        if not ok and model.canonical(c.f) in model.readonly:
+        if not ok and c.f in READS:
             continue  # a read whose answer is unknown constrains nothing
-        result = c.complete.value if ok and c.complete else None
-        if ok and result is None and sem.nil_reads == "unknown" \
-                and model.canonical(c.f) in model.readonly:
-            ops.append((c.pos, c.end_pos, None, True))  # matches any state
+        res = c.complete.value if ok and c.complete else None
+        if ok and c.f in READS and res is None and sem.nil_reads == "unknown":
+            ops.append((c.pos, c.end_pos, None, None, None, True))  # matches any state
             continue
-        op = model.prepare(c.f, c.invoke.value, result, ok)
-        ops.append((c.pos, c.end_pos if ok else None, op, ok))
+        if c.f == "delete":
+            arg = res if ok else arg  # an ok delete names the values it covered
+        ops.append((c.pos, c.end_pos if ok else None, c.f, arg, res, ok))
 
-    def go(done: frozenset[int], state: Any) -> bool:
-        pending_ok = [i for i, o in enumerate(ops) if o[3] and i not in done]
-        if not pending_ok:
+    def go(done: frozenset[int], state: Spec) -> bool:
+        pending = [i for i, o in enumerate(ops) if o[1] is not None and i not in done]
+        if not pending:
             return True
-        first_return = min(ops[i][1] for i in pending_ok)
-        for i, (pos, _, op, _) in enumerate(ops):
+        first_return = min(ops[i][1] for i in pending)
+        for i, (pos, _, f, arg, res, completed) in enumerate(ops):
             if i in done or pos > first_return:
                 continue
-            new = state if op is None else model.step(state, op)
-            if new is not INVALID and go(done | {i}, new):
+            new = state if f is None else spec_step(model, state, f, arg, res, completed)
+            if new is not NO and go(done | {i}, new):
                 return True
         return False
 
-    return go(frozenset(), model.init)
+    return go(frozenset(), spec_init(model, sem.initial))
 
 
 def small_history(draw: Any, model: str) -> list[Any]:

@@ -71,8 +71,9 @@ class Store(ABC):
         """One bounded probe: does the node serve clients now?"""
 
     def client(self, session: aiohttp.ClientSession, node: str, url: str,
-               timeout_s: float) -> Client:
-        """A client for one node, sharing the worker's session."""
+               timeout_s: float, final: bool = False) -> Client:
+        """A client for one node, sharing the worker's session; `final`: for the final reads,
+        after the heal (a store may ask more of them)."""
         return self.client_class(session, node, url, timeout_s)
 
     def version(self) -> str | None:

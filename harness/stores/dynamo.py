@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import requests
 
 from harness import quiesce
-from harness.client import NodeClient
+from harness.client import Client, NodeClient
 from harness.platforms.base import ADMIN_TIMEOUT_S, NodeSpec
 from harness.platforms.clusterfile import cluster_toml
 from harness.settings import ClusterSettings
@@ -56,6 +57,15 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
             return resp.status_code == 200 and resp.json() is not None
         except (requests.RequestException, ValueError):
             return False
+
+    def client(self, session: aiohttp.ClientSession, node: str, url: str,
+               timeout_s: float, final: bool = False) -> Client:
+        # a final read must see the replicas, not fallbacks standing in for a primary its
+        # coordinator still thinks down or slow (they hold nothing, and answer at once): R
+        # primaries, as Riak's pr; a node that cannot gather them answers 503 and the next is
+        # asked
+        params = {"pr": str(self.cluster.r)} if final else None
+        return NodeClient(session, node, url, timeout_s, params)
 
     def drop_from(self, spec: NodeSpec, peers: Sequence[NodeSpec]) -> str | None:
         url = f"{spec.url}/admin/faults/partition"

@@ -192,7 +192,7 @@ class EtcdStore(Store):
             return False
 
     def client(self, session: aiohttp.ClientSession, node: str, url: str,
-               timeout_s: float) -> Client:
+               timeout_s: float, final: bool = False) -> Client:
         return EtcdClient(session, node, url, timeout_s,
                           serializable=SERIALIZABLE in self.option_names)
 

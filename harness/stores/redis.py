@@ -238,7 +238,7 @@ class RedisStore(Store, Sidecars):
                    for n, f in roles.items() if n != primaries[0])
 
     def client(self, session: aiohttp.ClientSession, node: str, url: str,
-               timeout_s: float) -> Client:
+               timeout_s: float, final: bool = False) -> Client:
         return RedisClient(session, node, url, timeout_s, wait=WAIT in self.option_names)
 
     def version(self) -> str | None:
