@@ -46,7 +46,7 @@ class Platform(ABC):
 
     @abstractmethod
     def start(self) -> None:
-        """Start every node and return once each answers `/admin/status`."""
+        """Start every node and return once each answers its readiness probe."""
 
     @abstractmethod
     def stop(self) -> None:
