@@ -33,7 +33,7 @@ from harness.resources import ResourceSampler
 from harness.rundir import make_run_dir, point_latest, write_json
 from harness.settings import TestSettings
 from harness.state import Session
-from harness.stores import FinalState, NodeCounters, Store, make_store
+from harness.stores import FinalState, NodeCounters, Roles, Store, make_store
 from harness.workloads import Op, Workload, make_workload
 from nemesis.schedule import Action, plan
 
@@ -185,7 +185,7 @@ class Run:
                              self.settings.partitions)
         write_json(self.run_dir / "test.json", self._test_json("running"))
         await asyncio.to_thread(self.platform.start)
-        self.nemesis = NemesisRunner(self.platform, self.history)
+        self.nemesis = NemesisRunner(self.platform, self.history, self._holder)
         self.timings["setup_s"] = round(time.monotonic() - t0, 3)
 
     async def _workload_phase(self) -> None:
@@ -284,6 +284,12 @@ class Run:
             # no replica view: wait (bounded) until every node is ready again
             self.timings["ready"] = await asyncio.to_thread(self._wait_all_ready)
         self.timings["quiesce_s"] = round(time.monotonic() - t0, 3)
+
+    def _holder(self, role: str) -> str | None:
+        """The node holding `role` now, for partitions aimed at it (None: cannot tell)."""
+        if not isinstance(self.store, Roles) or self.platform is None:
+            return None
+        return self.store.holder(role, [self.platform.spec(n) for n in self.platform.node_ids()])
 
     def _wait_all_ready(self) -> bool:
         assert self.platform is not None

@@ -165,7 +165,7 @@ class TestSettings:
             from harness.stores import store_errors
 
             errs += store_errors(self.store, self.workload, self.nemesis, self.platform,
-                                 self.store_options, self.cluster)
+                                 self.store_options, self.cluster, self.partitions)
         if self.time_limit <= 0:
             errs.append(f"--time-limit must be positive (got {self.time_limit})")
         if self.concurrency < 1:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 
 from harness.settings import ClusterSettings
-from harness.stores.base import FinalState, NodeCounters, SelfPartitioning, Store
+from harness.stores.base import FinalState, NodeCounters, Roles, SelfPartitioning, Store
 from harness.stores.dynamo import DynamoStore
 from harness.stores.etcd import EtcdStore
 from harness.stores.redis import RedisStore
@@ -34,9 +34,11 @@ def make_store(name: str, cluster: ClusterSettings, options: Sequence[str] = ())
 
 
 def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
-                 options: Sequence[str], cluster: ClusterSettings) -> list[str]:
+                 options: Sequence[str], cluster: ClusterSettings,
+                 partitions: Sequence[str] = ()) -> list[str]:
     """Why this store cannot run this test, one message each (empty: it can)."""
     from harness.workloads import WORKLOADS
+    from nemesis.grudges import TARGETED
 
     if name not in STORES:
         return [f"unknown store {name!r}; choose from {', '.join(STORES)}"]
@@ -69,10 +71,17 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
         errs.append(f"partitions of the {name} store on the local platform are iptables rules "
                     "between the members' loopback addresses, which need root; run as root, or "
                     "use --platform netns (also root) or a store that partitions itself (dynamo)")
+    for shape in partitions:
+        role = TARGETED.get(shape)
+        if role is not None and (not issubclass(cls, Roles) or role not in cls.roles):
+            holders = [n for n, c in STORES.items() if issubclass(c, Roles) and role in c.roles]
+            errs.append(f"the {shape} partition needs a store that can tell which node is the "
+                        f"{role} ({', '.join(holders) or 'none'}); the {name} store cannot")
     if not cls.takes_node_settings and (cluster.bugs or cluster.node_settings):
         errs.append(f"--bug and --node-setting configure the reference dynamo store, not {name}")
     return errs
 
 
-__all__ = ["DEFAULT_STORE", "STORES", "FinalState", "NodeCounters", "SelfPartitioning", "Store",
+__all__ = ["DEFAULT_STORE", "STORES", "FinalState", "NodeCounters", "Roles", "SelfPartitioning",
+           "Store",
            "make_store", "store_class", "store_errors"]

@@ -125,3 +125,14 @@ class Sidecars(ABC):
     @abstractmethod
     def sidecars(self, spec: NodeSpec, root: Path) -> dict[str, list[str]]:
         """name -> argv of each helper beside this node (none: an empty dict)."""
+
+
+class Roles(ABC):
+    """A store whose nodes hold roles that a nemesis may aim at (Redis: the primary), for the
+    partition shapes of `nemesis.grudges.TARGETED`."""
+
+    roles: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def holder(self, role: str, specs: Sequence[NodeSpec]) -> str | None:
+        """The node that holds `role` now, or None when it cannot be told (bounded)."""

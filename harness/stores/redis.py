@@ -30,7 +30,7 @@ import aiohttp
 from harness.client import Client, OpFailed, OpUnknown, Reply
 from harness.platforms.base import ADMIN_TIMEOUT_S, NodeSpec
 from harness.settings import ClusterSettings
-from harness.stores.base import Sidecars, Store
+from harness.stores.base import Roles, Sidecars, Store
 
 MASTER = "harness"
 WAIT = "wait"
@@ -148,7 +148,7 @@ def _number(v: Any) -> Any:
         return v
 
 
-class RedisStore(Store, Sidecars):
+class RedisStore(Store, Sidecars, Roles):
     name = "redis"
     description = ("Redis 7 with Sentinel (Debian's redis-server, redis-sentinel): a primary, "
                    "asynchronous replicas, failover by sentinels")
@@ -167,6 +167,7 @@ class RedisStore(Store, Sidecars):
                       "replica for 10 s refuses writes",
     }
     ready_probe = "PING"
+    roles = frozenset({"primary"})
 
     def __init__(self, cluster: ClusterSettings, options: Sequence[str] = ()) -> None:
         super().__init__(cluster, options)
@@ -236,6 +237,25 @@ class RedisStore(Store, Sidecars):
         offset = roles[primaries[0]].get("master_repl_offset")
         return all(f.get("master_link_status") == "up" and f.get("slave_repl_offset") == offset
                    for n, f in roles.items() if n != primaries[0])
+
+    def holder(self, role: str, specs: Sequence[NodeSpec]) -> str | None:
+        """The primary as most sentinels name it (`SENTINEL get-master-addr-by-name`)."""
+        if role != "primary":
+            return None
+        votes: dict[tuple[str, int], int] = {}
+        for s in specs:
+            try:
+                addr = command_sync(s.host, s.peer_port, "SENTINEL", "get-master-addr-by-name",
+                                    MASTER)
+            except (OSError, TimeoutError, RespError, asyncio.IncompleteReadError):
+                continue
+            if isinstance(addr, list) and len(addr) == 2:
+                key = (str(addr[0]), int(addr[1]))
+                votes[key] = votes.get(key, 0) + 1
+        if not votes:
+            return None
+        host, port = max(votes, key=lambda k: votes[k])
+        return next((s.id for s in specs if (s.host, s.client_port) == (host, port)), None)
 
     def client(self, session: aiohttp.ClientSession, node: str, url: str,
                timeout_s: float, final: bool = False) -> Client:
