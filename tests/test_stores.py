@@ -373,6 +373,7 @@ def test_redis_client_classifies_every_outcome(tmp_path: Path) -> None:
         platform.start()
         assert set(session.nodes) == {"n1", "n2", "n3", "n1/sentinel", "n2/sentinel",
                                       "n3/sentinel"}
+        assert platform.store.holder("primary", platform.specs) == "n1"  # type: ignore
         workload = make_workload("set", 1, random.Random(1))
         from harness.workloads import Op
 
@@ -431,3 +432,20 @@ def test_an_outside_stores_published_anomaly_may_be_expected_invalid() -> None:
     assert "the redis store cannot be tested under the crash nemesis" in errors(
         store="redis", workload="set", nemesis=["crash"])
     assert "workloads the redis store can run: set" in errors(store="redis", workload="cart")
+
+
+def test_isolate_primary_is_opt_in_and_needs_a_store_that_names_its_primary() -> None:
+    from nemesis.schedule import parse_shapes, plan
+
+    assert "isolate-primary" not in parse_shapes("all")
+    assert parse_shapes("isolate-primary,halves") == ["halves", "isolate-primary"]
+    actions = plan(["n1", "n2", "n3"], ["partition"], 5, 20, random.Random(1),
+                   ["isolate-primary"])
+    starts = [a.value for a in actions if a.f == "start"]
+    assert starts and all(v["target"] == "primary" for v in starts)
+    msg = errors(store="etcd", workload="cas-register", nemesis=["partition"],
+                 partitions=["isolate-primary"])
+    assert "the isolate-primary partition needs a store that can tell which node is the " \
+           "primary (redis); the etcd store cannot" in msg
+    assert errors(store="redis", workload="set", nemesis=["partition"],
+                  partitions=["isolate-primary"]) == ""
