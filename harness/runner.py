@@ -218,7 +218,7 @@ class Run:
         nodes = self.platform.node_ids()
         process = index
         timeout = self.settings.client_timeout_s
-        bound = self.workload.bind_workers_to_nodes
+        bound = self.store.bind_workers_to_nodes  # Jepsen's rule; the reference store's own
         connector = aiohttp.TCPConnector(limit=4, force_close=False)
         async with client_session(connector=connector) as session:
             clients = {n: self.store.client(session, n, self.platform.client_url(n), timeout)

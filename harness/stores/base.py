@@ -41,6 +41,10 @@ class Store(ABC):
     ready_probe: ClassVar[str] = "a readiness probe"
     #: whether the nodes take the cluster settings --bug and --node-setting write
     takes_node_settings: ClassVar[bool] = False
+    #: Jepsen binds each worker to one node, so a process replacing one that ended `info` keeps
+    #: its node, and every node keeps its clients all run (a node cut off from the majority,
+    #: a primary whose WAITs time out, keep being asked)
+    bind_workers_to_nodes: ClassVar[bool] = True
 
     def __init__(self, cluster: ClusterSettings, options: Sequence[str] = ()) -> None:
         self.cluster = cluster

@@ -38,11 +38,6 @@ class Workload(ABC):
     read_fs: frozenset[str] = frozenset({"read"})
     #: the client operations it uses (harness.client.OPS); a store lacking one is refused
     needs: frozenset[str] = frozenset()
-    #: Jepsen binds each worker to one node, so a process replacing one that ended `info` keeps
-    #: its node, and every node keeps its clients all run (a node cut off from the majority
-    #: keeps being asked). The Dynamo workloads move a replacement to node `process % nodes`;
-    #: the smoke suite's expectations were measured that way, so they keep it.
-    bind_workers_to_nodes: bool = False
 
     key_prefix: str = ""  # keys are named <key_prefix><index>; "" means "<name>-"
 

@@ -25,7 +25,6 @@ class CasRegisterWorkload(Workload):
     description = ("per key: read, write 0..4, cas [old new] over 0..4 (Jepsen's etcd register); "
                    f"keys rotate every {DEFAULT_OPS_PER_KEY} operations by default")
     needs = frozenset({"read", "write", "cas"})
-    bind_workers_to_nodes = True
 
     def __init__(self, keys: int, rng: random.Random, ops_per_key: int = 0) -> None:
         super().__init__(keys=keys, rng=rng, ops_per_key=ops_per_key or DEFAULT_OPS_PER_KEY)
