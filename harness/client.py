@@ -1,8 +1,13 @@
-"""A client for one node's HTTP API that sorts every outcome into "did not happen" or "unknown".
+"""Clients: one store's protocol behind the workloads' abstract operations, every outcome sorted
+into "it happened", "it certainly did not" or "unknown".
 
-`OpFailed` means the request certainly had no effect (refused connection, 4xx, a 503 that wrote
-nothing); `OpUnknown` means it may have had one (timeout, dropped connection, a 503 after a
-partial write, any other server error). Callers turn these into `fail` and `info`.
+A method that returns, happened (`ok`). `OpFailed` means the request certainly had no effect
+(refused connection, 4xx, a 503 that wrote nothing); `OpUnknown` means it may have had one
+(timeout, dropped connection, a 503 after a partial write, any other server error). Workloads
+turn these into `fail` and `info` (`harness.workloads.base.Workload.execute`).
+
+`Client` is the interface (each store's client declares the operations it performs in `ops`);
+`NodeClient` is the reference Dynamo node's, over its `/kv/{key}` HTTP API.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Reply:
     context: str | None = None
     clock: dict[str, int] = field(default_factory=dict)
     found: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)  # store-specific facts for the history
 
 
 def client_session(**kwargs: Any) -> aiohttp.ClientSession:
@@ -45,17 +51,67 @@ def client_session(**kwargs: Any) -> aiohttp.ClientSession:
     return session
 
 
-class NodeClient:
-    """Requests to one node; one instance per worker, sharing the worker's aiohttp session."""
+# The abstract operations a client may perform. `siblings`: reads return every concurrent
+# version with an opaque causal context, and writes and deletes take that context back (Dynamo).
+OPS = ("read", "write", "cas", "delete", "add", "read-set", "siblings")
+
+
+class Client:
+    """Requests to one node of one store; one instance per worker and node, sharing the worker's
+    aiohttp session. A store's client overrides the operations it names in `ops`; the others
+    are never called, because a workload needing them is refused before the run starts."""
+
+    ops: frozenset[str] = frozenset()
 
     def __init__(
-        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float,
-        params: dict[str, str] | None = None,
+        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float
     ) -> None:
         self.session = session
         self.node = node
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def get(self, key: str) -> Reply:
+        """read: the key's value(s); `found` False when it has none."""
+        raise self._unsupported("read")
+
+    async def put(self, key: str, value: Any, context: str | None = None) -> Reply:
+        """write: set the key to `value` (with the context of a read, where the store has one)."""
+        raise self._unsupported("write")
+
+    async def delete(self, key: str, context: str | None = None) -> Reply:
+        raise self._unsupported("delete")
+
+    async def cas(self, key: str, old: Any, new: Any) -> Reply:
+        """cas: set the key to `new` only if it holds `old`; OpFailed when it did not."""
+        raise self._unsupported("cas")
+
+    async def add(self, key: str, element: Any) -> Reply:
+        """add: put `element` into the set at `key`."""
+        raise self._unsupported("add")
+
+    async def read_set(self, key: str) -> Reply:
+        """read-set: every element of the set at `key`, in `values`."""
+        raise self._unsupported("read-set")
+
+    async def close(self) -> None:
+        """Release what the client holds beyond the shared session (its own connections)."""
+
+    def _unsupported(self, op: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not perform {op!r} "
+                                   f"(it performs {', '.join(sorted(self.ops))})")
+
+
+class NodeClient(Client):
+    """The reference Dynamo node's client API: siblings and their causal context."""
+
+    ops = frozenset({"read", "write", "delete", "siblings"})
+
+    def __init__(
+        self, session: aiohttp.ClientSession, node: str, base_url: str, timeout_s: float,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(session, node, base_url, timeout_s)
         self.params = params or {}  # query parameters of every request (e.g. pr)
 
     async def get(self, key: str) -> Reply:
@@ -68,13 +124,13 @@ class NodeClient:
                          clock=body.get("clock") or {})
         raise OpFailed(_describe(status, body))  # a read has no effect, whatever went wrong
 
-    async def put(self, key: str, value: Any, context: str | None) -> Reply:
+    async def put(self, key: str, value: Any, context: str | None = None) -> Reply:
         status, body = await self._request("PUT", key, {"value": value, "context": context})
         if status == 200:
             return Reply(values=[value], context=body.get("context"), clock=body.get("clock") or {})
         raise _write_error(status, body)
 
-    async def delete(self, key: str, context: str | None) -> Reply:
+    async def delete(self, key: str, context: str | None = None) -> Reply:
         """Write a tombstone over the versions `context` covers; same outcome rules as `put`."""
         status, body = await self._request("DELETE", key, {"context": context})
         if status == 200:

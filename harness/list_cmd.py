@@ -1,9 +1,10 @@
-"""`harness list`: the workloads, nemeses, checkers and platforms there are."""
+"""`harness list`: the stores, workloads, nemeses, checkers and platforms there are."""
 
 from __future__ import annotations
 
 import click
 
+from harness.stores import STORES
 from harness.workloads import WORKLOADS
 from nemesis.grudges import PARTITION_KINDS
 from nemesis.schedule import FAULT_HELP
@@ -38,10 +39,19 @@ def _doc(obj: object) -> str:
 
 @click.command(name="list")
 def list_() -> int:
-    """List the workloads, nemeses, checkers and platforms."""
+    """List the stores, workloads, nemeses, checkers and platforms."""
+    click.echo("stores (--store):")
+    for name, store in STORES.items():
+        click.echo(f"  {name:<16} {store.description}")
+        click.echo(f"  {'':<16} operations: {', '.join(sorted(store.client_class.ops))}; "
+                   f"faults: {', '.join(sorted(store.faults))}; "
+                   f"platforms: {', '.join(store.platforms)}")
+        for option, text in store.options.items():
+            click.echo(f"  {'':<16} --store-option {option}: {text}")
     click.echo("workloads:")
     for name, cls in WORKLOADS.items():
         click.echo(f"  {name:<16} {cls.description}")
+        click.echo(f"  {'':<16} needs: {', '.join(sorted(cls.needs))}")
     click.echo("nemeses (--nemesis, comma-separated):")
     for name, text in FAULT_HELP.items():
         click.echo(f"  {name:<16} {text}")

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from harness.history import History
 from harness.platforms.base import Platform
+from nemesis.grudges import grudge_to_json, isolate_node
 from nemesis.schedule import Action
 
 CLOCK_SETTLE_S = 0.05  # libfaketime re-reads the file on the next time call; allow for it
 
 
 class NemesisRunner:
-    def __init__(self, platform: Platform, history: History) -> None:
+    def __init__(self, platform: Platform, history: History,
+                 holder: Callable[[str], str | None] | None = None) -> None:
         self.platform = platform
         self.history = history
+        self.holder = holder  # role -> the node holding it now (targeted partition shapes)
         self.active: dict[int, Action] = {}
         self._strobes: dict[int, asyncio.Task] = {}
 
@@ -82,12 +86,22 @@ class NemesisRunner:
     async def _do(self, action: Action) -> dict[str, Any]:
         p, v = self.platform, action.value
         if action.fault == "partition":
+            extra: dict[str, Any] = {}
             if action.f == "start":
                 grudge = {node: set(drop) for node, drop in v["grudge"].items()}
+                if "target" in v and self.holder is not None:
+                    # aimed at a role: isolate whoever holds it now, not the schedule's stand-in
+                    node = await asyncio.to_thread(self.holder, v["target"])
+                    if node is not None:
+                        grudge = {n: set(d) for n, d in
+                                  isolate_node(p.node_ids(), node).items()}
+                        extra = {"holder": node, "grudge": grudge_to_json(grudge)}
+                    else:
+                        extra = {"holder": None}
                 errors = await asyncio.to_thread(p.partition, grudge)
             else:
                 errors = await asyncio.to_thread(p.heal_partition)
-            return {"errors": errors} if errors else {}
+            return {**extra, "errors": errors} if errors else extra
         if action.fault == "clock":
             return await self._clock(action)
         if action.fault in ("crash", "pause"):

@@ -9,6 +9,7 @@ import click
 
 from harness.options import cluster_options, settings_from_options
 from harness.settings import PLATFORMS, WORKLOADS, parse_node_setting
+from harness.stores import DEFAULT_STORE, STORES
 from nemesis.schedule import FAULT_HELP, parse_shapes
 
 EXIT_HARNESS = 3
@@ -22,6 +23,14 @@ EXIT_HARNESS = 3
 @click.option("--platform", type=click.Choice(PLATFORMS), default="local",
               help="where the cluster runs: local processes, network namespaces (root), "
                    "or Docker containers (see docs/platforms.md)")
+@click.option("--store", type=click.Choice(list(STORES)), default=DEFAULT_STORE,
+              help="the system under test: the reference dynamo store, etcd (Debian's "
+                   "etcd-server; workload cas-register) or redis (with Sentinel; workload set) "
+                   "(`harness list` shows what each can run)")
+@click.option("--store-option", "store_options", multiple=True, metavar="NAME",
+              help="a store option (repeatable): etcd's serializable-reads (reads any member "
+                   "answers from its own, possibly stale, state); redis's wait (WAIT 1 after "
+                   "each add) and min-replicas (min-replicas-to-write 1)")
 @cluster_options
 @click.option("--time-limit", type=float, default=60.0, help="seconds of workload")
 @click.option("--concurrency", type=int, default=10, help="client processes")
@@ -54,7 +63,8 @@ EXIT_HARNESS = 3
 @click.option("--node-setting", "node_settings", multiple=True, metavar="KEY=VALUE",
               help="an extra [cluster] setting for the nodes' cluster file (repeatable), "
                    "e.g. read_repair=false")
-def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, concurrency: int,
+def run(workload: str, nemesis_spec: str, platform: str, store: str,
+        store_options: tuple[str, ...], time_limit: float, concurrency: int,
         rate: float, keys: int, ops_per_key: int, nemesis_interval: float, partitions_spec: str,
         seed: int | None, test_count: int, quiesce_timeout: float, out: Path, leave_running: bool,
         junit: Path | None, display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
@@ -66,6 +76,10 @@ def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, conc
     OUT/<workload>-<nemesis>/<timestamp>/ (OUT/latest points at it).
 
     Example: harness run --nemesis partition --workload cart --time-limit 20
+
+    Another store: harness run --store etcd --workload cas-register --nemesis partition
+    (--nodes sets the members; the Dynamo flags --n/--r/--w/--q/--bug do not apply), or
+    harness run --store redis --workload set --nemesis partition --nodes 5
 
     Exit codes: 0 valid, 1 invalid, 2 unknown, 3 the harness failed (or a bad flag).
     """
@@ -88,7 +102,8 @@ def run(workload: str, nemesis_spec: str, platform: str, time_limit: float, conc
     codes = []
     for i in range(test_count):
         settings = settings_from_options(
-            workload=workload, nemesis_spec=nemesis_spec, platform=platform,
+            workload=workload, nemesis_spec=nemesis_spec, platform=platform, store=store,
+            store_options=list(dict.fromkeys(store_options)),
             time_limit=time_limit, concurrency=concurrency, rate=rate, keys=keys,
             ops_per_key=ops_per_key, partitions=_shapes(partitions_spec),
             nemesis_interval=nemesis_interval, seed=base_seed + i,

@@ -22,18 +22,18 @@ from typing import Any
 
 import aiohttp
 
-from harness.client import NodeClient, client_session
+from harness.client import Client, client_session
 from harness.history import History
 from harness.live import Stats, display
 from harness.nemesis_runner import NemesisRunner
 from harness.node_stats import NodeStatsSampler
 from harness.platforms.base import Platform
 from harness.platforms.local import LocalPlatform
-from harness.quiesce import replicas_document, wait_converged
 from harness.resources import ResourceSampler
 from harness.rundir import make_run_dir, point_latest, write_json
 from harness.settings import TestSettings
 from harness.state import Session
+from harness.stores import FinalState, NodeCounters, Roles, Store, make_store
 from harness.workloads import Op, Workload, make_workload
 from nemesis.schedule import Action, plan
 
@@ -55,6 +55,11 @@ class RunOutcome:
     session_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def valid(self) -> bool:
+        """The run completed and every checker found it valid."""
+        return self.status == "complete" and self.verdict == "valid"
+
 
 class RateLimiter:
     """Spaces operations `1/rate` apart across all workers, never bursting to catch up."""
@@ -71,14 +76,18 @@ class RateLimiter:
             await asyncio.sleep(slot - now)
 
 
-def make_platform(settings: TestSettings, root: Path, session: Session) -> Platform:
+def make_platform(settings: TestSettings, root: Path, session: Session,
+                  store: Store | None = None) -> Platform:
+    """The platform that runs `store` (the settings' store when None) for these settings."""
     clock = "clock" in settings.nemesis
+    if store is None:
+        store = make_store(settings.store, settings.cluster, settings.store_options)
     if settings.platform == "local":
-        return LocalPlatform(root, settings.cluster, session, clock=clock)
+        return LocalPlatform(root, settings.cluster, session, clock=clock, store=store)
     if settings.platform == "netns":
         from harness.platforms.netns import NetnsPlatform
 
-        return NetnsPlatform(root, settings.cluster, session, clock=clock)
+        return NetnsPlatform(root, settings.cluster, session, clock=clock, store=store)
     if settings.platform == "docker":
         from harness.platforms.docker import DockerPlatform
 
@@ -98,6 +107,8 @@ class Run:
         self.interrupted = False
         self.history = History(run_dir / "history.jsonl")
         self.session = Session.create("run", run_dir)
+        self.store: Store = make_store(settings.store, settings.cluster, settings.store_options)
+        self.store_version = self.store.version()
         self.platform: Platform | None = None
         self.nemesis: NemesisRunner | None = None
         self.workload: Workload = make_workload(
@@ -137,7 +148,8 @@ class Run:
                 self.display_mode)))
             await self._setup(outcome)
             background.append(asyncio.create_task(self._sampler().run()))
-            background.append(asyncio.create_task(self._stats_sampler().run()))
+            if isinstance(self.store, NodeCounters):
+                background.append(asyncio.create_task(self._stats_sampler().run()))
             if not self.stop.is_set():
                 await self._workload_phase()
             await self._heal()
@@ -165,7 +177,7 @@ class Run:
         t0 = time.monotonic()
         self.stats.phase = "setup"
         nodes_root = self.run_dir / "nodes"
-        self.platform = make_platform(self.settings, nodes_root, self.session)
+        self.platform = make_platform(self.settings, nodes_root, self.session, self.store)
         outcome.urls = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
         self.schedule = plan(self.platform.node_ids(), self.settings.nemesis,
                              self.settings.nemesis_interval, self.settings.time_limit,
@@ -173,7 +185,7 @@ class Run:
                              self.settings.partitions)
         write_json(self.run_dir / "test.json", self._test_json("running"))
         await asyncio.to_thread(self.platform.start)
-        self.nemesis = NemesisRunner(self.platform, self.history)
+        self.nemesis = NemesisRunner(self.platform, self.history, self._holder)
         self.timings["setup_s"] = round(time.monotonic() - t0, 3)
 
     async def _workload_phase(self) -> None:
@@ -206,23 +218,28 @@ class Run:
         nodes = self.platform.node_ids()
         process = index
         timeout = self.settings.client_timeout_s
+        bound = self.store.bind_workers_to_nodes  # Jepsen's rule; the reference store's own
         connector = aiohttp.TCPConnector(limit=4, force_close=False)
         async with client_session(connector=connector) as session:
-            clients = {n: NodeClient(session, n, self.platform.client_url(n), timeout)
+            clients = {n: self.store.client(session, n, self.platform.client_url(n), timeout)
                        for n in nodes}
-            while not self.stop.is_set():
-                await limiter.wait()
-                if self.stop.is_set():
-                    break
-                op = self.workload.next_op()
-                node = nodes[process % len(nodes)]
-                kind = await self._perform(process, clients[node], op)
-                if kind == "info":
-                    # Jepsen's rule: an indeterminate process never issues again
-                    process = self.next_process
-                    self.next_process += 1
+            try:
+                while not self.stop.is_set():
+                    await limiter.wait()
+                    if self.stop.is_set():
+                        break
+                    op = self.workload.next_op()
+                    node = nodes[(index if bound else process) % len(nodes)]
+                    kind = await self._perform(process, clients[node], op)
+                    if kind == "info":
+                        # Jepsen's rule: an indeterminate process never issues again
+                        process = self.next_process
+                        self.next_process += 1
+            finally:
+                for client in clients.values():
+                    await client.close()
 
-    async def _perform(self, process: int, client: NodeClient, op: Op,
+    async def _perform(self, process: int, client: Client, op: Op,
                        final: bool = False) -> str:
         common: dict[str, Any] = {"process": process, "f": op.f, "node": client.node}
         if op.key is not None:
@@ -255,14 +272,34 @@ class Run:
         assert self.platform is not None
         self.stats.phase = "quiesce"
         t0 = time.monotonic()
-        urls = [self.platform.client_url(n) for n in self.platform.node_ids()]
-        keys = sorted(self.workload.written_keys)
-        converged, views = await wait_converged(urls, keys, self.settings.quiesce_timeout,
-                                                self.history.now)
-        write_json(self.run_dir / "replicas.json",
-                   replicas_document(self.heal_time, converged, views))
+        if isinstance(self.store, FinalState):
+            urls = [self.platform.client_url(n) for n in self.platform.node_ids()]
+            keys = sorted(self.workload.written_keys)
+            converged, views = await self.store.final_state(
+                urls, keys, self.settings.quiesce_timeout, self.history.now)
+            write_json(self.run_dir / "replicas.json",
+                       self.store.replicas_document(self.heal_time, converged, views))
+            self.timings["converged"] = converged is not None
+        else:
+            # no replica view: wait (bounded) until every node is ready again
+            self.timings["ready"] = await asyncio.to_thread(self._wait_all_ready)
         self.timings["quiesce_s"] = round(time.monotonic() - t0, 3)
-        self.timings["converged"] = converged is not None
+
+    def _holder(self, role: str) -> str | None:
+        """The node holding `role` now, for partitions aimed at it (None: cannot tell)."""
+        if not isinstance(self.store, Roles) or self.platform is None:
+            return None
+        return self.store.holder(role, [self.platform.spec(n) for n in self.platform.node_ids()])
+
+    def _wait_all_ready(self) -> bool:
+        assert self.platform is not None
+        deadline = time.monotonic() + self.settings.quiesce_timeout
+        specs = [self.platform.spec(n) for n in self.platform.node_ids()]
+        while not self.store.settled(specs):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     async def _final_reads(self) -> None:
         assert self.platform is not None
@@ -271,11 +308,6 @@ class Run:
         nodes = self.platform.node_ids()
         gate = asyncio.Semaphore(FINAL_READ_CONCURRENCY)
         timeout = self.settings.client_timeout_s
-        # a final read must see the replicas, not fallbacks standing in for a primary its
-        # coordinator still thinks down or slow (they hold nothing, and answer at once): R
-        # primaries, as Riak's pr; a node that cannot gather them answers 503 and the next is
-        # asked
-        params = {"pr": str(self.settings.cluster.r)}
 
         async with client_session() as session:
             async def read_key(i: int, op: Op) -> None:
@@ -285,10 +317,14 @@ class Run:
                     # try each node in turn until one answers; every attempt is in the history
                     for attempt in range(len(nodes)):
                         node = nodes[(i + attempt) % len(nodes)]
-                        client = NodeClient(session, node, self.platform.client_url(node),
-                                            timeout, params)
-                        if await self._perform(process, client, op, final=True) == "ok":
-                            return
+                        client = self.store.client(session, node,
+                                                   self.platform.client_url(node), timeout,
+                                                   final=True)
+                        try:
+                            if await self._perform(process, client, op, final=True) == "ok":
+                                return
+                        finally:
+                            await client.close()
 
             await asyncio.gather(*(read_key(i, op)
                                    for i, op in enumerate(self.workload.final_ops())))
@@ -346,6 +382,7 @@ class Run:
                 "aiohttp": _version("aiohttp"),
             },
             "platform": self.settings.platform,
+            "store_version": self.store_version,
             "mechanisms": {f: p.mechanisms.get(f, "") for f in self.settings.nemesis} if p else {},
             "nodes": {n: p.client_url(n) for n in p.node_ids()} if p else {},
             "schedule": [{"at": a.at, "f": a.f, "fault": a.fault, "value": a.value}
@@ -355,7 +392,11 @@ class Run:
 
 
 def run_test(settings: TestSettings, display_mode: str = "auto") -> RunOutcome:
-    """Run one test to the end of teardown, then check and report it."""
+    """Run one test to the end of teardown, then check and report it. Settings a store cannot
+    run (`settings.errors()`) raise ValueError before anything starts."""
+    errors = settings.errors()
+    if errors:
+        raise ValueError("; ".join(errors))
     run_dir = make_run_dir(settings.out, settings.name)
     point_latest(settings.out, run_dir)
     outcome = RunOutcome(run_dir=run_dir)

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.workloads import WORKLOADS as _WORKLOADS
 from nemesis.schedule import parse_shapes
 
-WORKLOADS = ("cart", "register", "set")
+WORKLOADS = tuple(_WORKLOADS)  # one list: harness/workloads/__init__.py
 PLATFORMS = ("local", "netns", "docker")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.0.0.2 .. 127.0.0.201
@@ -129,6 +130,8 @@ class TestSettings:
     workload: str = "cart"
     nemesis: list[str] = field(default_factory=list)
     platform: str = "local"
+    store: str = "dynamo"  # harness/stores/__init__.py
+    store_options: list[str] = field(default_factory=list)  # --store-option NAME
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     time_limit: float = 60.0
     concurrency: int = 10
@@ -149,7 +152,8 @@ class TestSettings:
 
     @property
     def name(self) -> str:
-        return f"{self.workload}-{'+'.join(self.nemesis) or 'none'}"
+        test = f"{self.workload}-{'+'.join(self.nemesis) or 'none'}"
+        return test if self.store == "dynamo" else f"{self.store}-{test}"
 
     def errors(self) -> list[str]:
         errs = self.cluster.errors()
@@ -157,6 +161,11 @@ class TestSettings:
             errs.append(f"unknown workload {self.workload!r}; choose from {', '.join(WORKLOADS)}")
         if self.platform not in PLATFORMS:
             errs.append(f"unknown platform {self.platform!r}; available: {', '.join(PLATFORMS)}")
+        else:
+            from harness.stores import store_errors
+
+            errs += store_errors(self.store, self.workload, self.nemesis, self.platform,
+                                 self.store_options, self.cluster, self.partitions)
         if self.time_limit <= 0:
             errs.append(f"--time-limit must be positive (got {self.time_limit})")
         if self.concurrency < 1:

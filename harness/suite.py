@@ -24,15 +24,18 @@ expect = { set = "invalid" }           # checker -> verdict, or a list of accept
 ```
 
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
-`platform`, `time_limit`, `concurrency`, `rate`, `keys`, `ops_per_key`, `nemesis_interval`,
-`partitions`, `seed`,
+`platform`, `store`, `store_options` (a list), `time_limit`, `concurrency`, `rate`, `keys`,
+`ops_per_key`, `nemesis_interval`, `partitions`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
-`node_settings` (merged key by key with the defaults' table), and `timeout` (seconds of wall time
-before the run is interrupted). A test also takes `description`.
+`node_settings` (merged key by key with the defaults' table; the defaults' `node_settings` and
+`bugs` are left out of a test whose store takes none, as etcd), and `timeout` (seconds of wall
+time before the run is interrupted). A test also takes `description`.
 
 Judging (`judge`): a test passes when every checker named in `expect` gave one of its expected
 verdicts (`valid`, `invalid`, `unknown`, `n/a`) and, for a test without `bugs`, no checker at
-all said `invalid` (the correct store is never invalid, so such a test may not expect it).
+all said `invalid` (the correct store is never invalid, so such a test may not expect it). Store
+options count as bugs here (they loosen a guarantee; the control drops them), and a test of an
+outside store may name a published anomaly (`anomaly = "..."`) to expect `invalid` without either.
 
 Controls (`expand`): every test with `bugs` is followed by `<name>-control`, the same settings
 without the bugs, which must be valid: every checker `valid` or `n/a`, none `invalid` or
@@ -62,6 +65,7 @@ from checkers.registry import ALIASES, CHECKERS, DEFAULTS
 from checkers.verdict import INVALID, NOT_APPLICABLE, VALID, combine
 from checkers.verdict import VERDICTS as CHECKER_VERDICTS
 from harness.settings import ClusterSettings, TestSettings, node_settings_errors
+from harness.stores import DEFAULT_STORE, STORES
 from nemesis.schedule import parse_faults
 
 VERDICTS = CHECKER_VERDICTS  # what `expect` may name
@@ -80,6 +84,8 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "workload": ((str,), "a string"),
     "nemesis": ((str, list), "a string or a list of strings"),
     "platform": ((str,), "a string"),
+    "store": ((str,), "a string"),
+    "store_options": ((list,), "a list of store option names"),
     "time_limit": (_NUM, "a number"),
     "concurrency": ((int,), "an integer"),
     "rate": (_NUM, "a number"),
@@ -101,10 +107,10 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "node_settings": ((dict,), "a table"),
     "timeout": (_NUM, "a number"),
 }
-TEST_KEYS = ("name", "description", "expect", "control", "control_reason")
+TEST_KEYS = ("name", "description", "expect", "control", "control_reason", "anomaly")
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
-FLAGS = ("workload", "nemesis", "platform", "time_limit", "concurrency", "rate", "keys",
+FLAGS = ("workload", "nemesis", "platform", "store", "time_limit", "concurrency", "rate", "keys",
          "ops_per_key", "nemesis_interval", "partitions", "seed", "quiesce_timeout",
          *CLUSTER_KEYS)
 
@@ -122,10 +128,21 @@ class SuiteTest:
     control: bool = True  # a test with bugs gets a control run (`expand`) unless opted out
     control_reason: str = ""  # why not: required with control = false
     control_of: str | None = None  # set on a control run: the name of the bug test it controls
+    anomaly: str = ""  # a published anomaly of an outside store: why it may be found invalid
 
     @property
     def bugs(self) -> list[str]:
         return list(self.settings.get("bugs", []))
+
+    @property
+    def store_options(self) -> list[str]:
+        return list(self.settings.get("store_options", []))
+
+    @property
+    def weakened(self) -> list[str]:
+        """What makes this test's store other than correct: seeded bugs, and store options
+        (which loosen a guarantee, as etcd's serializable-reads); judged as bugs are."""
+        return [*self.bugs, *(f"store option {o}" for o in self.store_options)]
 
     @property
     def is_control(self) -> bool:
@@ -172,8 +189,9 @@ class Outcome:
             "actual": self.actual, "mismatches": self.mismatches, "failures": self.failures,
             "verdicts": self.verdicts, "error": self.error,
             "seconds": round(self.seconds, 3), "bugs": t.bugs, "control_of": t.control_of,
+            **({"store_options": t.store_options} if t.store_options else {}),
             **({"control": False, "control_reason": t.control_reason}
-               if t.bugs and not t.control else {}),
+               if t.weakened and not t.control else {}),
         }
 
 
@@ -222,7 +240,7 @@ def parse_suite(text: str, source: str = "<suite>", default_name: str = "suite")
         tests.append(test)
     for test in tests:
         control = test.name + CONTROL_SUFFIX
-        if test.bugs and test.control and control in seen:
+        if test.weakened and test.control and control in seen:
             raise SuiteError(f"{source}: test {test.name!r} seeds bugs, so the suite runs its "
                              f"control {control!r}, but another test has that name; rename it")
     return Suite(str(meta.get("name", default_name)), tests, str(meta.get("description", "")))
@@ -245,6 +263,12 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
                                                                       dict):
         # a test adds to (or overrides keys of) the default node settings
         settings["node_settings"] = {**defaults["node_settings"], **raw["node_settings"]}
+    store = STORES.get(str(settings.get("store", DEFAULT_STORE)))
+    if store is not None and not store.takes_node_settings:
+        # the defaults' node settings and bugs configure the reference node, not this store
+        for key in ("node_settings", "bugs"):
+            if key not in raw:
+                settings.pop(key, None)
     for key, value in settings.items():
         types, what = RUN_KEYS[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
@@ -257,15 +281,22 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
         raise SuiteError(f"{where}: description must be a string")
     workload = str(settings.get("workload", TestSettings.workload))
     expect = parse_expect(raw.get("expect"), workload, where)
-    bugs = settings.get("bugs", [])
-    if not bugs:
+    weakened = settings.get("bugs", []) or settings.get("store_options", [])
+    anomaly = raw.get("anomaly", "")
+    if not isinstance(anomaly, str):
+        raise SuiteError(f"{where}: anomaly must be a string (got {anomaly!r})")
+    if anomaly and str(settings.get("store", DEFAULT_STORE)) == DEFAULT_STORE:
+        raise SuiteError(f"{where}: anomaly is for an outside store's published anomaly; the "
+                         "reference store's defects are seeded with bugs = [...]")
+    if not weakened and not anomaly:
         invalid = [c for c, vs in expect.items() if INVALID in vs]
         if invalid:
             raise SuiteError(f"{where}: expect.{invalid[0]} allows invalid, but the test seeds no "
                              "bug and the correct store must never be invalid; seed one with "
-                             "bugs = [...]")
-    control, reason = _parse_control(raw, bool(bugs), where)
-    return SuiteTest(name, settings, expect, description, control, reason)
+                             "bugs = [...] (or loosen it with store_options = [...]; an outside "
+                             'store\'s published anomaly says so with anomaly = "...")')
+    control, reason = _parse_control(raw, bool(weakened), where)
+    return SuiteTest(name, settings, expect, description, control, reason, anomaly=anomaly.strip())
 
 
 def _parse_control(raw: dict[str, Any], has_bugs: bool, where: str) -> tuple[bool, str]:
@@ -313,10 +344,14 @@ def settings_errors(settings: dict[str, Any]) -> list[str]:
              for e in node_settings_errors(node_settings)]
     cluster = ClusterSettings(**{k: settings[k] for k in CLUSTER_KEYS if k in settings},
                               bugs=list(bugs))
-    plain = ("workload", "platform", "time_limit", "concurrency", "rate", "keys",
+    options = settings.get("store_options", [])
+    if not all(isinstance(o, str) for o in options):
+        errs.append(f"store_options must be a list of strings (got {options!r})")
+        options = []
+    plain = ("workload", "platform", "store", "time_limit", "concurrency", "rate", "keys",
              "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout")
     shapes = settings.get("partitions", [])
-    test = TestSettings(nemesis=faults, cluster=cluster,
+    test = TestSettings(nemesis=faults, cluster=cluster, store_options=list(options),
                         partitions=[shapes] if isinstance(shapes, str) else list(shapes),
                         **{k: settings[k] for k in plain if k in settings})
     # the messages name `harness run` flags; here they are suite settings
@@ -356,11 +391,12 @@ def _setting(settings: dict[str, Any], key: str) -> float:
 
 
 def control_test(test: SuiteTest) -> SuiteTest:
-    """`<name>-control`: the test's settings without its bugs, every checker valid or n/a."""
-    settings = {k: v for k, v in test.settings.items() if k != "bugs"}
+    """`<name>-control`: the test's settings without its bugs and store options, every checker
+    valid or n/a."""
+    settings = {k: v for k, v in test.settings.items() if k not in ("bugs", "store_options")}
     return SuiteTest(
         test.name + CONTROL_SUFFIX, settings, {c: CONTROL_OK for c in test.expect},
-        f"control for {test.name}: the same settings without bugs {', '.join(test.bugs)}; "
+        f"control for {test.name}: the same settings without {', '.join(test.weakened)}; "
         "every checker must be valid or n/a", control_of=test.name)
 
 
@@ -372,7 +408,7 @@ def expand(suite: Suite) -> Suite:
     tests: list[SuiteTest] = []
     for t in suite.tests:
         tests.append(t)
-        if t.bugs and t.control and t.name + CONTROL_SUFFIX not in present:
+        if t.weakened and t.control and t.name + CONTROL_SUFFIX not in present:
             tests.append(control_test(t))
     return Suite(suite.name, tests, suite.description)
 
@@ -411,6 +447,8 @@ def run_args(test: SuiteTest, out: Path, seed: int | None = None) -> list[str]:
         args += [f"--{key.replace('_', '-')}", str(value)]
     for bug in s.get("bugs", []):
         args += ["--bug", bug]
+    for option in s.get("store_options", []):
+        args += ["--store-option", option]
     for key, value in sorted(s.get("node_settings", {}).items()):
         shown = ("true" if value else "false") if isinstance(value, bool) else str(value)
         args += ["--node-setting", f"{key}={shown}"]
@@ -451,7 +489,7 @@ def judge(test: SuiteTest, results: dict[str, Any] | None) -> Judgement:
     entries = {n: e for n, e in checkers.items() if isinstance(e, dict)} \
         if isinstance(checkers, dict) else {}
     verdicts = {n: str(e.get("verdict", "missing")) for n, e in entries.items()}
-    if not test.bugs:
+    if not test.weakened and not test.anomaly:
         allowed = CONTROL_OK if test.is_control else tuple(v for v in VERDICTS if v != INVALID)
         for name, verdict in verdicts.items():
             if name in mismatches or verdict in allowed:
@@ -598,7 +636,7 @@ def note(test: SuiteTest) -> list[str]:
     """What a test's output says about its control: whose control it is, or why it has none."""
     if test.is_control:
         return [f"control of {test.control_of}: the same settings without its bugs"]
-    if test.bugs and not test.control:
+    if test.weakened and not test.control:
         return [f"no control run: {test.control_reason}"]
     return []
 

@@ -71,10 +71,10 @@ def suite(suite_file: Path, out: Path, junit: Path | None, only: tuple[str, ...]
     out.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for i, t in enumerate(tests, 1):
-        bugs = (f" bugs {','.join(t.bugs)}" if t.bugs else f" (control of {t.control_of})"
+        bugs = (f" bugs {','.join(t.weakened)}" if t.weakened else f" (control of {t.control_of})"
                 if t.is_control else " (correct store)")
         console.print(f"[{i}/{len(tests)}] {t.name}:{bugs} ...", markup=False)
-        if t.bugs and not t.control:
+        if t.weakened and not t.control:
             console.print(f"    no control run: {t.control_reason}", markup=False)
         o = run_one(t, out, seed)
         outcomes.append(o)
@@ -107,7 +107,7 @@ def table(outcomes: list) -> Table:
         t.add_column(col, overflow="fold")  # CI logs need whole names, not ellipses
     for o in outcomes:
         test = o.test
-        bugs = ",".join(test.bugs) or (f"none (control of {test.control_of})"
+        bugs = ",".join(test.weakened) or (f"none (control of {test.control_of})"
                                        if test.is_control else "")
         rows = [(c, " or ".join(expected), o.actual.get(c, "missing"),
                  c not in o.mismatches and o.error is None)
@@ -123,7 +123,7 @@ def table(outcomes: list) -> Table:
                       escape(checker), escape(expected), escape(actual),
                       "[green]ok[/]" if ok else "[red]MISMATCH[/]",
                       f"{o.seconds:.1f}" if i == 0 else "")
-        if test.bugs and not test.control:
+        if test.weakened and not test.control:
             t.add_row("", "", "[yellow]no control[/]", "", escape(test.control_reason[:200]),
                       "", "")
         if o.error:

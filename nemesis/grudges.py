@@ -83,6 +83,17 @@ GRUDGES: dict[str, Callable[[Sequence[str], random.Random], Grudge]] = {
 }
 
 
+# Shapes aimed at a role rather than a random node (Jepsen's :primaries): the schedule isolates
+# a stand-in, and the harness puts the node that holds the role at that moment in its place (it
+# asks the store). Chosen only when named, never by `all`.
+TARGETED = {"isolate-primary": "primary"}
+
+
+def isolate_node(nodes: Sequence[str], victim: str) -> Grudge:
+    """`victim` on its own, the rest together."""
+    return complete([[victim], [n for n in nodes if n != victim]])
+
+
 def grudge_to_json(grudge: Grudge) -> dict[str, list[str]]:
     """A JSON-ready form with sorted lists, stable for histories and tests."""
     return {node: sorted(dropped) for node, dropped in sorted(grudge.items())}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nemesis.grudges import GRUDGES, grudge_to_json
+from nemesis.grudges import GRUDGES, TARGETED, grudge_to_json, isolate_node
 
 FAULTS = ("partition", "clock", "crash", "pause", "packet")
 # `all` means the faults every platform can produce; packet needs tc netem on a real platform
@@ -58,12 +58,13 @@ def parse_faults(spec: str) -> list[str]:
 def parse_shapes(spec: str) -> list[str]:
     """`"majorities-ring,bridge"` -> those partition shapes; `all` or "" -> every shape."""
     names = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    targeted = sorted({n for n in names if n in TARGETED})
     if not names or "all" in names:
-        return sorted(GRUDGES)
-    unknown = [n for n in names if n not in GRUDGES]
+        return sorted(GRUDGES) + targeted
+    unknown = [n for n in names if n not in GRUDGES and n not in TARGETED]
     if unknown:
         raise ValueError(f"unknown partition shape {', '.join(unknown)}; choose from "
-                         f"{', '.join(sorted(GRUDGES))} or all")
+                         f"{', '.join([*sorted(GRUDGES), *TARGETED])} or all")
     return sorted(set(names))
 
 
@@ -116,6 +117,11 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
             shapes: Sequence[str]) -> dict:
     if kind == "partition":
         shape = rng.choice(list(shapes))
+        if shape in TARGETED:
+            # a stand-in victim; the harness isolates whoever holds the role when it starts
+            stand_in = rng.choice(list(nodes))
+            return {"kind": shape, "target": TARGETED[shape],
+                    "grudge": grudge_to_json(isolate_node(nodes, stand_in))}
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)

@@ -30,8 +30,9 @@ class PlatformError(RuntimeError):
 
 class Platform(ABC):
     name: str = ""
-    #: how long a starting node may take to answer /admin/status
+    #: how long a starting node may take to answer its readiness probe
     ready_timeout_s: float = 20.0
+    ready_probe: str = "/admin/status"
     #: fault -> how this platform produces it, in words for the report
     mechanisms: dict[str, str] = {}
 
@@ -45,7 +46,7 @@ class Platform(ABC):
 
     @abstractmethod
     def start(self) -> None:
-        """Start every node and return once each answers `/admin/status`."""
+        """Start every node and return once each answers its readiness probe."""
 
     @abstractmethod
     def stop(self) -> None:
@@ -110,6 +111,10 @@ class Platform(ABC):
         """How the node's process ended, if it already has (a failed start), else None."""
         return None
 
+    def answers(self, node: str) -> bool:
+        """One readiness probe of the node (`ready_probe` says what it asks)."""
+        return self.status(node) is not None
+
     def _wait_ready(self, node: str) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
@@ -117,10 +122,10 @@ class Platform(ABC):
             if ended is not None:
                 raise PlatformError(f"node {node} {ended} at start; its log ends:\n"
                                     f"{self._log_tail(node)}")
-            if self.status(node) is not None:
+            if self.answers(node):
                 return
             time.sleep(0.1)
-        raise PlatformError(f"node {node} did not answer /admin/status within "
+        raise PlatformError(f"node {node} did not answer {self.ready_probe} within "
                             f"{self.ready_timeout_s:.0f} s; its log ends:\n{self._log_tail(node)}")
 
     def _log_tail(self, node: str, lines: int = 15) -> str:
@@ -199,6 +204,10 @@ class SpecPlatform(Platform):
 
     def node_dir(self, node: str) -> Path:
         return self.root / node
+
+    def spec(self, node: str) -> NodeSpec:
+        """The node's host and ports."""
+        return self._spec(node)
 
     def _spec(self, node: str) -> NodeSpec:
         try:

@@ -77,3 +77,72 @@ def netem_heal_script(device: str) -> str:
     dev = shlex.quote(device)
     # deleting the root qdisc when only the default is there fails; that is already healed
     return f"if tc qdisc show dev {dev} | grep -q netem; then tc qdisc del dev {dev} root; fi\n"
+
+
+# -- the local platform: partitions between loopback addresses on the host ----------------------
+#
+# Processes on one host reach each other's 127.0.0.x from 127.0.0.1 (the kernel's source for the
+# loopback route), and other runs on this host use the same addresses, so no rule by address
+# alone can pick one run's members. Each member therefore runs with a group id of its own: the
+# nat chain DJS-<tag> (from POSTROUTING, for lo) rewrites the source of every connection a member
+# opens to its own address, and the filter chain DJL-<tag> (from OUTPUT, for lo) drops what a
+# member's group sends to a member it is cut off from, found by the connection's tracked
+# addresses: the peer is its original destination (the member opened it) or its reply
+# destination (the peer opened it, from its own rewritten address). Both chains are one run's
+# own; the harness's clients (another group) and every other run's processes are never matched.
+
+
+def loopback_chains(tag: str) -> tuple[str, str]:
+    """(filter chain, nat chain) of the run tagged `tag` (iptables allows 28 characters)."""
+    if not tag.isalnum() or len(tag) > 20:
+        raise ValueError(f"a chain tag is at most 20 letters and digits (got {tag!r})")
+    return f"DJL-{tag}", f"DJS-{tag}"
+
+
+def loopback_setup_script(tag: str, sources: dict[int, str]) -> str:
+    """Create the run's chains: SNAT of each group id to its address, an empty filter chain."""
+    filt, nat = loopback_chains(tag)
+    lines = ["set -e",
+             f"{IPT} -t nat -N {nat} 2>/dev/null || {IPT} -t nat -F {nat}",
+             *(f"{IPT} -t nat -A {nat} -p tcp -m owner --gid-owner {int(gid)} "
+               f"-j SNAT --to-source {_check_address(addr)}"
+               for gid, addr in sorted(sources.items())),
+             f"{IPT} -t nat -C POSTROUTING -o lo -j {nat} 2>/dev/null || "
+             f"{IPT} -t nat -I POSTROUTING 1 -o lo -j {nat}",
+             f"{IPT} -N {filt} 2>/dev/null || {IPT} -F {filt}",
+             f"{IPT} -C OUTPUT -o lo -j {filt} 2>/dev/null || {IPT} -I OUTPUT 1 -o lo -j {filt}"]
+    return "\n".join(lines) + "\n"
+
+
+def loopback_partition_script(tag: str, drops: Iterable[tuple[int, str]]) -> str:
+    """Replace the run's filter rules: drop what each group id sends to each address, on the
+    connections it opened to that address (original destination) and on those opened from it
+    (reply destination). The packet's own destination will not do: on loopback, an answer on a
+    connection whose source was rewritten gets its destination rewritten back to 127.0.0.1
+    before the filter sees it, so such answers would pass."""
+    filt, _ = loopback_chains(tag)
+    pairs = sorted({(int(gid), _check_address(d)) for gid, d in drops})
+    lines = ["set -e", f"{IPT} -F {filt}"]
+    for gid, d in pairs:
+        for match in ("--ctorigdst", "--ctrepldst"):
+            lines.append(f"{IPT} -A {filt} -m owner --gid-owner {gid} -m conntrack {match} {d} "
+                         "-j DROP")
+    return "\n".join(lines) + "\n"
+
+
+def loopback_teardown_script(tag: str) -> str:
+    """Remove the run's chains and their jumps; a no-op when they are not there."""
+    filt, nat = loopback_chains(tag)
+    return "\n".join([
+        f"while {IPT} -D OUTPUT -o lo -j {filt} 2>/dev/null; do :; done",
+        f"{IPT} -F {filt} 2>/dev/null || true",
+        f"{IPT} -X {filt} 2>/dev/null || true",
+        f"while {IPT} -t nat -D POSTROUTING -o lo -j {nat} 2>/dev/null; do :; done",
+        f"{IPT} -t nat -F {nat} 2>/dev/null || true",
+        f"{IPT} -t nat -X {nat} 2>/dev/null || true",
+    ]) + "\n"
+
+
+def loopback_list_script(tag: str) -> str:
+    filt, nat = loopback_chains(tag)
+    return f"{IPT} -S {filt} 2>/dev/null || true\n{IPT} -t nat -S {nat} 2>/dev/null || true\n"

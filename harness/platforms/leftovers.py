@@ -1,5 +1,6 @@
 """What `harness cleanup` removes besides processes: the real platforms' namespaces, bridges, veth
-pairs, host FORWARD rule, containers, networks and subnet claims, as named in a session record.
+pairs, host FORWARD rule, containers, networks and subnet claims, and the local platform's
+iptables chains for partitions of outside stores, as named in a session record.
 
 Each platform writes what it is about to make into the session's `extra` before making it, so this
 removes exactly that, and running it twice is harmless.
@@ -21,6 +22,10 @@ def describe_leftovers(extra: dict[str, Any]) -> list[str]:
         rec = extra["docker"]
         out += [f"container {name}" for name in rec.get("containers", {}).values()]
         out.append(f"network {rec.get('network')}")
+    if "loopback" in extra:
+        from harness.platforms.iptables import loopback_chains
+
+        out += [f"iptables chain {c}" for c in loopback_chains(str(extra["loopback"]["tag"]))]
     return out
 
 
@@ -43,4 +48,15 @@ def remove_leftovers(extra: dict[str, Any], owner: str) -> tuple[list[str], bool
         except PlatformError as e:
             done.append(f"containers not removed: {e}")
             complete = False
+    if "loopback" in extra:
+        from harness.platforms.iptables import loopback_chains
+        from harness.platforms.local import remove_loopback
+
+        err = remove_loopback(extra["loopback"])
+        chains = " and ".join(loopback_chains(str(extra["loopback"]["tag"])))
+        if err:
+            done.append(f"iptables chains {chains} not removed: {err}")
+            complete = False
+        else:
+            done.append(f"iptables chains {chains}")
     return done, complete

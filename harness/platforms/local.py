@@ -1,9 +1,12 @@
 """The local platform: node processes on loopback addresses 127.0.0.2, 127.0.0.3, ...
 
-Partitions are simulated inside each node's transport (`PUT /admin/faults/partition`), clock skew
-comes from libfaketime, crashes are SIGKILL and pauses SIGSTOP/SIGCONT. The cluster file, every
-node's data directory and log live under `<root>/` (a run directory's `nodes/`). Every process
-started is recorded in a state-directory session before anything else happens to it.
+What runs is the store's (`harness.stores`): its files, its command, its readiness probe.
+Partitions of a store that can drop its peers itself (the reference node) are simulated inside
+its transport; for any other store they are real iptables rules between the members' loopback
+addresses (root only; `harness.platforms.iptables`). Clock skew comes from libfaketime, crashes
+are SIGKILL and pauses SIGSTOP/SIGCONT. Every node's files and log live under `<root>/` (a run
+directory's `nodes/`). Every process started, and every chain made, is recorded in a
+state-directory session before anything else happens to it.
 """
 
 from __future__ import annotations
@@ -15,24 +18,33 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import psutil
-import requests
 
+from harness.platforms import iptables
 from harness.platforms.base import (
-    ADMIN_TIMEOUT_S,
     NodeSpec,
     PlatformError,
     SpecPlatform,
 )
-from harness.platforms.clusterfile import cluster_toml
 from harness.settings import ClusterSettings
 from harness.state import Session, kill_recorded, matching_process, process_identity
+from harness.stores import SelfPartitioning, Store, make_store
+from harness.stores.base import Sidecars
+from harness.stores.dynamo import DynamoStore
+
+SIDECAR_SEP = "/"  # session.nodes key of a store's helper process: "<node>/<name>"
+LOOPBACK_KEY = "loopback"  # session.extra: the run's iptables chains and members' group ids
+GID_BASE = 1_500_000_000  # far above any group a system allocates
+LOOPBACK_MECHANISM = (
+    "iptables DROP rules between the members' loopback addresses: each member runs under its "
+    "own group id, its connections leave from its own address (SNAT, chain DJS-<tag>), and what "
+    "its group sends to a member cut off from it is dropped (chain DJL-<tag> from OUTPUT); real "
+    "packets are dropped")
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 LIBFAKETIME_CANDIDATES = (
@@ -81,13 +93,17 @@ class LocalPlatform(SpecPlatform):
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
                  clock: bool = False, specs: list[NodeSpec] | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, store: Store | None = None) -> None:
         self.root = root.resolve()
         self.cluster = cluster
         self.session = session
         self.clock = clock
         self.libfaketime = find_libfaketime() if clock else None
-        self.token = token or secrets.token_hex(16)
+        self.store = store if store is not None else DynamoStore(cluster, token=token)
+        self.token = str(getattr(self.store, "token", token or secrets.token_hex(16)))
+        self.ready_probe = self.store.ready_probe
+        if not isinstance(self.store, SelfPartitioning):
+            self.mechanisms = {**self.mechanisms, "partition": LOOPBACK_MECHANISM}
         self.specs = specs or self._allocate(cluster.nodes)
         self._by_id = {s.id: s for s in self.specs}
         self._popen: dict[str, subprocess.Popen] = {}
@@ -118,9 +134,9 @@ class LocalPlatform(SpecPlatform):
             self.node_dir(s.id).mkdir(parents=True, exist_ok=True)
             if self.clock:
                 self._faketime_file(s.id).write_text("+0\n")
-        self.cluster_file.write_text(cluster_toml(self.cluster, self.token, self.specs),
-                                     encoding="utf-8")
+        self.store.layout(self.root, self.specs)
         meta = {"cluster": asdict(self.cluster), "clock": self.clock, "token": self.token,
+                "store": self.store.name, "store_options": sorted(self.store.option_names),
                 "nodes": [asdict(s) for s in self.specs]}
         (self.root / "platform.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -128,8 +144,13 @@ class LocalPlatform(SpecPlatform):
     def attach(cls, root: Path, session: Session) -> LocalPlatform:
         """A platform for a cluster started earlier (by `harness cluster up`)."""
         meta = json.loads((root / "platform.json").read_text(encoding="utf-8"))
-        return cls(root, ClusterSettings(**meta["cluster"]), session, clock=meta["clock"],
-                   specs=[NodeSpec(**n) for n in meta["nodes"]], token=meta["token"])
+        cluster = ClusterSettings(**meta["cluster"])
+        name = meta.get("store", "dynamo")
+        store = (DynamoStore(cluster, token=meta["token"]) if name == "dynamo"
+                 else make_store(name, cluster, meta.get("store_options", [])))
+        return cls(root, cluster, session, clock=meta["clock"],
+                   specs=[NodeSpec(**n) for n in meta["nodes"]], token=meta["token"],
+                   store=store)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -153,16 +174,23 @@ class LocalPlatform(SpecPlatform):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._loopback_setup()
         for node in self.node_ids():
             if not self.is_running(node):
                 self._launch(node)
         with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
             list(pool.map(self._wait_ready, self.node_ids()))
+        self._start_sidecars()
         self._apply_grudge(self.node_ids())
 
     def stop(self) -> None:
-        for node in self.node_ids():
-            self._terminate(node)
+        try:
+            for key in [k for k in self.session.nodes if SIDECAR_SEP in k]:
+                self._terminate(key)
+            for node in self.node_ids():
+                self._terminate(node)
+        finally:
+            self._loopback_teardown()
         self._paused.clear()
         self._grudge.clear()
         self._save_faults()
@@ -203,8 +231,10 @@ class LocalPlatform(SpecPlatform):
         return env
 
     def _node_cmd(self, node: str) -> list[str]:
-        return [sys.executable, "-m", "node", "--cluster", str(self.cluster_file),
-                "--id", self._spec(node).id]
+        return self.store.command(self._spec(node), self.root)
+
+    def answers(self, node: str) -> bool:
+        return self.store.is_ready(self._spec(node))
 
     def _launch(self, node: str) -> None:
         spec = self._spec(node)
@@ -217,13 +247,36 @@ class LocalPlatform(SpecPlatform):
             log.flush()
             popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=directory, env=env,
-                                     start_new_session=True)  # Ctrl-C reaches the harness only
+                                     start_new_session=True,  # Ctrl-C reaches the harness only
+                                     **self._group_kwargs(node))
         self._popen[node] = popen
         try:
             self.session.nodes[node] = process_identity(popen.pid)
         except psutil.NoSuchProcess:
             self.session.nodes[node] = {"pid": popen.pid, "create_time": 0, "cmdline": cmd}
         self.session.save()
+
+    def _start_sidecars(self) -> None:
+        """The store's helpers beside each node, in its group (partitions reach them too)."""
+        if not isinstance(self.store, Sidecars):
+            return
+        for spec in self.specs:
+            for name, cmd in self.store.sidecars(spec, self.root).items():
+                key = f"{spec.id}{SIDECAR_SEP}{name}"
+                if matching_process(self.session.nodes.get(key)) is not None:
+                    continue
+                with (self.node_dir(spec.id) / f"{name}.log").open("ab") as log:
+                    popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, cwd=self.node_dir(spec.id),
+                                             start_new_session=True,
+                                             **self._group_kwargs(spec.id))
+                self._popen[key] = popen
+                try:
+                    self.session.nodes[key] = process_identity(popen.pid)
+                except psutil.NoSuchProcess:
+                    self.session.nodes[key] = {"pid": popen.pid, "create_time": 0,
+                                               "cmdline": cmd}
+                self.session.save()
 
     def _exited_at_start(self, node: str) -> str | None:
         popen = self._popen.get(node)
@@ -285,27 +338,81 @@ class LocalPlatform(SpecPlatform):
         return self._apply_grudge(self.node_ids())
 
     def _apply_grudge(self, nodes: list[str]) -> dict[str, str]:
-        """Tell each live, unpaused node its drop list; paused ones are told on resume."""
+        if not isinstance(self.store, SelfPartitioning):
+            return self._loopback_apply()
+        store = self.store
+        # tell each live, unpaused node its drop list; paused ones are told on resume
         targets = [n for n in nodes if n not in self._paused and self.is_running(n)]
+
+        def one(node: str) -> str | None:
+            return store.drop_from(self._spec(node),
+                                   [self._spec(p) for p in self._grudge.get(node, [])])
+
         with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            results = pool.map(self._put_drop, targets)
+            results = pool.map(one, targets)
             return {node: err for node, err in zip(targets, results, strict=True) if err}
 
-    def _put_drop(self, node: str) -> str | None:
-        url = f"{self.client_url(node)}/admin/faults/partition"
-        headers = {"X-Admin-Token": self.token}
-        drop = self._grudge.get(node, [])
-        try:
-            if drop:
-                resp = requests.put(url, json={"drop_from": drop}, headers=headers,
-                                      timeout=ADMIN_TIMEOUT_S)
-            else:
-                resp = requests.delete(url, headers=headers, timeout=ADMIN_TIMEOUT_S)
-        except requests.RequestException as e:
-            return f"{type(e).__name__}: {e}"
-        if resp.status_code >= 300:
-            return f"HTTP {resp.status_code}: {resp.text[:200]}"
-        return None
+    # -- partitions of other stores: iptables between loopback addresses ----------------------
+
+    @property
+    def _loopback(self) -> dict | None:
+        return self.session.extra.get(LOOPBACK_KEY)
+
+    def _uses_loopback_filter(self) -> bool:
+        return not isinstance(self.store, SelfPartitioning) and os.geteuid() == 0
+
+    def _group_kwargs(self, node: str) -> dict:
+        """Run a member under its own group id, so its connections get its own source."""
+        record = self._loopback
+        if record is None:
+            return {}
+        return {"group": int(record["gids"][node]), "extra_groups": []}
+
+    def _loopback_setup(self) -> None:
+        if not self._uses_loopback_filter() or self._loopback is not None:
+            return
+        tag = secrets.token_hex(4)
+        base = GID_BASE + secrets.randbelow(1 << 20) * 256
+        record = {"tag": tag, "gids": {s.id: base + i for i, s in enumerate(self.specs)}}
+        self.session.extra[LOOPBACK_KEY] = record  # recorded before it is made
+        self.session.save()
+        sources = {record["gids"][s.id]: s.host for s in self.specs}
+        err = _sh(iptables.loopback_setup_script(tag, sources))
+        if err:
+            self._loopback_teardown()
+            raise PlatformError(f"setting up iptables for partitions failed: {err}")
+
+    def _loopback_apply(self) -> dict[str, str]:
+        record = self._loopback
+        if record is None:
+            if self._grudge:
+                return {"partition": "this store cannot partition itself and iptables is not "
+                                     "set up here (the local platform needs root for it)"}
+            return {}
+        # `node` drops what `peer` sends it: what the peer's group sends to node's address
+        drops = [(int(record["gids"][peer]), self._spec(node).host)
+                 for node, peers in self._grudge.items() for peer in peers]
+        err = _sh(iptables.loopback_partition_script(record["tag"], drops))
+        return {"iptables": err} if err else {}
+
+    def _loopback_teardown(self) -> None:
+        record = self._loopback
+        if record is None:
+            return
+        err = remove_loopback(record)
+        if err:
+            raise PlatformError(f"removing the iptables chains failed: {err}")
+        self.session.extra.pop(LOOPBACK_KEY, None)
+        self.session.save()
+
+    def partition_rules(self) -> list[str]:
+        """The run's own iptables rules now in place (for tests and reports)."""
+        record = self._loopback
+        if record is None:
+            return []
+        proc = subprocess.run(["sh", "-c", iptables.loopback_list_script(record["tag"])],
+                              capture_output=True, text=True, timeout=15)
+        return [line for line in proc.stdout.splitlines() if line.strip()]
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -315,3 +422,18 @@ class LocalPlatform(SpecPlatform):
         self.session.save()
 
 
+def _sh(script: str, timeout: float = 15.0) -> str | None:
+    """Run a shell script; an error message, or None."""
+    try:
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f} s"
+    if proc.returncode != 0:
+        return f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[:300]}"
+    return None
+
+
+def remove_loopback(record: dict) -> str | None:
+    """Remove the chains a session's loopback record names (`harness cleanup` too)."""
+    return _sh(iptables.loopback_teardown_script(str(record["tag"])))

@@ -29,11 +29,11 @@ import psutil
 
 from harness.platforms import iptables
 from harness.platforms.base import PlatformError
-from harness.platforms.clusterfile import cluster_toml
 from harness.platforms.local import LocalPlatform, NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
 from harness.state import Session, process_identity
+from harness.stores import Store
 
 CLIENT_PORT = 8000  # every node has its own namespace, hence its own port space
 PEER_PORT = 9000
@@ -195,12 +195,13 @@ class NetnsPlatform(LocalPlatform):
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
-                 clock: bool = False) -> None:
+                 clock: bool = False, store: Store | None = None) -> None:
         require_netns_tools()
         ids = [f"n{i + 1}" for i in range(cluster.nodes)]
         self.net = NetnsNetwork(session, ids)
         specs = [NodeSpec(node, self.net.address(node), CLIENT_PORT, PEER_PORT) for node in ids]
-        super().__init__(root, cluster, session, clock=clock, specs=specs)
+        super().__init__(root, cluster, session, clock=clock, specs=specs, store=store)
+        self.mechanisms = type(self).mechanisms  # real packet filtering, whatever the store
         self._packet: dict[str, dict[str, float]] = dict(session.faults.get("packet", {}))
         self._write_cluster_file()
 
@@ -209,8 +210,10 @@ class NetnsPlatform(LocalPlatform):
             self.node_dir(s.id).mkdir(parents=True, exist_ok=True)
             if self.clock and not self._faketime_file(s.id).exists():
                 self._faketime_file(s.id).write_text("+0\n")
-        self.cluster_file.write_text(cluster_toml(self.cluster, self.token, self.specs),
-                                     encoding="utf-8")
+        self.store.layout(self.root, self.specs)
+
+    def _uses_loopback_filter(self) -> bool:
+        return False  # every node has its own namespace and address: rules go inside it
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import random
 
 from harness.workloads.base import Completion, Op, Workload
 from harness.workloads.cart import CartWorkload
+from harness.workloads.cas_register import CasRegisterWorkload
 from harness.workloads.register import RegisterWorkload
 from harness.workloads.set_ import SetWorkload
 
@@ -13,6 +14,7 @@ WORKLOADS: dict[str, type[Workload]] = {
     "cart": CartWorkload,
     "register": RegisterWorkload,
     "set": SetWorkload,
+    "cas-register": CasRegisterWorkload,
 }
 
 

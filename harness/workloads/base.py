@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.client import NodeClient, OpFailed, OpUnknown, Reply
+from harness.client import Client, OpFailed, OpUnknown, Reply
 from harness.workloads.keys import KeySpace
 
 
@@ -36,6 +36,8 @@ class Workload(ABC):
     name: str = ""
     description: str = ""
     read_fs: frozenset[str] = frozenset({"read"})
+    #: the client operations it uses (harness.client.OPS); a store lacking one is refused
+    needs: frozenset[str] = frozenset()
 
     key_prefix: str = ""  # keys are named <key_prefix><index>; "" means "<name>-"
 
@@ -46,6 +48,11 @@ class Workload(ABC):
         self.written_keys: set[str] = set()
         self._counter = 0
 
+    @classmethod
+    def accepts(cls, ops: frozenset[str]) -> bool:
+        """Whether a client performing `ops` can run this workload."""
+        return cls.needs <= ops
+
     def unique(self) -> int:
         self._counter += 1
         return self._counter
@@ -55,7 +62,7 @@ class Workload(ABC):
         """The next operation of the main phase."""
 
     @abstractmethod
-    async def perform(self, client: NodeClient, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Op) -> Completion:
         """Do `op` against the store; raise OpFailed / OpUnknown unless it is ok."""
 
     def all_keys(self) -> list[str]:
@@ -65,7 +72,7 @@ class Workload(ABC):
         """One read of every key, after heal and quiesce."""
         return [Op("read", key) for key in self.all_keys()]
 
-    async def execute(self, client: NodeClient, op: Op) -> Completion:
+    async def execute(self, client: Client, op: Op) -> Completion:
         """Perform `op` and classify the outcome; a read that did not answer is always `fail`."""
         if op.f not in self.read_fs and op.key is not None:
             self.written_keys.add(op.key)
@@ -117,7 +124,7 @@ def _hashable(v: Any) -> Any:
 
 
 async def read_then(
-    client: NodeClient, key: str, then: Callable[[Reply], Awaitable[Completion]]
+    client: Client, key: str, then: Callable[[Reply], Awaitable[Completion]]
 ) -> Completion:
     """Read-modify-write: any trouble during the read means nothing was written, so `fail`."""
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.client import NodeClient, Reply
+from harness.client import Client, Reply
 from harness.workloads.base import (
     Completion,
     Op,
@@ -18,7 +18,9 @@ class UnionWorkload(Workload):
     """Grow-only sets kept as a Dynamo value: `add` reads, merges every sibling by union, adds its
     element and writes with the context it read; `read` answers the union of the siblings."""
 
-    async def perform(self, client: NodeClient, op: Op) -> Completion:
+    needs = frozenset({"read", "write", "siblings"})
+
+    async def perform(self, client: Client, op: Op) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)

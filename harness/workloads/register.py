@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-from harness.client import NodeClient, OpFailed, OpUnknown, Reply
+from harness.client import Client, OpFailed, OpUnknown, Reply
 from harness.workloads.base import (
     Completion,
     Op,
@@ -31,6 +31,7 @@ STALE_P = 0.2
 
 class RegisterWorkload(Workload):
     name = "register"
+    needs = frozenset({"read", "write", "delete", "siblings"})
     key_prefix = "r"
     description = ("per key: write unique values with the context of a prior read (now and then "
                    "an old one); read siblings; sometimes delete what a read returned")
@@ -52,7 +53,7 @@ class RegisterWorkload(Workload):
             return Op("write", key, value)
         return Op("read", key)
 
-    async def perform(self, client: NodeClient, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Op) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)
@@ -74,7 +75,7 @@ class RegisterWorkload(Workload):
             return await write(held, stale=True)
         return await read_then(client, op.key, write)
 
-    async def _delete(self, client: NodeClient, op: Op, current: Reply) -> Completion:
+    async def _delete(self, client: Client, op: Op, current: Reply) -> Completion:
         assert op.key is not None
         if not current.values:
             # the delete was already invoked, so it is recorded as one that certainly did nothing
