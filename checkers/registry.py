@@ -95,6 +95,8 @@ def default_model(workload: str, calls: Sequence[Call]) -> str:
         return "set"
     if workload == "register":
         return "siblings-register"
+    if workload == "cas-register":
+        return "cas-register"
     fs = {c.f for c in calls}
     if "cas" in fs:
         return "cas-register"
@@ -188,6 +190,7 @@ DEFAULTS: dict[str, list[str]] = {
     "set": ["set", "convergence", "perf"],
     "register": ["phantoms", "read-your-writes", "deletes", "sibling-preservation",
                  "convergence", "perf"],
+    "cas-register": ["linearizable", "perf"],  # Jepsen's etcd test: linearizable is promised
     "generic": ["linearizable", "perf"],
 }
 
