@@ -8,6 +8,7 @@ below, which the harness finds with `isinstance`, never by a store's name.
 
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,3 +141,12 @@ class Roles(ABC):
     @abstractmethod
     def holder(self, role: str, specs: Sequence[NodeSpec]) -> str | None:
         """The node that holds `role` now, or None when it cannot be told (bounded)."""
+
+
+def version_output(binary: str) -> str:
+    """What `binary --version` prints, or "" when it cannot run."""
+    try:
+        return subprocess.run([binary, "--version"], capture_output=True, text=True,
+                              timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""

@@ -17,7 +17,6 @@ import base64
 import json
 import secrets
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import requests
 from harness.client import Client, OpFailed, OpUnknown, Reply
 from harness.platforms.base import ADMIN_TIMEOUT_S, NodeSpec
 from harness.settings import ClusterSettings
-from harness.stores.base import Store
+from harness.stores.base import Store, version_output
 
 SERIALIZABLE = "serializable-reads"
 DATA_DIR = "data"
@@ -200,10 +199,6 @@ class EtcdStore(Store):
         binary = etcd_binary()
         if binary is None:
             return None
-        try:
-            out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                                 timeout=5).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+        out = version_output(binary)
         first = out.splitlines()[0] if out else ""
         return first.split(":", 1)[1].strip() if ":" in first else None

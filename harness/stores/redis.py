@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import aiohttp
 from harness.client import Client, OpFailed, OpUnknown, Reply
 from harness.platforms.base import ADMIN_TIMEOUT_S, NodeSpec
 from harness.settings import ClusterSettings
-from harness.stores.base import Roles, Sidecars, Store
+from harness.stores.base import Roles, Sidecars, Store, version_output
 
 MASTER = "harness"
 WAIT = "wait"
@@ -265,11 +264,7 @@ class RedisStore(Store, Sidecars, Roles):
         binary = shutil.which("redis-server")
         if binary is None:
             return None
-        try:
-            out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                                 timeout=5).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+        out = version_output(binary)
         for part in out.split():
             if part.startswith("v="):
                 return part[2:]
