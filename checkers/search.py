@@ -11,8 +11,8 @@ The search is built from named steps, each sound on its own:
 - `ReadsToCome`: for models whose reads retire values, which values a later read still needs;
 - `Limits`: the time and memory budget, which ends the search with `unknown`.
 
-`search()` is the loop that uses them: linearize a candidate, or at a dead end try an info op,
-or backtrack. A model needs only `init` and `step` for it (see `models.Model`); every other hook
+`search_steps()` is the loop that uses them: linearize a candidate, or at a dead end try an info
+op, or backtrack. A model needs only `init` and `step` for it (see `models.Model`); every other hook
 switches on a reduction and has a default that keeps the search exact.
 """
 
@@ -281,24 +281,13 @@ class Limits:
 FORCED, OK = -1, 0
 
 
-def search(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp], deadline: float,
-           memory_bytes: int) -> KeyResult:
-    """Is there a linearization of one key's operations? `oks` must each take effect between
-    their two positions; `infos` at any point after theirs, or never. Raises OutOfBudget when
-    the budget runs out."""
-    steps = search_steps(key, model, oks, infos, deadline, memory_bytes)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-
-
 def search_steps(key: Any, model: Model, oks: list[OkOp], infos: list[InfoOp],
                  deadline: float, memory_bytes: int) -> Generator[int, None, KeyResult]:
-    """`search` as a generator that pauses every few thousand steps, yielding how many
-    configurations it has explored, so that a caller can interleave keys; it returns the
-    result. The pauses fall at the same points on every run."""
+    """Is there a linearization of one key's operations? `oks` must each take effect between
+    their two positions; `infos` at any point after theirs, or never. A generator: it pauses
+    every few thousand steps, yielding how many configurations it has explored, so that a caller
+    can interleave keys, and returns the result (raises OutOfBudget when the budget runs out).
+    The pauses fall at the same points on every run."""
     started = time.monotonic()
     m = len(oks)
     entries = Entries(oks)
