@@ -128,13 +128,18 @@ def test_loopback_scripts_touch_only_the_runs_own_chains() -> None:
 # -- real etcd members -----------------------------------------------------------------------
 
 
+def _local(tmp_path: Path, store: str, kind: str = "run") -> tuple[Session, LocalPlatform]:
+    """A session and a 3-node local platform running `store` (not started yet)."""
+    session = Session.create(kind, tmp_path)
+    cluster = ClusterSettings(nodes=3)
+    return session, LocalPlatform(tmp_path / "nodes", cluster, session,
+                                  store=make_store(store, cluster))
+
+
 @pytest.fixture
 def etcd3(tmp_path: Path) -> Iterator[LocalPlatform]:
     """Three etcd members on loopback addresses, stopped (and their chains removed) after."""
-    session = Session.create("run", tmp_path)
-    cluster = ClusterSettings(nodes=3)
-    platform = LocalPlatform(tmp_path / "nodes", cluster, session,
-                             store=make_store("etcd", cluster))
+    session, platform = _local(tmp_path, "etcd")
     try:
         platform.start()
         yield platform
@@ -265,10 +270,7 @@ def test_loopback_partition_drops_real_packets_and_leaves_nothing(etcd3: LocalPl
 @needs_root
 @pytest.mark.cluster
 def test_cleanup_removes_the_chains_a_dead_run_left(tmp_path: Path) -> None:
-    session = Session.create("cluster", tmp_path)
-    cluster = ClusterSettings(nodes=3)
-    platform = LocalPlatform(tmp_path / "nodes", cluster, session,
-                             store=make_store("etcd", cluster))
+    session, platform = _local(tmp_path, "etcd", kind="cluster")
     try:
         platform.start()
         platform.partition({"n1": {"n2"}})
@@ -365,10 +367,7 @@ needs_redis = pytest.mark.skipif(not HAVE_REDIS, reason="redis is not installed 
 def test_redis_client_classifies_every_outcome(tmp_path: Path) -> None:
     from harness.stores.redis import RedisClient
 
-    session = Session.create("run", tmp_path)
-    cluster = ClusterSettings(nodes=3)
-    platform = LocalPlatform(tmp_path / "nodes", cluster, session,
-                             store=make_store("redis", cluster))
+    session, platform = _local(tmp_path, "redis")
     try:
         platform.start()
         assert set(session.nodes) == {"n1", "n2", "n3", "n1/sentinel", "n2/sentinel",
