@@ -45,8 +45,8 @@ def cluster() -> None:
     """Start a local cluster and leave it running, to watch it by hand.
 
     \b
-    harness cluster up --nodes 5     prints "n1 http://127.0.0.2:PORT", one node a line
-    curl -X PUT -d '{"value": 1, "context": null}' http://127.0.0.2:PORT/kv/k
+    harness cluster up --nodes 5     prints "n1 http://127.R.S.2:PORT", one node a line
+    curl -X PUT -d '{"value": 1, "context": null}' http://127.R.S.2:PORT/kv/k
     harness cluster stop n2          kill -9 one node; write; then
     harness cluster start n2         and watch hinted handoff / anti-entropy repair it
     harness cluster down             stop everything

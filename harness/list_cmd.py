@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import click
 
+from checkers.registry import CHECKERS
 from harness.stores import STORES
 from harness.workloads import WORKLOADS
 from nemesis.grudges import PARTITION_KINDS
 from nemesis.schedule import FAULT_HELP
 
 PLATFORM_HELP = {
-    "local": "processes on 127.0.0.x; partitions simulated in the node transport; libfaketime",
-    "netns": "(not yet available) one network namespace per node; iptables partitions",
-    "docker": "(not yet available) one container per node; iptables partitions",
+    "local": "processes on loopback 127.R.S.x (a block per run); partitions in the node "
+             "transport (dynamo) or iptables (other stores, root); libfaketime",
+    "netns": "a network namespace per node on a bridge in 198.18.0.0/15; iptables partitions, "
+             "tc netem (root)",
+    "docker": "a container per node on a network in 198.18.0.0/15; iptables partitions, "
+              "tc netem (`harness image build` first)",
 }
 
 
-def checker_names() -> list[tuple[str, str]]:
-    """The checkers `harness.checking` offers, however it lists them."""
-    try:
-        import harness.checking as checking
-    except ImportError:
-        return []
-    registry = getattr(checking, "CHECKERS", None) or getattr(checking, "CHECKER_NAMES", None)
-    if isinstance(registry, dict):
-        return [(name, _doc(fn)) for name, fn in registry.items()]
-    if isinstance(registry, list | tuple):
-        return [(str(name), "") for name in registry]
-    return []
-
-
-def _doc(obj: object) -> str:
-    if isinstance(obj, str):
-        return obj
-    doc = (getattr(obj, "__doc__", None) or "").strip()
+def _first_line(fn: object) -> str:
+    doc = (getattr(fn, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else ""
 
 
@@ -57,11 +45,8 @@ def list_() -> int:
         click.echo(f"  {name:<16} {text}")
     click.echo(f"  partition kinds: {', '.join(PARTITION_KINDS)}")
     click.echo("checkers:")
-    checkers = checker_names()
-    if not checkers:
-        click.echo("  (harness.checking is not installed in this checkout)")
-    for name, text in checkers:
-        click.echo(f"  {name:<16} {text}".rstrip())
+    for name, fn in CHECKERS.items():
+        click.echo(f"  {name:<16} {_first_line(fn)}".rstrip())
     click.echo("platforms (--platform):")
     for name, text in PLATFORM_HELP.items():
         click.echo(f"  {name:<16} {text}")

@@ -15,7 +15,7 @@ from nemesis.schedule import parse_shapes
 WORKLOADS = tuple(_WORKLOADS)  # one list: harness/workloads/__init__.py
 PLATFORMS = ("local", "netns", "docker")
 FSYNC_POLICIES = ("always", "os", "none")
-MAX_LOCAL_NODES = 200  # 127.0.0.2 .. 127.0.0.201
+MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import psutil
 import pytest
@@ -221,7 +223,9 @@ def test_cluster_commands(tmp_path: Path, env: dict[str, str]) -> None:
         lines = up.stdout.split("\n")
         urls = dict(line.split() for line in lines if line.strip())
         assert sorted(urls) == ["n1", "n2", "n3"]
-        assert all(u.startswith("http://127.0.0.") for u in urls.values())
+        hosts = [urlparse(u).hostname or "" for u in urls.values()]
+        assert all(ipaddress.ip_address(h).is_loopback for h in hosts), hosts
+        assert len({h.rsplit(".", 1)[0] for h in hosts}) == 1, "one block per run"
         put = requests.put(f"{urls['n1']}/kv/hello", json={"value": 1, "context": None},
                            timeout=5)
         assert put.status_code == 200, put.text

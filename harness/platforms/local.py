@@ -1,4 +1,8 @@
-"""The local platform: node processes on loopback addresses 127.0.0.2, 127.0.0.3, ...
+"""The local platform: node processes on loopback addresses 127.R.S.2, 127.R.S.3, ...
+
+Each run draws its own block 127.R.S.0/24 (R in 1..254) at random, so runs on one machine at the
+same time do not share addresses: a crashed node's port stays free for its restart, even while
+another run is binding ports (one block in 65,024; `free_ports` still asks the OS per address).
 
 What runs is the store's (`harness.stores`): its files, its command, its readiness probe.
 Partitions of a store that can drop its peers itself (the reference node) are simulated inside
@@ -119,9 +123,10 @@ class LocalPlatform(SpecPlatform):
 
     @staticmethod
     def _allocate(count: int) -> list[NodeSpec]:
+        block = f"127.{1 + secrets.randbelow(254)}.{secrets.randbelow(256)}"
         specs = []
         for i in range(count):
-            host = f"127.0.0.{2 + i}"
+            host = f"{block}.{2 + i}"
             specs.append(NodeSpec(f"n{i + 1}", host, *free_ports(host, 2)))
         return specs
 
