@@ -22,6 +22,7 @@ from checkers.perf import check_perf
 from checkers.phantoms import check_phantoms
 from checkers.preservation import check_preservation
 from checkers.read_your_writes import Quorum, check_read_your_writes
+from checkers.replication import check_replication
 from checkers.sets import check_sets
 from checkers.verdict import UNKNOWN, Verdict, combine
 
@@ -142,6 +143,11 @@ def _convergence(inp: CheckInput) -> Verdict:
     return check_convergence(inp.replicas)
 
 
+def _replication(inp: CheckInput) -> Verdict:
+    """Replication: every key that holds a value is on N distinct nodes after the heal."""
+    return check_replication(inp.replicas, inp.quorum.n)
+
+
 def _phantoms(inp: CheckInput) -> Verdict:
     """Phantom reads: every value read was written, by a write not known to have failed."""
     return check_phantoms(inp.calls)
@@ -172,6 +178,7 @@ CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
     "set": _sets,
     "read-your-writes": _ryw,
     "convergence": _convergence,
+    "replication": _replication,
     "phantoms": _phantoms,
     "deletes": _deletes,
     "sibling-preservation": _preservation,
@@ -186,10 +193,10 @@ ALIASES = {
 # workload only adds (then one final read by a fresh process), so read-your-writes has nothing to
 # judge there.
 DEFAULTS: dict[str, list[str]] = {
-    "cart": ["set", "read-your-writes", "convergence", "perf"],
-    "set": ["set", "convergence", "perf"],
+    "cart": ["set", "read-your-writes", "convergence", "replication", "perf"],
+    "set": ["set", "convergence", "replication", "perf"],
     "register": ["phantoms", "read-your-writes", "deletes", "sibling-preservation",
-                 "convergence", "perf"],
+                 "convergence", "replication", "perf"],
     "cas-register": ["linearizable", "perf"],  # Jepsen's etcd test: linearizable is promised
     "generic": ["linearizable", "perf"],
 }

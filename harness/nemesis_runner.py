@@ -14,7 +14,7 @@ from typing import Any
 from harness.history import History
 from harness.platforms.base import Platform
 from nemesis.grudges import grudge_to_json, isolate_node
-from nemesis.schedule import Action
+from nemesis.schedule import Action, base_fault
 
 CLOCK_SETTLE_S = 0.05  # libfaketime re-reads the file on the next time call; allow for it
 
@@ -104,10 +104,10 @@ class NemesisRunner:
             return {**extra, "errors": errors} if errors else extra
         if action.fault == "clock":
             return await self._clock(action)
-        if action.fault in ("crash", "pause"):
+        if action.fault in ("crash", "crash-many", "pause"):
             fn = {("crash", "start"): p.kill, ("crash", "stop"): p.restart,
                   ("pause", "start"): p.pause, ("pause", "stop"): p.resume}[
-                (action.fault, action.f)]
+                (base_fault(action.fault), action.f)]
             errors = await asyncio.to_thread(_each, fn, v["nodes"])
             return {"errors": errors} if errors else {}
         if action.fault == "packet":

@@ -35,7 +35,7 @@ from harness.settings import TestSettings
 from harness.state import Session
 from harness.stores import FinalState, NodeCounters, Roles, Store, make_store
 from harness.workloads import Op, Workload, make_workload
-from nemesis.schedule import Action, plan
+from nemesis.schedule import Action, base_fault, plan
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_HARNESS = 0, 1, 2, 3
 FINAL_READ_CONCURRENCY = 10
@@ -182,7 +182,7 @@ class Run:
         self.schedule = plan(self.platform.node_ids(), self.settings.nemesis,
                              self.settings.nemesis_interval, self.settings.time_limit,
                              random.Random(f"{self.settings.seed}-nemesis"),
-                             self.settings.partitions)
+                             self.settings.partitions, replicas=self.store.copies())
         write_json(self.run_dir / "test.json", self._test_json("running"))
         await asyncio.to_thread(self.platform.start)
         self.nemesis = NemesisRunner(self.platform, self.history, self._holder)
@@ -383,7 +383,8 @@ class Run:
             },
             "platform": self.settings.platform,
             "store_version": self.store_version,
-            "mechanisms": {f: p.mechanisms.get(f, "") for f in self.settings.nemesis} if p else {},
+            "mechanisms": ({f: p.mechanisms.get(base_fault(f), "") for f in self.settings.nemesis}
+                           if p else {}),
             "nodes": {n: p.client_url(n) for n in p.node_ids()} if p else {},
             "schedule": [{"at": a.at, "f": a.f, "fault": a.fault, "value": a.value}
                          for a in self.schedule],

@@ -15,7 +15,9 @@ from typing import Any
 
 from nemesis.grudges import GRUDGES, TARGETED, grudge_to_json, isolate_node
 
-FAULTS = ("partition", "clock", "crash", "pause", "packet")
+FAULTS = ("partition", "clock", "crash", "crash-many", "pause", "packet")
+# a fault that is another done harder: stores and platforms offer the base one
+BASE_FAULT = {"crash-many": "crash"}
 # `all` means the faults every platform can produce; packet needs tc netem on a real platform
 ALL_FAULTS = ("partition", "clock", "crash", "pause")
 FAULT_HELP = {
@@ -23,6 +25,8 @@ FAULT_HELP = {
     "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
     "clock": "clock skew per node through libfaketime: bumps (ms to minutes) and strobes",
     "crash": "kill -9 of a random minority, restarted when the fault ends",
+    "crash-many": "kill -9 of N-1 nodes at once (all but one of a key's N replicas, all but one "
+                  "node for stores that copy everything), restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
     "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
     "all": "partition, clock, crash and pause combined on one schedule",
@@ -75,13 +79,15 @@ def plan(
     time_limit: float,
     rng: random.Random,
     shapes: Sequence[str] = (),
+    replicas: int = 3,
 ) -> list[Action]:
     """The whole schedule, sorted by time.
 
     Quiet periods of 0.3-0.6 intervals alternate with fault periods of one interval. When several
     faults are chosen, a period usually has one of them and sometimes two at once; crash and pause
     then pick disjoint nodes so that a node is never both killed and stopped. A partition takes a
-    random shape from `shapes` (every shape in GRUDGES when empty).
+    random shape from `shapes` (every shape in GRUDGES when empty). `crash-many` kills
+    `replicas - 1` nodes (at least one, never all).
     """
     if interval <= 0 or time_limit <= 0:
         raise ValueError("interval and time limit must be positive")
@@ -96,7 +102,7 @@ def plan(
             kinds = rng.sample(list(faults), 2)
         free = list(nodes)
         for kind in sorted(kinds, key=FAULTS.index):
-            value = _choose(kind, nodes, free, rng, shapes)
+            value = _choose(kind, nodes, free, rng, shapes, replicas)
             actions.append(Action(round(t, 3), "start", kind, value, next_id))
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
                                   next_id))
@@ -113,8 +119,13 @@ def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:
     return sorted(rng.sample(list(nodes), min(size, len(nodes))))
 
 
+def base_fault(fault: str) -> str:
+    """What a store or platform must offer for `fault` (`crash-many` is a crash)."""
+    return BASE_FAULT.get(fault, fault)
+
+
 def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random,
-            shapes: Sequence[str]) -> dict:
+            shapes: Sequence[str], replicas: int) -> dict:
     if kind == "partition":
         shape = rng.choice(list(shapes))
         if shape in TARGETED:
@@ -125,8 +136,13 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)
-    if kind in ("crash", "pause"):
-        targets = minority(free or nodes, rng)
+    if kind in ("crash", "crash-many", "pause"):
+        pool = free or list(nodes)
+        if kind == "crash-many":
+            size = max(1, min(replicas - 1, len(nodes) - 1, len(pool)))
+            targets = sorted(rng.sample(pool, size))
+        else:
+            targets = minority(pool, rng)
         for node in targets:
             if node in free:
                 free.remove(node)

@@ -29,6 +29,9 @@ KNOWN_BUGS: dict[str, str] = {
     "stale-read-r1": "reads answer after the first reply even when R > 1",
     "reap-early": "tombstones are reaped after the grace time without checking that every "
                   "primary holds them",
+    "preflist-vnodes": "a key's preference list is the owners of the next N ring partitions, "
+                       "so a node that owns two of them is named twice and the key is kept on "
+                       "fewer than N nodes",
     "reuse-dots": "dot counters are derived per key only, so they start again at 1 after a "
                   "key is reaped and a stale context's past covers (erases) the new write",
 }

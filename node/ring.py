@@ -67,6 +67,12 @@ def _walk(owners: Sequence[str], partition: int, count: int) -> list[str]:
     return seen
 
 
+def _vnode_walk(owners: Sequence[str], partition: int, n: int, count: int) -> list[str]:
+    q = len(owners)
+    pref = [owners[(partition + i) % q] for i in range(n)]
+    return pref + [o for o in _walk(owners, partition, count) if o not in pref]
+
+
 @dataclass(frozen=True)
 class Ring:
     nodes: tuple[str, ...]
@@ -76,11 +82,15 @@ class Ring:
     walks: tuple[tuple[str, ...], ...]  # per partition: distinct nodes clockwise
 
     @classmethod
-    def build(cls, nodes: Sequence[str], q: int, n: int) -> Ring:
+    def build(cls, nodes: Sequence[str], q: int, n: int, vnode_preflists: bool = False) -> Ring:
+        """`vnode_preflists` seeds the bug `preflist-vnodes` (docs/bugs.md): the preference list
+        is the owners of the next N partitions, so a node that owns two of them is named twice
+        and the key has fewer than N distinct copies (Riak's target_n_val violation)."""
         if not 1 <= n <= len(nodes):
             raise ValueError(f"n must be between 1 and the number of nodes ({len(nodes)}), got {n}")
         owners = claim(nodes, q)
-        walks = tuple(tuple(_walk(owners, p, len(nodes))) for p in range(q))
+        walks = tuple(tuple(_vnode_walk(owners, p, n, len(nodes)) if vnode_preflists
+                            else _walk(owners, p, len(nodes))) for p in range(q))
         return cls(tuple(nodes), q, n, tuple(owners), walks)
 
     def partition(self, key: str) -> int:

@@ -54,7 +54,8 @@ class Node:
         self.log = log
         self.incarnation, self.fresh = new_incarnation(storage, rng)
         self.actor = f"{node_id}.{self.incarnation}"
-        self.ring = Ring.build([e.id for e in config.nodes], config.q, config.n)
+        self.ring = Ring.build([e.id for e in config.nodes], config.q, config.n,
+                               vnode_preflists="preflist-vnodes" in bugs)
         self.others = tuple(e.id for e in config.nodes if e.id != node_id)
         self.peers = Membership(node_id, self.others, clock, self.incarnation,
                                 ring_hash(self.ring), log)

@@ -113,12 +113,15 @@ def test_every_start_has_a_later_stop(seed: int, size: int, faults: list[str], i
             targets = start.value["nodes"]
             assert 1 <= len(targets) <= max(1, (size - 1) // 2)
             assert set(targets) <= set(nodes)
+        if start.fault == "crash-many":  # N - 1 of the default N = 3, never every node
+            assert 1 <= len(start.value["nodes"]) <= max(1, min(2, size - 1))
     # a node is never crashed and paused by the same period
     by_time: dict[float, list] = {}
     for start in starts.values():
         by_time.setdefault(start.at, []).append(start)
     for group in by_time.values():
-        crashed = {n for a in group if a.fault == "crash" for n in a.value["nodes"]}
+        crashed = {n for a in group if a.fault in ("crash", "crash-many")
+                   for n in a.value["nodes"]}
         paused = {n for a in group if a.fault == "pause" for n in a.value["nodes"]}
         if size > 1:
             assert not crashed & paused
@@ -137,3 +140,13 @@ def test_unknown_partition_shape_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown partition shape ring.*majorities-ring"):
         parse_shapes("ring")
     assert parse_shapes("all") == parse_shapes("") == sorted(GRUDGES)
+
+
+def test_crash_many_kills_all_but_one_replica_at_once() -> None:
+    for seed in range(20):
+        starts = [a for a in plan(NODES5, ["crash-many"], 2.0, 20.0, random.Random(seed),
+                                  replicas=4) if a.f == "start"]
+        assert starts and all(len(set(a.value["nodes"])) == 3 for a in starts)
+    three = [a for a in plan(["n1", "n2", "n3"], ["crash-many"], 2.0, 20.0, random.Random(1),
+                             replicas=3) if a.f == "start"]
+    assert all(len(a.value["nodes"]) == 2 for a in three)

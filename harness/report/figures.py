@@ -26,6 +26,7 @@ FAULT_COLORS = {
     "partition": "#e4572e",
     "clock": "#2f7fd0",
     "crash": "#7b2cbf",
+    "crash-many": "#4a1486",
     "pause": "#c9a227",
     "packet": "#16a085",
 }

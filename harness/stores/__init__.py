@@ -39,6 +39,7 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
     """Why this store cannot run this test, one message each (empty: it can)."""
     from harness.workloads import WORKLOADS
     from nemesis.grudges import TARGETED
+    from nemesis.schedule import base_fault
 
     if name not in STORES:
         return [f"unknown store {name!r}; choose from {', '.join(STORES)}"]
@@ -60,7 +61,7 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
                     f"does not perform; workloads the {name} store can run: "
                     f"{', '.join(fits) or 'none'}")
     for fault in faults:
-        if fault not in cls.faults:
+        if base_fault(fault) not in cls.faults:
             why = cls.unsupported_faults.get(fault, "not supported")
             errs.append(f"the {name} store cannot be tested under the {fault} nemesis: {why}")
     if platform not in cls.platforms:

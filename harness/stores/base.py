@@ -81,6 +81,11 @@ class Store(ABC):
         after the heal (a store may ask more of them)."""
         return self.client_class(session, node, url, timeout_s)
 
+    def copies(self) -> int:
+        """How many nodes hold each key: `crash-many` kills one fewer. By default every node
+        holds everything (Raft, primary and replicas)."""
+        return self.cluster.nodes
+
     def version(self) -> str | None:
         """The store's version, for test.json."""
         return None

@@ -46,6 +46,9 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
         super().__init__(cluster, options)
         self.token = token or secrets.token_hex(16)
 
+    def copies(self) -> int:
+        return self.cluster.n
+
     def layout(self, root: Path, specs: Sequence[NodeSpec]) -> None:
         (root / CLUSTER_FILE).write_text(cluster_toml(self.cluster, self.token, specs),
                                          encoding="utf-8")
