@@ -36,10 +36,11 @@ EXIT_HARNESS = 3
 @click.option("--concurrency", type=int, default=10, help="client processes")
 @click.option("--rate", type=float, default=100.0, help="total operations per second")
 @click.option("--keys", type=int, default=10, help="keys (carts, registers) in play at a time")
-@click.option("--ops-per-key", type=int, default=0,
+@click.option("--ops-per-key", type=int, default=None,
               help="rotate keys: each key takes this many operations, then a fresh one replaces "
-                   "it, so a key written under a fault is not rewritten after the heal "
-                   "(0: the same keys all run)")
+                   "it, so a run covers many keys and a key written under a fault is not "
+                   "rewritten after the heal (0: the same keys all run; default: the "
+                   "workload's, 50 for cart and register, 100 for cas-register, 0 for set)")
 @click.option("--nemesis-interval", type=float, default=10.0,
               help="seconds each fault lasts; quiet gaps are 0.3-0.6 of this")
 @click.option("--partitions", "partitions_spec", type=str, default="all",
@@ -65,7 +66,8 @@ EXIT_HARNESS = 3
                    "e.g. read_repair=false")
 def run(workload: str, nemesis_spec: str, platform: str, store: str,
         store_options: tuple[str, ...], time_limit: float, concurrency: int,
-        rate: float, keys: int, ops_per_key: int, nemesis_interval: float, partitions_spec: str,
+        rate: float, keys: int, ops_per_key: int | None, nemesis_interval: float,
+        partitions_spec: str,
         seed: int | None, test_count: int, quiesce_timeout: float, out: Path, leave_running: bool,
         junit: Path | None, display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
         **cluster: object) -> int:

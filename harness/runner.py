@@ -113,7 +113,7 @@ class Run:
         self.nemesis: NemesisRunner | None = None
         self.workload: Workload = make_workload(
             settings.workload, settings.keys, random.Random(f"{settings.seed}-workload"),
-            settings.ops_per_key)
+            settings.rotate_every)
         self.schedule: list[Action] = []
         self.next_process = settings.concurrency
         self.workload_started_ns: int | None = None

@@ -137,7 +137,9 @@ class TestSettings:
     concurrency: int = 10
     rate: float = 100.0
     keys: int = 10
-    ops_per_key: int = 0  # 0: the same keys all run; else rotate (harness/workloads/keys.py)
+    #: rotate keys after this many operations each (harness/workloads/keys.py); 0: the same keys
+    #: all run; None: the workload's default (rotation is on for cart, register, cas-register)
+    ops_per_key: int | None = None
     nemesis_interval: float = 10.0
     partitions: list[str] = field(default_factory=list)  # partition shapes; empty: every shape
     seed: int = 0
@@ -149,6 +151,14 @@ class TestSettings:
     def client_timeout_s(self) -> float:
         # longer than the node's own request timeout, so a quorum failure comes back as a 503
         return self.cluster.request_timeout_ms / 1000 + 1.5
+
+    @property
+    def rotate_every(self) -> int:
+        """Operations per key before it retires (0: never): the setting, else the workload's."""
+        if self.ops_per_key is not None:
+            return self.ops_per_key
+        cls = _WORKLOADS.get(self.workload)
+        return cls.default_ops_per_key if cls is not None else 0
 
     @property
     def name(self) -> str:
@@ -174,7 +184,7 @@ class TestSettings:
             errs.append(f"--rate must be positive (got {self.rate})")
         if self.keys < 1:
             errs.append(f"--keys must be at least 1 (got {self.keys})")
-        if self.ops_per_key < 0:
+        if self.ops_per_key is not None and self.ops_per_key < 0:
             errs.append(f"--ops-per-key must not be negative (got {self.ops_per_key})")
         try:
             parse_shapes(",".join(self.partitions))
@@ -189,5 +199,6 @@ class TestSettings:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["out"] = str(self.out)
+        out["ops_per_key"] = self.rotate_every
         out["name"] = self.name
         return out

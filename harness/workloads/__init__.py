@@ -18,14 +18,16 @@ WORKLOADS: dict[str, type[Workload]] = {
 }
 
 
-def make_workload(name: str, keys: int, rng: random.Random, ops_per_key: int = 0) -> Workload:
+def make_workload(name: str, keys: int, rng: random.Random,
+                  ops_per_key: int | None = None) -> Workload:
     """The workload called `name`, over `keys` keys at a time where it has several, each
-    rotated out after `ops_per_key` operations when that is not 0."""
+    rotated out after `ops_per_key` operations (0: never; None: the workload's default)."""
     try:
         cls = WORKLOADS[name]
     except KeyError:
         raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}") from None
-    return cls(keys=keys, rng=rng, ops_per_key=ops_per_key)
+    every = cls.default_ops_per_key if ops_per_key is None else ops_per_key
+    return cls(keys=keys, rng=rng, ops_per_key=every)
 
 
 __all__ = ["WORKLOADS", "Completion", "Op", "Workload", "make_workload"]

@@ -40,6 +40,9 @@ class Workload(ABC):
     needs: frozenset[str] = frozenset()
 
     key_prefix: str = ""  # keys are named <key_prefix><index>; "" means "<name>-"
+    #: keys retire after this many operations unless --ops-per-key says otherwise (0: never),
+    #: as Jepsen's `independent` generator does: a run covers many keys, each history stays short
+    default_ops_per_key: int = 0
 
     def __init__(self, keys: int, rng: random.Random, ops_per_key: int = 0) -> None:
         self.keys = keys

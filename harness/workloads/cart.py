@@ -36,7 +36,9 @@ class UnionWorkload(Workload):
 
 class CartWorkload(UnionWorkload):
     name = "cart"
-    description = "shopping carts: add unique items by read-merge-write with the context; read"
+    description = ("shopping carts: add unique items by read-merge-write with the context; read; "
+                   "carts retire after 50 operations by default")
+    default_ops_per_key = 50
 
     def next_op(self) -> Op:
         key = self.keyspace.pick()

@@ -3,31 +3,27 @@ checked for linearizability against the cas-register model.
 
 For stores with a plain register and cas (etcd); the `register` workload is the Dynamo one
 (contexts, siblings, deletes). Values repeat, so the linearizability search has real work; keys
-rotate every `DEFAULT_OPS_PER_KEY` operations unless --ops-per-key says otherwise, which keeps
-each key's history short enough to search (Jepsen's etcd test limits operations per key too).
+rotate every 100 operations unless --ops-per-key says otherwise, which keeps each key's history
+short enough to search (Jepsen's etcd test limits operations per key too).
 """
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from harness.client import Client
 from harness.workloads.base import Completion, Op, Workload
 
 VALUES = 5  # values 0..4, as in Jepsen's etcd test
-DEFAULT_OPS_PER_KEY = 100
 
 
 class CasRegisterWorkload(Workload):
     name = "cas-register"
     key_prefix = "cr"
     description = ("per key: read, write 0..4, cas [old new] over 0..4 (Jepsen's etcd register); "
-                   f"keys rotate every {DEFAULT_OPS_PER_KEY} operations by default")
+                   "keys rotate every 100 operations by default")
     needs = frozenset({"read", "write", "cas"})
-
-    def __init__(self, keys: int, rng: random.Random, ops_per_key: int = 0) -> None:
-        super().__init__(keys=keys, rng=rng, ops_per_key=ops_per_key or DEFAULT_OPS_PER_KEY)
+    default_ops_per_key = 100
 
     def next_op(self) -> Op:
         key = self.keyspace.pick()

@@ -34,7 +34,9 @@ class RegisterWorkload(Workload):
     needs = frozenset({"read", "write", "delete", "siblings"})
     key_prefix = "r"
     description = ("per key: write unique values with the context of a prior read (now and then "
-                   "an old one); read siblings; sometimes delete what a read returned")
+                   "an old one); read siblings; sometimes delete what a read returned; keys "
+                   "retire after 50 operations by default")
+    default_ops_per_key = 50
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
