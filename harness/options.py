@@ -10,6 +10,7 @@ import click
 
 from harness.platforms.base import PlatformError
 from harness.settings import FSYNC_POLICIES, ClusterSettings, TestSettings
+from harness.stores import DEFAULT_STORE, store_class
 from nemesis.schedule import parse_faults
 
 
@@ -43,11 +44,19 @@ def cluster_from_options(nodes: int, n: int, r: int, w: int, q: int, sloppy: boo
     return cluster
 
 
+def offered_faults(store: str) -> frozenset[str] | None:
+    """The faults a store can be tested under (None: an unknown store, refused later)."""
+    try:
+        return store_class(store).faults
+    except ValueError:
+        return None
+
+
 def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, out: Path,
                           **kw: Any) -> TestSettings:
     """Settings from the flags, or a click.UsageError naming every bad flag."""
     try:
-        faults = parse_faults(nemesis_spec)
+        faults = parse_faults(nemesis_spec, offered_faults(kw.get("store", DEFAULT_STORE)))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--nemesis") from None
     cluster_keys = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync", "bugs",

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from harness.options import offered_faults
 from harness.runner import RunOutcome, run_test
 from harness.settings import ClusterSettings, TestSettings
+from harness.stores import DEFAULT_STORE
 from nemesis.schedule import parse_faults
 
 CLUSTER_FIELDS = {f.name for f in fields(ClusterSettings)}
@@ -27,7 +29,7 @@ def settings_from(out: Path, **kw: Any) -> TestSettings:
     as a string ("partition,crash") or a list."""
     nemesis = kw.pop("nemesis", [])
     if isinstance(nemesis, str):
-        nemesis = parse_faults(nemesis)
+        nemesis = parse_faults(nemesis, offered_faults(kw.get("store", DEFAULT_STORE)))
     cluster = ClusterSettings(**{k: kw.pop(k) for k in list(kw) if k in CLUSTER_FIELDS})
     kw.setdefault("out", out)
     return TestSettings(nemesis=list(nemesis), cluster=cluster, **kw)

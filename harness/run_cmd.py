@@ -18,8 +18,10 @@ EXIT_HARNESS = 3
 @click.command(context_settings={"show_default": True})
 @click.option("--workload", type=click.Choice(WORKLOADS), default="cart",
               help="what the clients do (see `harness list`)")
-@click.option("--nemesis", "nemesis_spec", type=str, default="none",
-              help="faults, a comma list of: " + ", ".join(FAULT_HELP))
+@click.option("--nemesis", "nemesis_spec", type=str, default="mix",
+              help="faults, a comma list of: " + ", ".join(FAULT_HELP) + " (`harness list` "
+                   "says what each does; mix: partition, clock, crash and pause, those the "
+                   "store supports)")
 @click.option("--platform", type=click.Choice(PLATFORMS), default="local",
               help="where the cluster runs: local processes, network namespaces (root), "
                    "or Docker containers (see docs/platforms.md)")
@@ -41,8 +43,11 @@ EXIT_HARNESS = 3
                    "it, so a run covers many keys and a key written under a fault is not "
                    "rewritten after the heal (0: the same keys all run; default: the "
                    "workload's, 50 for cart and register, 100 for cas-register, 0 for set)")
-@click.option("--nemesis-interval", type=float, default=10.0,
+@click.option("--nemesis-interval", type=float, default=5.0,
               help="seconds each fault lasts; quiet gaps are 0.3-0.6 of this")
+@click.option("--nemesis-jitter", type=float, default=0.5,
+              help="scale each fault period and gap by a random factor in [1 - J, 1 + J] "
+                   "(0: periods exactly --nemesis-interval long)")
 @click.option("--partitions", "partitions_spec", type=str, default="all",
               help="partition shapes the partition nemesis picks from, a comma list of: "
                    "halves, isolate, majorities-ring, bridge, one-way")
@@ -67,7 +72,7 @@ EXIT_HARNESS = 3
 def run(workload: str, nemesis_spec: str, platform: str, store: str,
         store_options: tuple[str, ...], time_limit: float, concurrency: int,
         rate: float, keys: int, ops_per_key: int | None, nemesis_interval: float,
-        partitions_spec: str,
+        nemesis_jitter: float, partitions_spec: str,
         seed: int | None, test_count: int, quiesce_timeout: float, out: Path, leave_running: bool,
         junit: Path | None, display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
         **cluster: object) -> int:
@@ -108,7 +113,8 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
             store_options=list(dict.fromkeys(store_options)),
             time_limit=time_limit, concurrency=concurrency, rate=rate, keys=keys,
             ops_per_key=ops_per_key, partitions=_shapes(partitions_spec),
-            nemesis_interval=nemesis_interval, seed=base_seed + i,
+            nemesis_interval=nemesis_interval, nemesis_jitter=nemesis_jitter,
+            seed=base_seed + i,
             quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running, **cluster)
         if test_count > 1:
             click.echo(f"test {i + 1} of {test_count} (seed {settings.seed})")

@@ -182,7 +182,8 @@ class Run:
         self.schedule = plan(self.platform.node_ids(), self.settings.nemesis,
                              self.settings.nemesis_interval, self.settings.time_limit,
                              random.Random(f"{self.settings.seed}-nemesis"),
-                             self.settings.partitions, replicas=self.store.copies())
+                             self.settings.partitions, replicas=self.store.copies(),
+                             jitter=self.settings.nemesis_jitter)
         write_json(self.run_dir / "test.json", self._test_json("running"))
         await asyncio.to_thread(self.platform.start)
         self.nemesis = NemesisRunner(self.platform, self.history, self._holder)

@@ -140,7 +140,8 @@ class TestSettings:
     #: rotate keys after this many operations each (harness/workloads/keys.py); 0: the same keys
     #: all run; None: the workload's default (rotation is on for cart, register, cas-register)
     ops_per_key: int | None = None
-    nemesis_interval: float = 10.0
+    nemesis_interval: float = 5.0  # short: faults start and end often
+    nemesis_jitter: float = 0.5  # fault periods and gaps scaled by U(1 - j, 1 + j)
     partitions: list[str] = field(default_factory=list)  # partition shapes; empty: every shape
     seed: int = 0
     quiesce_timeout: float = 15.0
@@ -192,6 +193,9 @@ class TestSettings:
             errs.append(f"--partitions: {e}")
         if self.nemesis_interval <= 0:
             errs.append(f"--nemesis-interval must be positive (got {self.nemesis_interval})")
+        if not 0 <= self.nemesis_jitter < 1:
+            errs.append(f"--nemesis-jitter must be at least 0 and below 1 "
+                        f"(got {self.nemesis_jitter})")
         if self.quiesce_timeout < 0:
             errs.append(f"--quiesce-timeout must not be negative (got {self.quiesce_timeout})")
         return errs

@@ -25,11 +25,12 @@ expect = { set = "invalid" }           # checker -> verdict, or a list of accept
 
 Run settings (in `[defaults]` or a test): the `harness run` flags (`workload`, `nemesis`,
 `platform`, `store`, `store_options` (a list), `time_limit`, `concurrency`, `rate`, `keys`,
-`ops_per_key`, `nemesis_interval`, `partitions`, `seed`,
+`ops_per_key`, `nemesis_interval`, `nemesis_jitter`, `partitions`, `seed`,
 `quiesce_timeout`, `nodes`, `n`, `r`, `w`, `q`, `sloppy`, `request_timeout_ms`, `fsync`), `bugs`,
 `node_settings` (merged key by key with the defaults' table; the defaults' `node_settings` and
 `bugs` are left out of a test whose store takes none, as etcd), and `timeout` (seconds of wall
-time before the run is interrupted). A test also takes `description`.
+time before the run is interrupted). A test also takes `description`. A test without `nemesis`
+runs without faults (`harness run`'s own default is `mix`).
 
 Judging (`judge`): a test passes when every checker named in `expect` gave one of its expected
 verdicts (`valid`, `invalid`, `unknown`, `n/a`) and, for a test without `bugs`, no checker at
@@ -64,6 +65,7 @@ from typing import Any
 from checkers.registry import ALIASES, CHECKERS, DEFAULTS
 from checkers.verdict import INVALID, NOT_APPLICABLE, VALID, combine
 from checkers.verdict import VERDICTS as CHECKER_VERDICTS
+from harness.options import offered_faults
 from harness.settings import ClusterSettings, TestSettings, node_settings_errors
 from harness.stores import DEFAULT_STORE, STORES
 from nemesis.schedule import parse_faults
@@ -92,6 +94,7 @@ RUN_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "keys": ((int,), "an integer"),
     "ops_per_key": ((int,), "an integer"),
     "nemesis_interval": (_NUM, "a number"),
+    "nemesis_jitter": (_NUM, "a number"),
     "partitions": ((str, list), "a string or a list of strings"),
     "seed": ((int,), "an integer"),
     "quiesce_timeout": (_NUM, "a number"),
@@ -111,8 +114,8 @@ TEST_KEYS = ("name", "description", "expect", "control", "control_reason", "anom
 CLUSTER_KEYS = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync")
 # the flags `harness run` takes for the plain settings, in the order they are written
 FLAGS = ("workload", "nemesis", "platform", "store", "time_limit", "concurrency", "rate", "keys",
-         "ops_per_key", "nemesis_interval", "partitions", "seed", "quiesce_timeout",
-         *CLUSTER_KEYS)
+         "ops_per_key", "nemesis_interval", "nemesis_jitter", "partitions", "seed",
+         "quiesce_timeout", *CLUSTER_KEYS)
 
 
 class SuiteError(ValueError):
@@ -331,7 +334,7 @@ def settings_errors(settings: dict[str, Any]) -> list[str]:
         else:
             nemesis = ",".join(nemesis)
     try:
-        faults = parse_faults(nemesis)
+        faults = parse_faults(nemesis, offered_faults(settings.get("store", DEFAULT_STORE)))
     except ValueError as e:
         errs.append(f"nemesis: {e}")
         faults = []
@@ -349,7 +352,7 @@ def settings_errors(settings: dict[str, Any]) -> list[str]:
         errs.append(f"store_options must be a list of strings (got {options!r})")
         options = []
     plain = ("workload", "platform", "store", "time_limit", "concurrency", "rate", "keys",
-             "ops_per_key", "nemesis_interval", "seed", "quiesce_timeout")
+             "ops_per_key", "nemesis_interval", "nemesis_jitter", "seed", "quiesce_timeout")
     shapes = settings.get("partitions", [])
     test = TestSettings(nemesis=faults, cluster=cluster, store_options=list(options),
                         partitions=[shapes] if isinstance(shapes, str) else list(shapes),
@@ -435,6 +438,7 @@ def run_args(test: SuiteTest, out: Path, seed: int | None = None) -> list[str]:
     if seed is not None:
         s["seed"] = seed
     args = ["run"]
+    s.setdefault("nemesis", "none")  # a suite test without faults says so; `run`'s default is mix
     for key in FLAGS:
         if key not in s:
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,9 @@ FAULTS = ("partition", "clock", "crash", "crash-many", "pause", "packet")
 BASE_FAULT = {"crash-many": "crash"}
 # `all` means the faults every platform can produce; packet needs tc netem on a real platform
 ALL_FAULTS = ("partition", "clock", "crash", "pause")
+# `mix`, `harness run`'s default: the same kinds, less those the store cannot be tested under
+MIX = ALL_FAULTS
+HEAL_CRASH_CHANCE = 1 / 3  # a partition is followed by a crash at its heal (handoff, AAE)
 FAULT_HELP = {
     "none": "no faults (a baseline run)",
     "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
@@ -29,7 +32,10 @@ FAULT_HELP = {
                   "node for stores that copy everything), restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
     "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
-    "all": "partition, clock, crash and pause combined on one schedule",
+    "all": "partition, clock, crash and pause combined on one schedule; with partition and "
+           "crash, a third of the partitions end with a crash of one node as they heal (while "
+           "hints are handed off and anti-entropy repairs)",
+    "mix": "the default: `all`, less the faults the store cannot be tested under",
 }
 
 
@@ -44,8 +50,9 @@ class Action:
     id: int = 0
 
 
-def parse_faults(spec: str) -> list[str]:
-    """`"partition,clock"` -> ["partition", "clock"]; `all` -> every fault; `none` -> []."""
+def parse_faults(spec: str, offered: Collection[str] | None = None) -> list[str]:
+    """`"partition,clock"` -> ["partition", "clock"]; `all` -> every fault; `none` -> [];
+    `mix` -> every fault of `all` that is `offered` (by the store; all of them when None)."""
     names = [part.strip().lower() for part in spec.split(",") if part.strip()]
     if not names:
         raise ValueError("empty nemesis list; use 'none' for no faults")
@@ -56,6 +63,8 @@ def parse_faults(spec: str) -> list[str]:
         )
     if "all" in names:
         names = [*names, *ALL_FAULTS]
+    if "mix" in names:
+        names = [*names, *(f for f in MIX if offered is None or base_fault(f) in offered)]
     return [f for f in FAULTS if f in names]
 
 
@@ -80,6 +89,7 @@ def plan(
     rng: random.Random,
     shapes: Sequence[str] = (),
     replicas: int = 3,
+    jitter: float = 0.0,
 ) -> list[Action]:
     """The whole schedule, sorted by time.
 
@@ -87,16 +97,26 @@ def plan(
     faults are chosen, a period usually has one of them and sometimes two at once; crash and pause
     then pick disjoint nodes so that a node is never both killed and stopped. A partition takes a
     random shape from `shapes` (every shape in GRUDGES when empty). `crash-many` kills
-    `replicas - 1` nodes (at least one, never all).
+    `replicas - 1` nodes (at least one, never all). With `jitter` j > 0 each fault period and
+    each gap is scaled by a factor drawn from [1 - j, 1 + j], so faults do not start and end in
+    lockstep. When partition and crash are both chosen, a partition period that ran alone is
+    followed, a third of the time, by a crash of one node starting at its heal and lasting half
+    an interval: the node dies while hints and anti-entropy repair what the partition split.
     """
+    if not 0 <= jitter < 1:
+        raise ValueError(f"jitter must be in [0, 1) (got {jitter})")
+
+    def scaled(seconds: float) -> float:
+        return seconds * rng.uniform(1 - jitter, 1 + jitter) if jitter else seconds
+
     if interval <= 0 or time_limit <= 0:
         raise ValueError("interval and time limit must be positive")
     shapes = sorted(parse_shapes(",".join(shapes))) if shapes else sorted(GRUDGES)
     actions: list[Action] = []
     next_id = 1
-    t = interval * rng.uniform(0.3, 0.6)
+    t = scaled(interval * rng.uniform(0.3, 0.6))
     while faults and t < time_limit:
-        stop_at = min(t + interval, time_limit)
+        stop_at = min(t + scaled(interval), time_limit)
         kinds = [rng.choice(list(faults))]
         if len(faults) > 1 and rng.random() < 1 / 3:
             kinds = rng.sample(list(faults), 2)
@@ -107,7 +127,16 @@ def plan(
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
                                   next_id))
             next_id += 1
-        t = stop_at + interval * rng.uniform(0.3, 0.6)
+        if (kinds == ["partition"] and "crash" in faults and stop_at < time_limit
+                and rng.random() < HEAL_CRASH_CHANCE):
+            end = min(stop_at + interval / 2, time_limit)
+            victim = {"nodes": [rng.choice(list(nodes))], "at_heal": True}
+            actions.append(Action(round(stop_at, 3), "start", "crash", victim, next_id))
+            actions.append(Action(round(end, 3), "stop", "crash", _stop_value("crash", victim),
+                                  next_id))
+            next_id += 1
+            stop_at = end
+        t = stop_at + scaled(interval * rng.uniform(0.3, 0.6))
     actions.sort(key=lambda a: (a.at, a.f != "stop", a.id))  # stops before starts at equal times
     actions.append(Action(round(time_limit, 3), "heal", None, {}, 0))
     return actions

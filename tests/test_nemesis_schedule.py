@@ -150,3 +150,41 @@ def test_crash_many_kills_all_but_one_replica_at_once() -> None:
     three = [a for a in plan(["n1", "n2", "n3"], ["crash-many"], 2.0, 20.0, random.Random(1),
                              replicas=3) if a.f == "start"]
     assert all(len(a.value["nodes"]) == 2 for a in three)
+
+
+def test_jitter_varies_periods_within_its_bounds_and_zero_keeps_them_exact() -> None:
+    for seed in range(10):
+        exact = plan(NODES5, ["pause"], 4.0, 120.0, random.Random(seed))
+        assert plan(NODES5, ["pause"], 4.0, 120.0, random.Random(seed), jitter=0.0) == exact
+        actions = plan(NODES5, ["pause"], 4.0, 120.0, random.Random(seed), jitter=0.5)
+        starts = {a.id: a.at for a in actions if a.f == "start"}
+        lengths = [a.at - starts[a.id] for a in actions if a.f == "stop" and a.at < 120.0]
+        assert all(2.0 - 1e-3 <= x <= 6.0 + 1e-3 for x in lengths), lengths
+        assert max(lengths) - min(lengths) > 0.5  # not in lockstep
+    with pytest.raises(ValueError, match="jitter"):
+        plan(NODES5, ["pause"], 4.0, 20.0, random.Random(0), jitter=1.0)
+
+
+def test_some_partitions_end_with_a_crash_at_their_heal() -> None:
+    at_heal = 0
+    for seed in range(30):
+        actions = plan(NODES5, ["partition", "crash"], 3.0, 60.0, random.Random(seed))
+        stops = {a.id: a.at for a in actions if a.f == "stop"}
+        partition_ends = {stops[a.id] for a in actions if a.f == "start" and
+                          a.fault == "partition"}
+        for a in actions:
+            if a.f == "start" and a.value.get("at_heal"):
+                at_heal += 1
+                assert a.fault == "crash" and len(a.value["nodes"]) == 1
+                assert a.at in partition_ends  # starts the moment a partition heals
+    assert at_heal >= 10
+    # a single kind of fault keeps its schedule: no heal crash without crash chosen
+    assert not any(a.value.get("at_heal") for seed in range(10)
+                   for a in plan(NODES5, ["partition"], 3.0, 60.0, random.Random(seed)))
+
+
+def test_mix_is_all_less_what_the_store_does_not_offer() -> None:
+    assert parse_faults("mix") == ["partition", "clock", "crash", "pause"]
+    assert parse_faults("mix", frozenset({"partition", "crash", "pause"})) == [
+        "partition", "crash", "pause"]
+    assert parse_faults("crash-many", frozenset({"crash"})) == ["crash-many"]
