@@ -9,6 +9,13 @@ the benchmark must not keep measuring the same twenty (a rerun with the printed 
 replays the same schedules).
 
     python benchmarks/bug_catch.py [--runs 20] [--jobs 2] [--hog 1] [--only 'bug-*']
+    python benchmarks/bug_catch.py --as-user --runs 5 --jobs 2   # issue 14's measure
+
+`--as-user` runs each test the way a user would type it, none of the suite's tuning:
+`harness run --workload W --nemesis N --bug B --time-limit 30` (the test's store, workload,
+nemesis, bugs and quorum flags; the `harness run` defaults for everything else: no node
+settings, rotating keys, jittered 5 s fault periods, every partition shape). A bug test is then
+met when any default checker says invalid, and a control or correct-store test when none does.
 
 Load: measure it the way CI meets it, on a busy machine. `--jobs 2` runs two tests at once (each
 a 5-node cluster plus its clients: one suite beside another), and `--hog K` adds K processes that
@@ -22,6 +29,7 @@ tests x runs x 30 s / jobs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import random
@@ -36,7 +44,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.suite import expand, load_suite, run_one, select  # noqa: E402
+from harness.suite import Outcome, SuiteTest, expand, load_suite, run_one, select  # noqa: E402
+
+# what a user's `harness run` line for a test keeps: what the store is and what it is asked to do
+USER_KEYS = ("workload", "nemesis", "bugs", "store", "store_options", "nodes", "n", "r", "w",
+             "sloppy")
+
+
+def as_user(test: SuiteTest, time_limit: float) -> SuiteTest:
+    """The test as a user would run it: its store, workload, nemesis and bugs, nothing tuned."""
+    settings = {k: v for k, v in test.settings.items() if k in USER_KEYS}
+    return dataclasses.replace(test, settings={**settings, "time_limit": time_limit})
+
+
+def meets(test: SuiteTest, o: Outcome, user: bool) -> bool:
+    """The suite's judgement; as a user: a bug caught by any checker, else no checker invalid."""
+    if not user:
+        return o.passed
+    invalid = "invalid" in o.verdicts.values()
+    return o.error is None and (invalid if test.bugs else not invalid)
 
 
 def spin(deadline: float) -> None:
@@ -59,12 +85,18 @@ def main() -> int:
     ap.add_argument("--bugs-only", action="store_true", help="only the tests that seed a bug")
     ap.add_argument("--out", type=Path, default=None, help="keep the run directories here")
     ap.add_argument("--json", type=Path, default=None, help="write every run's outcome here")
+    ap.add_argument("--as-user", action="store_true",
+                    help="run each test as `harness run` with its defaults (see above)")
+    ap.add_argument("--time-limit", type=float, default=30.0,
+                    help="with --as-user: seconds of workload per run (default 30)")
     ap.add_argument("--max-hours", type=float, default=6.0,
                     help="stop the hogs after this long whatever happens (default 6)")
     args = ap.parse_args()
     tests = select(expand(load_suite(args.suite)), args.only)
     if args.bugs_only:
         tests = [t for t in tests if t.bugs]
+    if args.as_user:
+        tests = [as_user(t, args.time_limit) for t in tests]
     if not tests:
         print("no test selected", file=sys.stderr)
         return 1
@@ -87,10 +119,12 @@ def main() -> int:
             for f in as_completed(futures):
                 seed, t = futures[f]
                 o = f.result()
-                row = {"seed": seed, "passed": o.passed, "seconds": round(o.seconds, 1),
-                       "actual": o.actual, "error": o.error, "run_dir": str(o.run_dir)}
+                passed = meets(t, o, args.as_user)
+                row = {"seed": seed, "passed": passed, "verdicts": o.verdicts,
+                       "seconds": round(o.seconds, 1), "actual": o.actual, "error": o.error,
+                       "run_dir": str(o.run_dir)}
                 runs[t.name].append(row)
-                mark = "ok  " if o.passed else "MISS"
+                mark = "ok  " if passed else "MISS"
                 print(f"  {mark} {t.name} seed {seed}: {o.seconds:.0f} s {o.actual}"
                       + (f" ({o.error})" if o.error else ""), flush=True)
     finally:
@@ -103,6 +137,8 @@ def main() -> int:
         met = sum(r["passed"] for r in rs)
         secs = [r["seconds"] for r in rs]
         expects = ",".join(f"{c}={'|'.join(v)}" for c, v in t.expect.items()) or "valid"
+        if args.as_user:
+            expects = "any checker invalid" if t.bugs else "no checker invalid"
         print(f"{t.name:34} {expects[:34]:34} {met:>3}/{len(rs):<2} "
               f"{statistics.median(secs):>9.1f} {max(secs):>7.1f}")
         all_met &= met == len(rs)

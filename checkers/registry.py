@@ -145,7 +145,15 @@ def _convergence(inp: CheckInput) -> Verdict:
 
 def _replication(inp: CheckInput) -> Verdict:
     """Replication: every key that holds a value is on N distinct nodes after the heal."""
-    return check_replication(inp.replicas, inp.quorum.n)
+    return check_replication(inp.replicas, stated_n(inp.test))
+
+
+def stated_n(test: dict[str, Any]) -> int | None:
+    """N as test.json states it (top level or under "cluster"), or None."""
+    flat = test_settings(test)
+    cluster = flat.get("cluster")
+    n = flat.get("n", cluster.get("n") if isinstance(cluster, dict) else None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def _phantoms(inp: CheckInput) -> Verdict:

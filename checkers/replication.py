@@ -26,14 +26,18 @@ def _versions(replica: dict[str, Any]) -> dict[str, bool]:
             if isinstance(v, dict)}
 
 
-def check_replication(replicas: dict[str, Any] | None, n: int) -> Verdict:
-    """Invalid when a key that holds a value is on fewer than `n` distinct nodes."""
+def check_replication(replicas: dict[str, Any] | None, n: int | None) -> Verdict:
+    """Invalid when a key that holds a value is on fewer than `n` distinct nodes; when the test
+    does not say N (a bare replicas.json), the longest preference list in it stands for N."""
     if replicas is None:
         return Verdict.not_applicable(
             "There is no replicas.json (the replicas' final state), so the number of copies "
             "was not checked.", {"short": {}, "keys_checked": 0, "reason": "no replicas.json"})
     if not isinstance(replicas, dict) or not isinstance(replicas.get("keys", {}), dict):
         raise ValueError("replicas.json must be an object with a 'keys' object")
+    if n is None:
+        n = max((len(e.get("preference_list") or []) for e in replicas.get("keys", {}).values()
+                 if isinstance(e, dict)), default=0)
     short: dict[str, dict[str, Any]] = {}
     unknown: dict[str, dict[str, Any]] = {}
     checked = 0

@@ -43,9 +43,9 @@ def cart_run(tmp_path: Path, final: list[Any]) -> Path:
     versions = [{"id": "n1:1", "value": ["a", "b"], "tombstone": False}]
     (run / "replicas.json").write_text(json.dumps({
         "heal_time": 1000, "converged_time": 5000, "keys": {"cart-0": {
-            "preference_list": ["n1", "n2"],
+            "preference_list": ["n1", "n2", "n3"],
             "replicas": {n: {"ok": True, "clock": {}, "versions": versions}
-                         for n in ("n1", "n2")}}}}))
+                         for n in ("n1", "n2", "n3")}}}}))
     return run
 
 
@@ -56,7 +56,8 @@ def test_valid_run_dir_exits_0_and_writes_results(tmp_path: Path) -> None:
     assert "verdict: valid" in out.stdout
     results = json.loads((run / "results.json").read_text())
     assert results["verdict"] == "valid"
-    assert set(results["checkers"]) == {"set", "read-your-writes", "convergence", "perf"}
+    assert set(results["checkers"]) == {"set", "read-your-writes", "convergence", "replication",
+                                        "perf"}
     assert results["test"]["workload"] == "cart"
     for r in results["checkers"].values():
         assert r["verdict"] in ("valid", "invalid", "unknown") and r["summary"]
@@ -76,8 +77,8 @@ def test_lost_write_exits_1_and_check_run_agrees(tmp_path: Path) -> None:
     out = harness(run, "--checker", "linearizable")
     assert out.returncode == 1 and "misses {'a'}" in out.stdout  # the lost add, seen as a set
     stored = json.loads((run / "results.json").read_text())
-    assert set(stored["checkers"]) == {"set", "read-your-writes", "convergence", "perf",
-                                       "linearizable"}
+    assert set(stored["checkers"]) == {"set", "read-your-writes", "convergence", "replication",
+                                       "perf", "linearizable"}
     assert stored["verdict"] == "invalid"
 
 

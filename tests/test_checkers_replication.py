@@ -66,3 +66,12 @@ def test_no_replicas_file_is_not_applicable_and_a_bad_one_is_refused() -> None:
     assert check_replication(None, 3).verdict == "n/a"
     with pytest.raises(ValueError, match="'keys' object"):
         check_replication({"keys": []}, 3)
+
+
+def test_without_a_stated_n_the_longest_preference_list_stands_for_it() -> None:
+    two = _doc(k={"preference_list": ["n1", "n2"],
+                  "replicas": {"n1": _rep("a:1"), "n2": _rep("a:1")}})
+    assert check_replication(two, None).verdict == "valid"
+    dup = _doc(k={"preference_list": ["n4", "n5", "n4"],
+                  "replicas": {"n4": _rep("a:1"), "n5": _rep("a:1")}})
+    assert check_replication(dup, None).verdict == "invalid"
