@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from harness.client import Client
-from harness.workloads.base import Completion, Op, Workload
+from harness.workloads.base import Completion, Request, Workload
 
 VALUES = 5  # values 0..4, as in Jepsen's etcd test
 DEFAULT_OPS_PER_KEY = 100
@@ -29,16 +29,16 @@ class CasRegisterWorkload(Workload):
     def __init__(self, keys: int, rng: random.Random, ops_per_key: int = 0) -> None:
         super().__init__(keys=keys, rng=rng, ops_per_key=ops_per_key or DEFAULT_OPS_PER_KEY)
 
-    def next_op(self) -> Op:
+    def next_op(self) -> Request:
         key = self.keyspace.pick()
         x = self.rng.random()
         if x < 1 / 3:
-            return Op("read", key)
+            return Request("read", key)
         if x < 2 / 3:
-            return Op("write", key, self.rng.randrange(VALUES))
-        return Op("cas", key, [self.rng.randrange(VALUES), self.rng.randrange(VALUES)])
+            return Request("write", key, self.rng.randrange(VALUES))
+        return Request("cas", key, [self.rng.randrange(VALUES), self.rng.randrange(VALUES)])
 
-    async def perform(self, client: Client, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Request) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)
