@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.workloads import WORKLOADS as _WORKLOADS
+from checkers.read_your_writes import DEFAULT_QUORUM
+from harness.workloads import WORKLOADS  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
-WORKLOADS = tuple(_WORKLOADS)  # one list: harness/workloads/__init__.py
 PLATFORMS = ("local", "netns", "docker")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.0.0.2 .. 127.0.0.201
@@ -20,14 +20,15 @@ MAX_LOCAL_NODES = 200  # 127.0.0.2 .. 127.0.0.201
 
 @dataclass
 class ClusterSettings:
-    """What the store is configured with (the cluster file's [cluster] table)."""
+    """What the store is configured with (the cluster file's [cluster] table). These defaults are
+    the flags' defaults too (harness/options.py)."""
 
     nodes: int = 5
-    n: int = 3
-    r: int = 2
-    w: int = 2
+    n: int = DEFAULT_QUORUM.n  # N, R, W and sloppy: the one copy in checkers/read_your_writes.py
+    r: int = DEFAULT_QUORUM.r
+    w: int = DEFAULT_QUORUM.w
     q: int = 64
-    sloppy: bool = True
+    sloppy: bool = DEFAULT_QUORUM.sloppy
     request_timeout_ms: int = 1000
     fsync: str = "always"
     bugs: list[str] = field(default_factory=list)  # seeded defects (docs/bugs.md)
