@@ -26,6 +26,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from checkers.history import read_jsonl  # noqa: E402
+
 CLI = [sys.executable, "-m", "harness"]
 
 
@@ -46,15 +51,14 @@ def per_second(run_dir: Path) -> tuple[list[int], Counter]:
     buckets: Counter = Counter()
     kinds: Counter = Counter()
     start = None
-    for line in (run_dir / "history.jsonl").read_text().splitlines():
-        op = json.loads(line)
-        if op["process"] == "nemesis" or op.get("final"):
+    for op in read_jsonl(run_dir / "history.jsonl"):
+        if op.is_nemesis or op.final:
             continue
         if start is None:
-            start = op["time"]
-        if op["type"] != "invoke":
-            buckets[(op["time"] - start) // 1_000_000_000] += 1
-            kinds[op["type"]] += 1
+            start = op.time
+        if op.type != "invoke":
+            buckets[(op.time - start) // 1_000_000_000] += 1
+            kinds[op.type] += 1
     seconds = sorted(buckets)[1:-1]  # drop the partial first and last seconds
     return [buckets[s] for s in seconds], kinds
 

@@ -11,7 +11,6 @@ reported as skipped. Bounded: each run is killed after 120 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -20,19 +19,21 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from checkers.history import read_jsonl  # noqa: E402
+
 CLI = [sys.executable, "-m", "harness"]
 RUN_TIMEOUT_S = 120.0
 
 
 def first_invoke_seen(out: Path) -> bool:
     for history in out.glob("*/2*/history.jsonl"):
-        for line in history.read_text().splitlines():
-            try:
-                op = json.loads(line)
-            except ValueError:
-                continue  # a line being written
-            if op.get("type") == "invoke" and op.get("process") != "nemesis":
-                return True
+        # a line being written is a torn last line: dropped, and no need to say so
+        if any(op.type == "invoke" and not op.is_nemesis
+               for op in read_jsonl(history, warn=lambda _: None)):
+            return True
     return False
 
 

@@ -8,7 +8,8 @@ ended, which counts as `info`: it may or may not have happened).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,37 @@ class Call:
     def final(self) -> bool:
         return self.invoke.final or (self.complete is not None and self.complete.final)
 
+    @property
+    def index(self) -> int:
+        return self.invoke.index
+
+    @property
+    def node(self) -> str | None:
+        """The node the request went to (the invocation's, else the completion's)."""
+        if self.invoke.node is not None or self.complete is None:
+            return self.invoke.node
+        return self.complete.node
+
+    @property
+    def error(self) -> str | None:
+        return self.complete.error if self.complete is not None else "no completion recorded"
+
+    @property
+    def siblings(self) -> int | None:
+        return self.complete.siblings if self.complete is not None else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        end = self.end
+        return None if end is None else (end - self.time) / 1_000_000
+
+    @property
+    def shown_value(self) -> Any:
+        """What to show for the call: the ok completion's value when it has one (a read's
+        answer), else the invocation's argument."""
+        result = self.result
+        return result if result is not None else self.invoke.value
+
     def to_dict(self) -> dict[str, Any]:
         """The evidence shape: invoke `time`, completion `end` (ns), process, f, value, type."""
         c = self.complete
@@ -182,29 +214,66 @@ def op_from_dict(d: Any, source: str, line: int | None, ordinal: int) -> Op:
     )
 
 
-def read_jsonl(path: Path) -> list[Op]:
-    """Read `history.jsonl`. A torn last line (a killed harness) is dropped; any other bad line
-    raises HistoryError naming it."""
+def _default_warn(message: str) -> None:
+    warnings.warn(message, TornLineWarning, stacklevel=3)
+
+
+class TornLineWarning(UserWarning):
+    """A JSON Lines file ended in the middle of a line (its writer was killed); that line was
+    dropped."""
+
+
+def read_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
+                    ) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every line of a JSON Lines file: the one policy for every JSONL
+    file the harness reads (`history.jsonl`, `resources.jsonl`, `stats.jsonl`; docs/history.md).
+
+    Blank lines are skipped. A line that is not UTF-8, not JSON, or not a JSON object raises
+    HistoryError naming the file, the line and what is wrong, with one exception: the last line
+    of a file that does not end in a newline is what a writer killed mid-line leaves, so when it
+    does not parse it is dropped and `warn` is told why (by default a TornLineWarning). The
+    harness's own writers put one whole object and its newline per write, so they never leave a
+    bad line otherwise."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        data = Path(path).read_bytes()
+    except OSError as e:
         raise HistoryError(source, None, f"cannot read: {e}") from e
-    lines = text.split("\n")
-    ops: list[Op] = []
+    lines = data.split(b"\n")
+    # the last line may be torn only if the file does not end in a newline
+    torn_at = len(lines) if not data.endswith(b"\n") else None
+    rows: list[tuple[int, dict[str, Any]]] = []
     loads = json.loads
-    last = len(lines)
-    # the last non-empty line may be torn only if the file does not end in a newline
-    torn_ok = not text.endswith("\n")
     for n, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
+        problem = None
         try:
-            d = loads(raw)
+            obj = loads(raw.decode("utf-8"))
         except json.JSONDecodeError as e:
-            if torn_ok and n == last:
+            problem = f"not valid JSON: {e.msg} (column {e.colno})"
+        except UnicodeDecodeError as e:
+            problem = f"not UTF-8 ({e.reason} at byte {e.start + 1})"
+        else:
+            if not isinstance(obj, dict):
+                problem = f"expected a JSON object, got {type(obj).__name__}"
+        if problem is not None:
+            if n == torn_at:
+                (warn or _default_warn)(
+                    f"{source} line {n}: the last line is incomplete ({problem}), as a writer "
+                    "killed mid-line leaves it; it is ignored")
                 break
-            raise HistoryError(source, n, f"not valid JSON ({e.msg} at column {e.colno})") from e
+            raise HistoryError(source, n, problem)
+        rows.append((n, obj))
+    return rows
+
+
+def read_jsonl(path: Path, warn: Callable[[str], None] | None = None) -> list[Op]:
+    """Read `history.jsonl` (the bad-line policy of `read_jsonl_rows`); a record missing a
+    field every operation has, or with a wrong type, raises HistoryError naming its line."""
+    source = str(path)
+    ops: list[Op] = []
+    for n, d in read_jsonl_rows(path, warn):
         ops.append(op_from_dict(d, source, n, len(ops)))
     return ops
 
@@ -311,14 +380,15 @@ def read_edn(path: Path) -> list[Op]:
     return ops
 
 
-def read_history(path: Path) -> list[Op]:
-    """Read a history by its suffix: `.edn` is Jepsen EDN, anything else JSON Lines."""
+def read_history(path: Path, warn: Callable[[str], None] | None = None) -> list[Op]:
+    """Read a history by its suffix: `.edn` is Jepsen EDN, anything else JSON Lines (`warn`: see
+    `read_jsonl_rows`)."""
     path = Path(path)
     if not path.exists():
         raise HistoryError(str(path), None, "no such file")
     if path.suffix == ".edn":
         return read_edn(path)
-    return read_jsonl(path)
+    return read_jsonl(path, warn)
 
 
 # ---------------------------------------------------------------- jepsen.independent

@@ -34,7 +34,12 @@ LIST_CAP = 200
 
 @dataclass(frozen=True)
 class Quorum:
-    """The store's replication settings the test ran with (node defaults when unknown)."""
+    """The store's replication settings the test ran with (node defaults when unknown).
+
+    Its defaults are the harness's one copy of the reference node's N, R, W and sloppy
+    defaults: `harness.settings.ClusterSettings` (and so every flag) takes them from here,
+    since checkers may not import harness; node/config.py keeps its own (the node imports none
+    of the others) and tests/test_defaults.py holds the two equal."""
 
     n: int = 3
     r: int = 2
@@ -49,6 +54,9 @@ class Quorum:
     def describe(self) -> str:
         mode = "sloppy" if self.sloppy else "strict"
         return f"N={self.n}, R={self.r}, W={self.w}, {mode} quorums"
+
+
+DEFAULT_QUORUM = Quorum()
 
 
 def _descends(read_clock: dict[str, int], write_clock: dict[str, int]) -> bool:

@@ -115,6 +115,8 @@ def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json
         raise click.ClickException(str(e)) from None
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    for warning in results.get("history", {}).get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if junit is not None:
         from harness.junit import write_junit
 

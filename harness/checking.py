@@ -114,8 +114,9 @@ def load_input(path: Path, model: str | None = None, budget: Budget | None = Non
             replicas = _read_json(run_dir / "replicas.json")
             if not isinstance(replicas, dict):
                 raise CheckError(f"{run_dir / 'replicas.json'}: expected a JSON object")
+    warned: list[str] = []  # a torn last line (docs/history.md), said in the results
     try:
-        ops = read_history(history)
+        ops = read_history(history, warned.append)
         ops, split = _independent(ops, history, test, model, independent)
         calls, nemesis = pair(ops, str(history))
     except HistoryError as e:
@@ -128,7 +129,7 @@ def load_input(path: Path, model: str | None = None, budget: Budget | None = Non
                           failed_cas)
     inp = CheckInput(calls, nemesis, test, replicas, model, budget or Budget(), semantics)
     inp.notes.update(semantics={**semantics.to_dict(), "nil_reads_from": nil_from},
-                     independent=split)
+                     independent=split, history_warnings=warned)
     return inp, run_dir, history
 
 
@@ -169,6 +170,8 @@ def check_path(path: Path, checkers: list[str] | None = None, model: str | None 
     results["test"] = test
     results["history"] = {"path": str(history), "operations": len(inp.calls),
                           "nemesis_records": len(inp.nemesis)}
+    if inp.notes["history_warnings"]:
+        results["history"]["warnings"] = inp.notes["history_warnings"]
     if "linearizable" in results["checkers"]:
         results["model"] = inp.model or default_model(inp.workload, inp.calls)
         results["semantics"] = inp.notes["semantics"]

@@ -1,6 +1,8 @@
 """The history writer: one JSON object a line, flushed as each operation happens.
 
-Flushing every line means a harness that dies (even by kill -9) leaves the history so far on disk.
+Flushing every line means a harness that dies (even by kill -9) leaves the history so far on disk;
+at worst its last line is torn, which the one reader (`checkers.history.read_jsonl`) drops with a
+warning.
 """
 
 from __future__ import annotations
@@ -57,17 +59,3 @@ class History:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every operation of a history file (a torn last line, from a killed harness, is skipped)."""
-    ops = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                ops.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return ops

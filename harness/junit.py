@@ -1,4 +1,6 @@
-"""JUnit XML from a run's results, so CI systems show each checker as a test case.
+"""JUnit XML, the one writer: a run's results (`harness run --junit`, `harness check --junit`:
+each checker a test case) and a suite's outcomes (`harness suite --junit`: each suite test a
+test case, built by `harness.suite.junit_xml` with `Cases`).
 
 Mapping (one `testsuite`, one `testcase` per checker, in the order of `results["checkers"]`):
 
@@ -67,6 +69,41 @@ def _suite_name(results: dict[str, Any]) -> str:
     return f"harness.{name}" if name else "harness"
 
 
+class Cases:
+    """One `<testsuite>` (under `parent` if given): add cases, then `finish` sets its counts."""
+
+    def __init__(self, name: str, parent: ET.Element | None = None) -> None:
+        self.element = (ET.Element("testsuite", name=_clean(name)) if parent is None
+                        else ET.SubElement(parent, "testsuite", name=_clean(name)))
+        self.counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        self.seconds = 0.0
+
+    def case(self, name: str, classname: str, seconds: float, outcome: str | None = None,
+             message: str = "", kind: str | None = None, text: str | None = None,
+             ) -> ET.Element:
+        """A `<testcase>`; `outcome` None (passed), "failure", "error" or "skipped", with its
+        message, its `type` attribute (`kind`) and its text."""
+        self.counts["tests"] += 1
+        self.seconds += seconds
+        case = ET.SubElement(self.element, "testcase", name=_clean(name),
+                             classname=_clean(classname), time=f"{seconds:.3f}")
+        if outcome is None:
+            return case
+        self.counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[outcome]] += 1
+        child = ET.SubElement(case, outcome, message=_clean(message))
+        if kind is not None:
+            child.set("type", kind)
+        if text is not None:
+            child.text = _clean(text)
+        return case
+
+    def finish(self) -> ET.Element:
+        for name, count in self.counts.items():
+            self.element.set(name, str(count))
+        self.element.set("time", f"{self.seconds:.3f}")
+        return self.element
+
+
 def build_junit(results: dict[str, Any]) -> ET.Element:
     """The `<testsuite>` element for `results` (the results.json shape in docs/history.md)."""
     if not isinstance(results, dict):
@@ -76,8 +113,8 @@ def build_junit(results: dict[str, Any]) -> ET.Element:
         raise ValueError("results has no 'checkers' object; is this a results.json?")
 
     suite_name = _suite_name(results)
-    suite = ET.Element("testsuite", name=_clean(suite_name))
-    props = ET.SubElement(suite, "properties")
+    cases = Cases(suite_name)
+    props = ET.SubElement(cases.element, "properties")
     ET.SubElement(props, "property", name="verdict", value=str(results.get("verdict", "unknown")))
     test = results.get("test") if isinstance(results.get("test"), dict) else {}
     for key in sorted(test):
@@ -85,50 +122,39 @@ def build_junit(results: dict[str, Any]) -> ET.Element:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
         ET.SubElement(props, "property", name=_clean(str(key)), value=_clean(text))
 
-    failures = errors = skipped = 0
-    total_time = 0.0
     for name, checker in checkers.items():
         checker = checker if isinstance(checker, dict) else {"verdict": None, "summary": ""}
         seconds = _seconds(checker)
-        total_time += seconds
-        case = ET.SubElement(
-            suite, "testcase", name=_clean(str(name)), classname=_clean(suite_name),
-            time=f"{seconds:.3f}",
-        )
         verdict = checker.get("verdict")
-        summary = _clean(str(checker.get("summary") or f"{name}: {verdict}"))
+        summary = str(checker.get("summary") or f"{name}: {verdict}")
+        detail = _detail(checker.get("evidence", {}))
         if verdict == "valid":
-            continue
-        if verdict == "n/a":
-            skipped += 1
-            ET.SubElement(case, "skipped", message=f"not applicable: {summary}")
-            continue
-        if verdict == "invalid":
-            failures += 1
-            child = ET.SubElement(case, "failure", message=summary, type="invalid")
+            cases.case(str(name), suite_name, seconds)
+        elif verdict == "n/a":
+            cases.case(str(name), suite_name, seconds, "skipped", f"not applicable: {summary}")
+        elif verdict == "invalid":
+            cases.case(str(name), suite_name, seconds, "failure", summary, "invalid", detail)
         elif verdict == "unknown":
-            errors += 1
-            child = ET.SubElement(case, "error", message=summary, type="unknown")
+            cases.case(str(name), suite_name, seconds, "error", summary, "unknown", detail)
         else:
-            errors += 1
-            child = ET.SubElement(
-                case, "error", message=f"checker answered verdict {verdict!r}: {summary}",
-                type="bad-verdict",
-            )
-        child.text = _detail(checker.get("evidence", {}))
+            cases.case(str(name), suite_name, seconds, "error",
+                       f"checker answered verdict {verdict!r}: {summary}", "bad-verdict", detail)
+    return cases.finish()
 
-    suite.set("tests", str(len(checkers)))
-    suite.set("failures", str(failures))
-    suite.set("errors", str(errors))
-    suite.set("skipped", str(skipped))
-    suite.set("time", f"{total_time:.3f}")
-    return suite
+
+def xml_text(root: ET.Element) -> str:
+    """The document, indented, with its XML declaration."""
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_xml(root: ET.Element, path: Path) -> None:
+    """Write the document at `path` in UTF-8 (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(xml_text(root), encoding="utf-8")
 
 
 def write_junit(results: dict[str, Any], path: Path) -> None:
     """Write `results` as a JUnit XML file at `path` (parent folders are created)."""
-    suite = build_junit(results)
-    ET.indent(suite)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    write_xml(build_junit(results), path)

@@ -15,18 +15,20 @@ from nemesis.schedule import parse_faults
 
 
 def cluster_options(fn: Callable) -> Callable:
-    """--nodes, --n/--r/--w, --q, --sloppy/--strict, --request-timeout-ms, --fsync."""
+    """--nodes, --n/--r/--w, --q, --sloppy/--strict, --request-timeout-ms, --fsync; their
+    defaults are ClusterSettings' (one place)."""
+    d = ClusterSettings
     options = [
-        click.option("--nodes", type=int, default=5, help="node processes"),
-        click.option("--n", "n", type=int, default=3, help="replicas per key (N)"),
-        click.option("--r", "r", type=int, default=2, help="read quorum (R)"),
-        click.option("--w", "w", type=int, default=2, help="write quorum (W)"),
-        click.option("--q", "q", type=int, default=64, help="ring partitions (a power of two)"),
-        click.option("--sloppy/--strict", default=True,
+        click.option("--nodes", type=int, default=d.nodes, help="node processes"),
+        click.option("--n", "n", type=int, default=d.n, help="replicas per key (N)"),
+        click.option("--r", "r", type=int, default=d.r, help="read quorum (R)"),
+        click.option("--w", "w", type=int, default=d.w, help="write quorum (W)"),
+        click.option("--q", "q", type=int, default=d.q, help="ring partitions (a power of two)"),
+        click.option("--sloppy/--strict", default=d.sloppy,
                      help="sloppy quorum with hinted handoff, or primaries only"),
-        click.option("--request-timeout-ms", type=int, default=1000,
+        click.option("--request-timeout-ms", type=int, default=d.request_timeout_ms,
                      help="the nodes' per-request timeout"),
-        click.option("--fsync", type=click.Choice(FSYNC_POLICIES), default="always",
+        click.option("--fsync", type=click.Choice(FSYNC_POLICIES), default=d.fsync,
                      help="the nodes' fsync policy"),
     ]
     for option in reversed(options):

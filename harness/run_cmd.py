@@ -8,15 +8,16 @@ from pathlib import Path
 import click
 
 from harness.options import cluster_options, settings_from_options
-from harness.settings import PLATFORMS, WORKLOADS, parse_node_setting
+from harness.settings import PLATFORMS, TestSettings, parse_node_setting
 from harness.stores import DEFAULT_STORE, STORES
+from harness.workloads import WORKLOADS
 from nemesis.schedule import FAULT_HELP, parse_shapes
 
 EXIT_HARNESS = 3
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--workload", type=click.Choice(WORKLOADS), default="cart",
+@click.option("--workload", type=click.Choice(list(WORKLOADS)), default=TestSettings.workload,
               help="what the clients do (see `harness list`)")
 @click.option("--nemesis", "nemesis_spec", type=str, default="mix",
               help="faults, a comma list of: " + ", ".join(FAULT_HELP) + " (`harness list` "

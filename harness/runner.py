@@ -34,7 +34,7 @@ from harness.rundir import make_run_dir, point_latest, write_json
 from harness.settings import TestSettings
 from harness.state import Session
 from harness.stores import FinalState, NodeCounters, Roles, Store, make_store
-from harness.workloads import Op, Workload, make_workload
+from harness.workloads import Request, Workload, make_workload
 from nemesis.schedule import Action, base_fault, plan
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_HARNESS = 0, 1, 2, 3
@@ -240,7 +240,7 @@ class Run:
                 for client in clients.values():
                     await client.close()
 
-    async def _perform(self, process: int, client: Client, op: Op,
+    async def _perform(self, process: int, client: Client, op: Request,
                        final: bool = False) -> str:
         common: dict[str, Any] = {"process": process, "f": op.f, "node": client.node}
         if op.key is not None:
@@ -311,7 +311,7 @@ class Run:
         timeout = self.settings.client_timeout_s
 
         async with client_session() as session:
-            async def read_key(i: int, op: Op) -> None:
+            async def read_key(i: int, op: Request) -> None:
                 async with gate:
                     process = self.next_process
                     self.next_process += 1

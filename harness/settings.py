@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.workloads import WORKLOADS as _WORKLOADS
+from checkers.read_your_writes import DEFAULT_QUORUM
+from harness.workloads import WORKLOADS  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
-WORKLOADS = tuple(_WORKLOADS)  # one list: harness/workloads/__init__.py
 PLATFORMS = ("local", "netns", "docker")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
@@ -20,14 +20,15 @@ MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
 
 @dataclass
 class ClusterSettings:
-    """What the store is configured with (the cluster file's [cluster] table)."""
+    """What the store is configured with (the cluster file's [cluster] table). These defaults are
+    the flags' defaults too (harness/options.py)."""
 
     nodes: int = 5
-    n: int = 3
-    r: int = 2
-    w: int = 2
+    n: int = DEFAULT_QUORUM.n  # N, R, W and sloppy: the one copy in checkers/read_your_writes.py
+    r: int = DEFAULT_QUORUM.r
+    w: int = DEFAULT_QUORUM.w
     q: int = 64
-    sloppy: bool = True
+    sloppy: bool = DEFAULT_QUORUM.sloppy
     request_timeout_ms: int = 1000
     fsync: str = "always"
     bugs: list[str] = field(default_factory=list)  # seeded defects (docs/bugs.md)
@@ -158,7 +159,7 @@ class TestSettings:
         """Operations per key before it retires (0: never): the setting, else the workload's."""
         if self.ops_per_key is not None:
             return self.ops_per_key
-        cls = _WORKLOADS.get(self.workload)
+        cls = WORKLOADS.get(self.workload)
         return cls.default_ops_per_key if cls is not None else 0
 
     @property

@@ -65,6 +65,7 @@ from typing import Any
 from checkers.registry import ALIASES, CHECKERS, DEFAULTS
 from checkers.verdict import INVALID, NOT_APPLICABLE, VALID, combine
 from checkers.verdict import VERDICTS as CHECKER_VERDICTS
+from harness.junit import Cases, xml_text
 from harness.options import offered_faults
 from harness.settings import ClusterSettings, TestSettings, node_settings_errors
 from harness.stores import DEFAULT_STORE, STORES
@@ -597,30 +598,24 @@ def harness_error(run_dir: Path | None, log_text: str, exit_code: int | None) ->
 
 def junit_xml(suite: Suite, outcomes: list[Outcome]) -> str:
     """One testsuite, one testcase per suite test (controls included); a failure names the
-    checkers that failed the test."""
-    failures = sum(1 for o in outcomes if o.error is None and o.mismatches)
-    errors = sum(1 for o in outcomes if o.error is not None)
+    checkers that failed the test. Written by the one JUnit writer, `harness.junit`."""
     root = ET.Element("testsuites")
-    ts = ET.SubElement(root, "testsuite", name=suite.name, tests=str(len(outcomes)),
-                       failures=str(failures), errors=str(errors),
-                       time=f"{sum(o.seconds for o in outcomes):.3f}")
+    cases = Cases(suite.name, root)
     for o in outcomes:
-        case = ET.SubElement(ts, "testcase", classname=f"suite.{suite.name}", name=o.test.name,
-                             time=f"{o.seconds:.3f}")
         detail = "\n".join([*(f"{c}: expected {' or '.join(o.test.expect[c])}, got "
                               f"{o.actual.get(c, 'missing')}" for c in o.test.expect),
                             *unexpected_failures(o), *note(o.test)])
         if o.error is not None:
-            el = ET.SubElement(case, "error", type="harness", message=o.error)
-            el.text = detail
+            outcome = ("error", o.error, "harness", detail)
         elif o.mismatches:
-            el = ET.SubElement(case, "failure", type="unexpected-verdict",
-                               message=mismatch_message(o))
-            el.text = detail
+            outcome = ("failure", mismatch_message(o), "unexpected-verdict", detail)
+        else:
+            outcome = (None, "", None, None)
+        case = cases.case(o.test.name, f"suite.{suite.name}", o.seconds, *outcome)
         out = ET.SubElement(case, "system-out")
         out.text = f"run directory: {o.run_dir}\n{detail}\n"
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    cases.finish()
+    return xml_text(root)
 
 
 def mismatch_message(o: Outcome) -> str:

@@ -27,6 +27,11 @@ BACKGROUND_INTS: dict[str, tuple[int, int, int]] = {
 }
 
 
+# The node's replication defaults, in this one place of node/ (the harness's copy, which node may
+# not import, is checkers/read_your_writes.py's Quorum; tests/test_defaults.py holds them equal).
+DEFAULT_N, DEFAULT_R, DEFAULT_W = 3, 2, 2
+
+
 class ConfigError(ValueError):
     """The cluster file or the command line is wrong; the message says how."""
 
@@ -43,9 +48,9 @@ class NodeEntry:
 @dataclass(frozen=True)
 class ClusterConfig:
     nodes: tuple[NodeEntry, ...]
-    n: int = 3
-    r: int = 2
-    w: int = 2
+    n: int = DEFAULT_N
+    r: int = DEFAULT_R
+    w: int = DEFAULT_W
     q: int = 64
     sloppy_quorum: bool = True
     request_timeout_ms: int = 1000
@@ -147,9 +152,9 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
 
     where = "[cluster]"
     count = len(nodes)
-    n = _int(cluster, "n", min(3, count), where, 1, count)
-    r = _int(cluster, "r", min(2, n), where, 1, n)
-    w = _int(cluster, "w", min(2, n), where, 1, n)
+    n = _int(cluster, "n", min(DEFAULT_N, count), where, 1, count)
+    r = _int(cluster, "r", min(DEFAULT_R, n), where, 1, n)
+    w = _int(cluster, "w", min(DEFAULT_W, n), where, 1, n)
     q = _int(cluster, "q", 64, where, 1, 1 << 16)
     if q & (q - 1):
         raise ConfigError(f"{where}: q must be a power of two, got {q}")

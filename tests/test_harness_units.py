@@ -16,8 +16,9 @@ import psutil
 import pytest
 from aiohttp import web
 
+from checkers.history import TornLineWarning, read_jsonl
 from harness.client import NodeClient, OpFailed, OpUnknown
-from harness.history import History, read_history
+from harness.history import History
 from harness.quiesce import replicas_agree, replicas_document
 from harness.run_cmd import worst
 from harness.runner import RateLimiter
@@ -102,17 +103,21 @@ def test_history_lines_are_on_disk_before_close(tmp_path: Path) -> None:
     history = History(path)
     history.append(process=0, type="invoke", f="read", key="k", value=None)
     history.append(process=0, type="ok", f="read", key="k", value=[1])
-    ops = read_history(path)  # read while the writer is still open
-    assert [o["index"] for o in ops] == [0, 1]
-    assert ops[0]["time"] <= ops[1]["time"]
-    assert list(ops[1])[:7] == ["index", "time", "process", "type", "f", "key", "value"]
+    ops = read_jsonl(path)  # read while the writer is still open
+    assert [o.index for o in ops] == [0, 1]
+    assert ops[0].time <= ops[1].time
+    assert list(json.loads(path.read_text().splitlines()[1]))[:7] == [
+        "index", "time", "process", "type", "f", "key", "value"]
     history.close()
 
 
 def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
-    path.write_text('{"index": 0, "time": 1}\n{"index": 1, "ti')
-    assert read_history(path) == [{"index": 0, "time": 1}]
+    path.write_text('{"index": 0, "time": 1, "process": 0, "type": "invoke", "f": "read"}\n'
+                    '{"index": 1, "ti')
+    with pytest.warns(TornLineWarning, match="line 2: the last line is incomplete"):
+        ops = read_jsonl(path)
+    assert [(o.index, o.time) for o in ops] == [(0, 1)]
 
 
 # -- workloads, rates, convergence ---------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from checkers.faults import Fault
 from harness.report import render_run
 from harness.report.activity import (
     PLOTTED,
@@ -16,7 +17,6 @@ from harness.report.activity import (
     node_series,
     node_totals,
 )
-from harness.report.ops import FaultInterval
 from harness.report.render import build_context
 from harness.report.synthetic import NODES, make_run
 
@@ -48,7 +48,7 @@ def test_rates_are_per_second_and_break_where_a_node_was_silent() -> None:
     series = node_series([sample(t, "n1", hints_handed_off=v)
                           for t, v in ((0, 0), (1, 3), (2, 9), (6, 2), (7, 6), (7.5, 8))]
                          + [sample(t, "n2") for t in range(8)])
-    fault = FaultInterval("crash", "crash", 2 * S, 6 * S, {"nodes": ["n1"]}, True)
+    fault = Fault("crash", 2 * S, 6 * S, {"nodes": ["n1"]})
     fig, how = activity_figure(series, [fault])
     row = 1 + [p[0] for p in PLOTTED].index("hints_handed_off")
     trace = next(d for d in fig["data"] if d["name"] == "n1" and d["yaxis"] == f"y{row}")

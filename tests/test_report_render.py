@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from checkers.history import Op, op_from_dict
 from harness.report import render_index, render_run
 from harness.report.ops import assign_lanes, latency_table, parse_history
 from harness.report.render import build_context
@@ -24,6 +25,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                             invalid=True),
         "root": root,
     }
+
+
+def records(rows: list[dict]) -> list[Op]:
+    """History records from hand-written rows, as `checkers.history.read_jsonl` builds them."""
+    return [op_from_dict(r, "test", i + 1, i) for i, r in enumerate(rows)]
 
 
 def external_refs(html: str) -> list[str]:
@@ -79,7 +85,7 @@ def test_missing_optional_files_are_named_not_fatal(tmp_path: Path) -> None:
     assert "<title>UNKNOWN" in html
     for name in ("test.json is missing", "results.json is missing", "replicas.json is missing",
                  "resources.jsonl is missing", "No node logs",
-                 "history.jsonl: 1 unreadable line(s) skipped (line 3)"):
+                 "history.jsonl line 3: the last line is incomplete"):
         assert name in html, name
     assert "No checker results: results.json is missing or unreadable." in html
 
@@ -102,7 +108,7 @@ def test_fault_intervals_from_two_record_steps_and_heal() -> None:
              "fault": fault, "value": v} for i, (f, fault, v, t) in enumerate(nem)]
     rows.append({"index": 99, "time": 70 * ms, "process": 1, "type": "invoke", "f": "read",
                  "value": None})
-    h = parse_history(rows)
+    h = parse_history(records(rows))
     got = [(fi.label, fi.start // ms, fi.end // ms, fi.healed) for fi in h.faults]
     assert got == [("partition (isolate)", 10, 31, True), ("clock (bump)", 20, 52, True),
                    ("crash", 60, 70, False)]
@@ -115,9 +121,9 @@ def test_lanes_reuse_rows_of_retired_processes() -> None:
         rows += [{"index": 2 * p, "time": t, "process": p, "type": "invoke", "f": "read"},
                  {"index": 2 * p + 1, "time": t + 10, "process": p, "type": "info", "f": "read"}]
         t += 20
-    lanes, labels, shared = assign_lanes(parse_history(rows).ops)
+    lanes, labels, shared = assign_lanes(parse_history(records(rows)).ops)
     assert shared and labels == ["lane 0"] and set(lanes.values()) == {0}
-    few, few_labels, few_shared = assign_lanes(parse_history(rows[:6]).ops)
+    few, few_labels, few_shared = assign_lanes(parse_history(records(rows[:6])).ops)
     assert not few_shared and few_labels == ["p0", "p1", "p2"]
 
 
@@ -127,7 +133,7 @@ def test_latency_table_quantiles() -> None:
         rows += [{"index": 2 * i, "time": i * 10**9, "process": 0, "type": "invoke", "f": "w"},
                  {"index": 2 * i + 1, "time": i * 10**9 + (i + 1) * 10**6, "process": 0,
                   "type": "ok", "f": "w"}]
-    q = latency_table(parse_history(rows).ops)["w"]["ok"]
+    q = latency_table(parse_history(records(rows)).ops)["w"]["ok"]
     assert (q["count"], q["p50"], q["p95"], q["p99"], q["max"]) == (100, 50, 95, 99, 100)
 
 

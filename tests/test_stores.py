@@ -207,10 +207,10 @@ def test_etcd_client_classifies_every_outcome(etcd3: LocalPlatform) -> None:
     etcd3.pause("n1")
     try:
         async def both(c: EtcdClient) -> list:
-            from harness.workloads import Op
+            from harness.workloads import Request
 
-            return [await workload.execute(c, Op("write", key, 2)),
-                    await workload.execute(c, Op("read", key))]
+            return [await workload.execute(c, Request("write", key, 2)),
+                    await workload.execute(c, Request("read", key))]
 
         write, read_done = asyncio.run(_session_call(url, both, timeout_s=1.0))
     finally:
@@ -381,14 +381,14 @@ def test_redis_client_classifies_every_outcome(tmp_path: Path) -> None:
                                       "n3/sentinel"}
         assert platform.store.holder("primary", platform.specs) == "n1"  # type: ignore
         workload = make_workload("set", 1, random.Random(1))
-        from harness.workloads import Op
+        from harness.workloads import Request
 
         async def ops(node: str, timeout_s: float = 2.0) -> list:
             async with client_session() as s:
                 c = RedisClient(s, node, platform.client_url(node), timeout_s)
                 try:
-                    return [await workload.execute(c, Op("add", "set", 1)),
-                            await workload.execute(c, Op("read", "set"))]
+                    return [await workload.execute(c, Request("add", "set", 1)),
+                            await workload.execute(c, Request("read", "set"))]
                 finally:
                     await c.close()
 

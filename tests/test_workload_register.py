@@ -15,7 +15,7 @@ from checkers.history import pair, read_jsonl
 from checkers.preservation import check_preservation
 from harness.client import OpFailed, OpUnknown, Reply
 from harness.history import History
-from harness.workloads.base import Completion, Op
+from harness.workloads.base import Completion, Request
 from harness.workloads.register import RegisterWorkload
 
 
@@ -46,7 +46,7 @@ class FakeClient:
         return await self._answer()
 
 
-def execute(op: Op, client: FakeClient) -> Completion:
+def execute(op: Request, client: FakeClient) -> Completion:
     w = RegisterWorkload(keys=2, rng=random.Random(1))
     return asyncio.run(w.execute(client, op))  # type: ignore[arg-type]
 
@@ -54,7 +54,7 @@ def execute(op: Op, client: FakeClient) -> Completion:
 @pytest.mark.parametrize("outcome", ["ok", "info", "fail"])
 @pytest.mark.parametrize("f", ["write", "delete"])
 def test_read_is_recorded_on_every_outcome(f: str, outcome: str) -> None:
-    op = Op(f, "r0", 7 if f == "write" else None)
+    op = Request(f, "r0", 7 if f == "write" else None)
     done = execute(op, FakeClient([3, 1], outcome))
     assert done.type == outcome
     assert done.extra["read"] == [1, 3]
@@ -65,18 +65,18 @@ def test_read_is_recorded_on_every_outcome(f: str, outcome: str) -> None:
 
 
 def test_a_delete_with_nothing_to_delete_records_its_empty_read() -> None:
-    done = execute(Op("delete", "r0"), FakeClient([]))
+    done = execute(Request("delete", "r0"), FakeClient([]))
     assert done.type == "fail" and done.extra["read"] == []
 
 
 def test_a_blind_write_records_an_empty_read() -> None:
-    done = execute(Op("write", "r0", 7), FakeClient([]))
+    done = execute(Request("write", "r0", 7), FakeClient([]))
     assert done.type == "ok" and done.extra["read"] == []
 
 
 def test_a_failed_read_records_no_read() -> None:
     # nothing was read, so there is nothing to record (the write is `fail`: it did not happen)
-    done = execute(Op("write", "r0", 7), FakeClient([1], read_ok=False))
+    done = execute(Request("write", "r0", 7), FakeClient([1], read_ok=False))
     assert done.type == "fail" and "read" not in done.extra
 
 
@@ -84,8 +84,8 @@ def test_recorded_reads_reach_the_checker(tmp_path: Path) -> None:
     """workload -> history.jsonl -> checker: an info write based on 1 excuses 1's absence."""
     path = tmp_path / "history.jsonl"
     writer = History(path)
-    steps = [(0, Op("write", "r0", 1), FakeClient([])),
-             (1, Op("write", "r0", 2), FakeClient([1], "info"))]
+    steps = [(0, Request("write", "r0", 1), FakeClient([])),
+             (1, Request("write", "r0", 2), FakeClient([1], "info"))]
     for process, op, client in steps:
         common = {"process": process, "f": op.f, "key": op.key}
         writer.append(type="invoke", value=op.value, **common)
@@ -120,7 +120,7 @@ class ContextClient(FakeClient):
 def test_a_stale_write_uses_an_earlier_read_and_says_so(outcome: str) -> None:
     w = RegisterWorkload(keys=1, rng=random.Random(3))
     old = ContextClient([5], context="old")
-    asyncio.run(w.execute(old, Op("read", "r0")))  # held: the key's context as it was then
+    asyncio.run(w.execute(old, Request("read", "r0")))  # held: the key's context as it was then
     now = ContextClient([6, 7], outcome, context="fresh")
     stale = None
     for _ in range(200):  # some writes of the only key use the held read (STALE_P)

@@ -13,8 +13,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from checkers.faults import Fault
 from harness.report.figures import base_layout, fault_shapes
-from harness.report.ops import NS_PER_S, FaultInterval
+from harness.report.ops import NS_PER_S
 
 SCAN_LIMIT_BYTES = 32 * 2**20
 PATTERNS: dict[str, re.Pattern[bytes]] = {
@@ -140,7 +141,7 @@ def _trace_points(samples: list[dict[str, Any]], name: str, gap_ns: float,
 
 
 def activity_figure(series: dict[str, list[dict[str, Any]]],
-                    faults: list[FaultInterval]) -> tuple[dict[str, Any], str]:
+                    faults: list[Fault]) -> tuple[dict[str, Any], str]:
     """Stacked rows sharing the time axis: hints pending, then counter rates per second."""
     rows = len(PLOTTED)
     gap_ns = sampling_gap_ns(series)
@@ -200,7 +201,7 @@ def summary(series: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
     return out
 
 
-def stats_activity(rows: list[dict[str, Any]], faults: list[FaultInterval]) -> dict[str, Any]:
+def stats_activity(rows: list[dict[str, Any]], faults: list[Fault]) -> dict[str, Any]:
     """The section's view from stats.jsonl rows, or `source` None when no row is usable."""
     series = node_series(rows)
     if not series:
@@ -237,7 +238,7 @@ def count_activity(logs: dict[str, Path]) -> tuple[list[dict[str, object]], list
 
 
 def build_activity(stats_rows: list[dict[str, Any]], stats_present: bool,
-                   logs: dict[str, Path], faults: list[FaultInterval]) -> dict[str, Any]:
+                   logs: dict[str, Path], faults: list[Fault]) -> dict[str, Any]:
     """Section 6's activity view: from stats.jsonl when it has samples, else from the logs."""
     view = stats_activity(stats_rows, faults)
     if view["source"]:

@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from checkers.faults import Fault
+from checkers.history import Call
 from harness.report.figures import describe_value, linearizability_figure
-from harness.report.ops import NS_PER_MS, NS_PER_S, FaultInterval, Op, faults_at
+from harness.report.ops import NS_PER_MS, NS_PER_S, faults_at
 
 KNOWN_KEYS = {
     "sibling-preservation": {"lost_writes", "lost_count", "present_count", "superseded_count",
@@ -56,21 +58,21 @@ def checker_kind(evidence: Any) -> str:
 
 @dataclass
 class OpIndex:
-    """Finds the report's Op for an operation quoted in evidence (by process and a time)."""
+    """Finds the report's Call for an operation quoted in evidence (by process and a time)."""
 
-    by_end: dict[tuple[str, int], Op] = field(default_factory=dict)
-    by_start: dict[tuple[str, int], Op] = field(default_factory=dict)
+    by_end: dict[tuple[str, int], Call] = field(default_factory=dict)
+    by_start: dict[tuple[str, int], Call] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, ops: list[Op]) -> OpIndex:
+    def build(cls, ops: list[Call]) -> OpIndex:
         idx = cls()
         for op in ops:
-            idx.by_start[(str(op.process), op.start)] = op
+            idx.by_start[(str(op.process), op.time)] = op
             if op.end is not None:
                 idx.by_end[(str(op.process), op.end)] = op
         return idx
 
-    def find(self, quoted: Any) -> Op | None:
+    def find(self, quoted: Any) -> Call | None:
         """A call (`time` = invocation, `end` = completion) or a single record (`time` is when it
         was written: the completion of an ok op, or an invocation)."""
         if not isinstance(quoted, dict) or not isinstance(quoted.get("time"), int | float):
@@ -87,10 +89,10 @@ def op_row(quoted: Any, index: OpIndex) -> dict[str, Any]:
     """A table row for an operation quoted in evidence, completed from the history when found."""
     q = quoted if isinstance(quoted, dict) else {"value": quoted}
     op = index.find(q)
-    start = op.start if op else q.get("time")
+    start = op.time if op else q.get("time")
     end = op.end if op else q.get("end")
     why = q.get("why")
-    value = q.get("value", op.value if op else None)
+    value = q.get("value", op.shown_value if op else None)
     return {
         "process": q.get("process", op.process if op else None),
         "f": q.get("f", op.f if op else None),
@@ -127,7 +129,7 @@ def extra_json(evidence: Any, kind: str) -> str | None:
 
 
 def build_checker_views(
-    checkers: dict[str, Any], ops: list[Op], faults: list[FaultInterval]
+    checkers: dict[str, Any], ops: list[Call], faults: list[Fault]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per checker, the view model for the template; and the anomaly marks for the plots."""
     index = OpIndex.build(ops)
@@ -148,16 +150,16 @@ def build_checker_views(
 
 
 def _mark(marks: list[dict[str, Any]], row: dict[str, Any], text: str) -> None:
-    op: Op | None = row["op"]
+    op: Call | None = row["op"]
     if op is None:
         return
-    end = op.end if op.end is not None else op.start
-    marks.append({"x": round(end / NS_PER_S, 4), "x_start": round(op.start / NS_PER_S, 4),
+    end = op.end if op.end is not None else op.time
+    marks.append({"x": round(end / NS_PER_S, 4), "x_start": round(op.time / NS_PER_S, 4),
                   "latency_ms": round(op.latency_ms or 0.0, 3) or 0.001,
                   "process": op.process, "text": text})
 
 
-def _lost(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], marks: list) -> None:
+def _lost(view: dict, ev: dict, index: OpIndex, faults: list[Fault], marks: list) -> None:
     lost = ev.get("lost") or []
     rows = []
     for i, item in enumerate(lost):
@@ -166,7 +168,7 @@ def _lost(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mar
         op = row["op"]
         active = item.get("faults")
         if active is None and op is not None:  # evidence without faults: derive from the history
-            active = faults_at(faults, op.end if op.end is not None else op.start)
+            active = faults_at(faults, op.end if op.end is not None else op.time)
         row.update(element=describe_value(item.get("element"), 60),
                    faults=", ".join(map(str, active or [])) or "none")
         _mark(marks, row, f"lost write {row['element']} (acknowledged; faults: {row['faults']})")
@@ -186,7 +188,7 @@ def _lost(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mar
     view["latencies_json"] = json.dumps(lat, indent=2, default=str) if lat else ""
 
 
-def _preservation(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval],
+def _preservation(view: dict, ev: dict, index: OpIndex, faults: list[Fault],
                   marks: list) -> None:
     """Per lost register write: the write, the final reads that lack it, the writes of what
     survived instead, and a failed write that read it (which does not count)."""
@@ -230,7 +232,7 @@ def _with_read(quoted: Any, index: OpIndex) -> dict[str, Any]:
     return row
 
 
-def _ryw(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], marks: list) -> None:
+def _ryw(view: dict, ev: dict, index: OpIndex, faults: list[Fault], marks: list) -> None:
     violations = ev.get("violations") or []
     rows = []
     for i, v in enumerate(violations):
@@ -244,7 +246,7 @@ def _ryw(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mark
     view["stats"] = [(k, ev[k]) for k in ("count", "strict") if k in ev]
 
 
-def _lin(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], marks: list) -> None:
+def _lin(view: dict, ev: dict, index: OpIndex, faults: list[Fault], marks: list) -> None:
     keys = ev.get("keys") or {}
     bad = [(k, v) for k, v in keys.items() if isinstance(v, dict) and v.get("verdict") != "valid"]
     views = []
@@ -278,7 +280,7 @@ def _lin(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mark
                                  if isinstance(v, dict) and v.get("verdict") == "valid")
 
 
-def _conv(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], marks: list) -> None:
+def _conv(view: dict, ev: dict, index: OpIndex, faults: list[Fault], marks: list) -> None:
     divergent = ev.get("divergent") or {}
     rows = []
     nodes = sorted({n for per in divergent.values() if isinstance(per, dict) for n in per})
@@ -305,14 +307,14 @@ def _conv(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], mar
     ) if k in ev]
 
 
-def _perf(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval], marks: list) -> None:
+def _perf(view: dict, ev: dict, index: OpIndex, faults: list[Fault], marks: list) -> None:
     avail = ev.get("availability") or {}
     view["availability"] = [
         (k, f"{v * 100:.1f}%" if isinstance(v, int | float) else str(v)) for k, v in avail.items()
     ]
 
 
-def _phantoms(view: dict, ev: dict, index: OpIndex, faults: list[FaultInterval],
+def _phantoms(view: dict, ev: dict, index: OpIndex, faults: list[Fault],
               marks: list) -> None:
     phantoms = ev.get("phantoms") or []
     rows = []

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checkers.history import HistoryError, Op, read_jsonl, read_jsonl_rows
+
 LOG_TAIL_BYTES = 64 * 1024
 
 
@@ -18,7 +20,7 @@ LOG_TAIL_BYTES = 64 * 1024
 class RunData:
     run_dir: Path
     test: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[Op] = field(default_factory=list)
     results: dict[str, Any] | None = None
     replicas: dict[str, Any] | None = None
     resources: list[dict[str, Any]] = field(default_factory=list)
@@ -38,34 +40,29 @@ def _read_json(path: Path, notes: list[str]) -> Any:
     return None
 
 
-def read_jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]]:
-    """Objects from a JSON Lines file; a torn last line (a crashed writer) is skipped and noted."""
-    rows: list[dict[str, Any]] = []
-    bad: list[int] = []
-    try:
-        with path.open("rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    bad.append(lineno)
-                    continue
-                if isinstance(obj, dict):
-                    rows.append(obj)
-                else:
-                    bad.append(lineno)
-    except FileNotFoundError:
+def read_rows(path: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The objects of a JSON Lines file (`checkers.history.read_jsonl_rows`: a torn last line is
+    dropped with a note; any other bad line is noted and the file's rows are not shown)."""
+    if not path.exists():
         notes.append(f"{path.name} is missing.")
-        return rows
-    except OSError as e:
-        notes.append(f"{path.name} could not be read: {e}.")
-        return rows
-    if bad:
-        shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
-        notes.append(f"{path.name}: {len(bad)} unreadable line(s) skipped (line {shown}).")
-    return rows
+        return []
+    try:
+        return [row for _, row in read_jsonl_rows(path, notes.append)]
+    except HistoryError as e:
+        notes.append(f"{e}; {path.name} is not shown.")
+        return []
+
+
+def read_ops(path: Path, notes: list[str]) -> list[Op]:
+    """`history.jsonl` as the checkers read it (`checkers.history.read_jsonl`), damage noted."""
+    if not path.exists():
+        notes.append(f"{path.name} is missing.")
+        return []
+    try:
+        return read_jsonl(path, notes.append)
+    except HistoryError as e:
+        notes.append(f"{e}; {path.name} is not shown.")
+        return []
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -80,7 +77,7 @@ def load_run(run_dir: Path) -> RunData:
     data.test = test if isinstance(test, dict) else {}
     data.present["test.json"] = isinstance(test, dict)
 
-    data.history = read_jsonl(run_dir / "history.jsonl", notes)
+    data.history = read_ops(run_dir / "history.jsonl", notes)
     data.present["history.jsonl"] = (run_dir / "history.jsonl").exists()
 
     results = _read_json(run_dir / "results.json", notes)
@@ -100,14 +97,14 @@ def load_run(run_dir: Path) -> RunData:
     data.present["replicas.json"] = data.replicas is not None
 
     if (run_dir / "resources.jsonl").exists():
-        data.resources = read_jsonl(run_dir / "resources.jsonl", notes)
+        data.resources = read_rows(run_dir / "resources.jsonl", notes)
     else:
         notes.append("resources.jsonl is missing (no per-node CPU and memory samples).")
     data.present["resources.jsonl"] = bool(data.resources)
 
     # no note when absent: section 6 says what it shows instead
     if (run_dir / "stats.jsonl").exists():
-        data.stats = read_jsonl(run_dir / "stats.jsonl", notes)
+        data.stats = read_rows(run_dir / "stats.jsonl", notes)
     data.present["stats.jsonl"] = (run_dir / "stats.jsonl").exists()
 
     nodes_dir = run_dir / "nodes"

@@ -11,14 +11,9 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from harness.report.ops import (
-    NS_PER_S,
-    OUTCOMES,
-    FaultInterval,
-    Op,
-    bucket_width_s,
-    quantile,
-)
+from checkers.faults import Fault
+from checkers.history import Call
+from harness.report.ops import NS_PER_S, OUTCOMES, bucket_width_s, quantile
 
 COLORS = {"ok": "#2f9e5a", "fail": "#e3a21a", "info": "#8a63d2"}
 ANOMALY = "#d62728"
@@ -59,12 +54,12 @@ def base_layout(title: str, height: int = 320, **extra: Any) -> dict[str, Any]:
     return layout
 
 
-def fault_shapes(faults: list[FaultInterval]) -> tuple[list[dict], list[dict]]:
+def fault_shapes(faults: list[Fault]) -> tuple[list[dict], list[dict]]:
     """Shaded rectangles (behind the data) and labels for the nemesis intervals."""
     shapes, notes = [], []
     labelled: set[str] = set()
     for i, fi in enumerate(faults):
-        color = fault_color(fi.fault)
+        color = fault_color(fi.name)
         shapes.append({
             "type": "rect", "xref": "x", "yref": "paper", "layer": "below",
             "x0": _s(fi.start), "x1": _s(max(fi.end, fi.start + 1)), "y0": 0, "y1": 1,
@@ -82,7 +77,7 @@ def fault_shapes(faults: list[FaultInterval]) -> tuple[list[dict], list[dict]]:
     return shapes, notes
 
 
-def _with_faults(layout: dict[str, Any], faults: list[FaultInterval]) -> dict[str, Any]:
+def _with_faults(layout: dict[str, Any], faults: list[Fault]) -> dict[str, Any]:
     shapes, notes = fault_shapes(faults)
     layout["shapes"] = layout.get("shapes", []) + shapes
     layout["annotations"] = layout.get("annotations", []) + notes
@@ -107,9 +102,9 @@ def _compact(v: Any) -> str:
         return str(v)
 
 
-def op_label(op: Op) -> str:
+def op_label(op: Call) -> str:
     key = "" if op.key is None else f" {op.key}"
-    val = op.value if op.type == "ok" and op.value is not None else op.invoke_value
+    val = op.shown_value
     lat = op.latency_ms
     lat_s = "no completion" if lat is None else f"{lat:.1f} ms"
     err = f" ({describe_value(op.error, 40)})" if op.error and op.type != "ok" else ""
@@ -117,7 +112,7 @@ def op_label(op: Op) -> str:
 
 
 def timeline_figure(
-    ops: list[Op], faults: list[FaultInterval], lanes: dict[Any, int], labels: list[str],
+    ops: list[Call], faults: list[Fault], lanes: dict[Any, int], labels: list[str],
     shared_lanes: bool, end_ns: int, marks: list[dict[str, Any]],
 ) -> tuple[dict[str, Any], str]:
     """Operations per process over time; exact bars when small, a per-lane heatmap when large."""
@@ -145,7 +140,7 @@ def timeline_figure(
                 if op.type != outcome:
                     continue
                 lane = lanes[op.process]
-                s, e = _s(op.start), _s(op.end if op.end is not None else end_default)
+                s, e = _s(op.time), _s(op.end if op.end is not None else end_default)
                 xs += [s, e, None]
                 ys += [lane, lane, None]
                 mx.append(e)
@@ -170,7 +165,7 @@ def timeline_figure(
         nb = int(math.ceil(max(end_ns, 1) / NS_PER_S / width)) + 1
         counts = [[[0, 0, 0] for _ in range(nb)] for _ in range(rows)]
         for op in ops:
-            b = min(nb - 1, int(op.start / NS_PER_S / width))
+            b = min(nb - 1, int(op.time / NS_PER_S / width))
             counts[lanes[op.process]][b][OUTCOMES.index(op.type)] += 1
         z: list[list[float | None]] = []
         text: list[list[str]] = []
@@ -220,11 +215,11 @@ def timeline_figure(
 
 
 def latency_figure(
-    ops: list[Op], faults: list[FaultInterval], end_ns: int, marks: list[dict[str, Any]]
+    ops: list[Call], faults: list[Fault], end_ns: int, marks: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], str]:
     """Latency of every operation (sampled when huge) by outcome, with p50/p99 lines of all ok."""
     done = [op for op in ops if op.end is not None]
-    by_outcome: dict[str, list[Op]] = defaultdict(list)
+    by_outcome: dict[str, list[Call]] = defaultdict(list)
     for op in done:
         by_outcome[op.type].append(op)
     width = bucket_width_s(end_ns / NS_PER_S, 120)
@@ -253,7 +248,7 @@ def latency_figure(
             continue
         data.append({
             "type": "scattergl", "mode": "markers", "name": outcome,
-            "x": [_s(op.start) for op in items],
+            "x": [_s(op.time) for op in items],
             "y": [round(op.latency_ms or 0.0, 3) for op in items],
             "text": [op_label(op) for op in items] if len(items) <= 3000 else None,
             "hoverinfo": "text" if len(items) <= 3000 else "x+y+name",
@@ -262,7 +257,7 @@ def latency_figure(
     ok_lat: dict[int, list[float]] = defaultdict(list)
     for op in done:
         if op.type == "ok":
-            ok_lat[int(op.start / NS_PER_S / width)].append(op.latency_ms or 0.0)
+            ok_lat[int(op.time / NS_PER_S / width)].append(op.latency_ms or 0.0)
     if ok_lat:
         buckets = sorted(ok_lat)
         for q, dash in ((0.5, "solid"), (0.99, "dot")):
@@ -287,11 +282,11 @@ def latency_figure(
     return {"data": data, "layout": _with_faults(layout, faults)}, how
 
 
-def _sample(items: list[Op], budget: int, width: float) -> tuple[list[Op], int]:
+def _sample(items: list[Call], budget: int, width: float) -> tuple[list[Call], int]:
     """Each bucket's slowest op plus a uniform stride over the rest, within about `budget`."""
-    slowest: dict[int, Op] = {}
+    slowest: dict[int, Call] = {}
     for op in items:
-        b = int(op.start / NS_PER_S / width)
+        b = int(op.time / NS_PER_S / width)
         if b not in slowest or (op.latency_ms or 0) > (slowest[b].latency_ms or 0):
             slowest[b] = op
     room = max(1, budget - len(slowest))
@@ -324,7 +319,7 @@ def _finite(v: Any) -> float | None:
 
 
 def throughput_figure(
-    ops: list[Op], faults: list[FaultInterval], end_ns: int
+    ops: list[Call], faults: list[Fault], end_ns: int
 ) -> tuple[dict[str, Any], str]:
     """Completed operations per second, stacked by outcome."""
     width = max(1.0, bucket_width_s(end_ns / NS_PER_S, 300))
@@ -347,7 +342,7 @@ def throughput_figure(
 
 
 def resources_figures(
-    samples: list[dict[str, Any]], faults: list[FaultInterval]
+    samples: list[dict[str, Any]], faults: list[Fault]
 ) -> list[dict[str, Any]]:
     """CPU % and resident memory per node over time."""
     per_node: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -13,8 +13,9 @@ import gzip
 import json
 from typing import Any
 
+from checkers.history import Call
 from harness.report.figures import describe_value
-from harness.report.ops import OUTCOMES, Op
+from harness.report.ops import OUTCOMES
 
 GZIP_OVER = 1_500_000
 VALUE_CHARS = 48
@@ -36,25 +37,25 @@ class _Codes:
         return i
 
 
-def encode_ops(ops: list[Op]) -> dict[str, Any]:
+def encode_ops(ops: list[Call]) -> dict[str, Any]:
     """The column store {"n", "dict", "cols"}: times in 0.1 ms units, latency in 0.01 ms."""
     procs, fs, keys, nodes, errors = _Codes(), _Codes(), _Codes(), _Codes(), _Codes()
     cols: dict[str, list[Any]] = {c: [] for c in ("i", "t", "d", "p", "f", "k", "y", "n", "v", "e",
                                                   "s")}
     last_t = last_i = 0
     for op in ops:
-        t = op.start // 100_000
+        t = op.time // 100_000
         cols["t"].append(t - last_t)
         last_t = t
         cols["i"].append(op.index - last_i)
         last_i = op.index
-        cols["d"].append(-1 if op.end is None else (op.end - op.start) // 10_000)
+        cols["d"].append(-1 if op.end is None else (op.end - op.time) // 10_000)
         cols["p"].append(procs.code(str(op.process)))
         cols["f"].append(fs.code(op.f))
         cols["k"].append(keys.code(op.key))
         cols["y"].append(OUTCOMES.index(op.type))
         cols["n"].append(nodes.code(op.node))
-        shown = op.value if op.type == "ok" and op.value is not None else op.invoke_value
+        shown = op.shown_value
         cols["v"].append("" if shown is None else describe_value(shown, VALUE_CHARS))
         cols["e"].append(errors.code(op.error) if op.type != "ok" else -1)
         cols["s"].append(-1 if op.siblings is None else op.siblings)
@@ -68,7 +69,7 @@ def encode_ops(ops: list[Op]) -> dict[str, Any]:
     }
 
 
-def embed_ops(ops: list[Op]) -> tuple[str, str]:
+def embed_ops(ops: list[Call]) -> tuple[str, str]:
     """(encoding, payload) for a script tag: ("json", text) or ("gzip-base64", text)."""
     text = json.dumps(encode_ops(ops), separators=(",", ":"), ensure_ascii=False)
     if len(text) <= GZIP_OVER:

@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from checkers.history import HistoryError
 from harness.report.activity import build_activity
 from harness.report.anomalies import build_checker_views
 from harness.report.data import load_run, log_tail
@@ -26,7 +27,14 @@ from harness.report.figures import (
     throughput_figure,
     timeline_figure,
 )
-from harness.report.ops import NS_PER_S, OUTCOMES, assign_lanes, latency_table, parse_history
+from harness.report.ops import (
+    NS_PER_S,
+    OUTCOMES,
+    History,
+    assign_lanes,
+    latency_table,
+    parse_history,
+)
 from harness.report.ops import sibling_histogram as history_sibling_histogram
 from harness.report.optable import embed_ops
 from harness.report.testinfo import test_section
@@ -119,7 +127,12 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     """Everything the report template needs (exposed for tests and the benchmark)."""
     t0 = time.perf_counter()
     data = load_run(run_dir)
-    h = parse_history(data.history)
+    history_notes: list[str] = []
+    try:
+        h = parse_history(data.history, str(run_dir / "history.jsonl"))
+    except HistoryError as e:  # the checkers' pairing policy: the page says why, without ops
+        h = History()
+        history_notes.append(f"{e}; the history's operations are not shown.")
     results = data.results
     checkers = (results or {}).get("checkers") if isinstance((results or {}).get("checkers"),
                                                               dict) else {}
@@ -172,11 +185,9 @@ def build_context(run_dir: Path) -> dict[str, Any]:
                      "size": path.stat().st_size if path.exists() else 0})
 
     counts = Counter(op.type for op in h.ops)
-    fault_kinds = sorted({(fi.fault, fi.label) for fi in h.faults})
+    fault_kinds = sorted({(fi.name, fi.label) for fi in h.faults})
     ops_encoding, ops_payload = embed_ops(h.ops)
-    notes = list(data.notes) + activity["notes"]
-    if h.unmatched_completions:
-        notes.append(f"{h.unmatched_completions} completion(s) in the history had no invocation.")
+    notes = list(data.notes) + history_notes + activity["notes"]
     if h.open_invocations:
         notes.append(f"{h.open_invocations} operation(s) were invoked but never completed; "
                      "they are shown as info running to the end of the history.")
@@ -198,7 +209,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
             "fault_intervals": len(h.faults), "duration_s": h.end_ns / NS_PER_S,
         },
         "faults": [{"label": fi.label, "start": fi.start / NS_PER_S, "end": fi.end / NS_PER_S,
-                    "healed": fi.healed, "color": fault_color(fi.fault),
+                    "healed": fi.healed, "color": fault_color(fi.name),
                     "value": json.dumps(fi.value, default=str)} for fi in h.faults],
         "fault_legend": [{"label": label, "color": fault_color(f)} for f, label in fault_kinds],
         "figs": _clean_nans(figs),

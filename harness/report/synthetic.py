@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from checkers.history import op_from_dict, pair
+
 MS = 1_000_000
 S = 1_000_000_000
 NODES = ("n1", "n2", "n3", "n4", "n5")
@@ -200,16 +202,10 @@ def _call(rows: list[dict], inv_i: int, done_i: int) -> dict[str, Any]:
 
 
 def _pairs(rows: list[dict]) -> list[tuple[int, int]]:
-    open_: dict[Any, int] = {}
-    out = []
-    for i, row in enumerate(rows):
-        if row["process"] == "nemesis":
-            continue
-        if row["type"] == "invoke":
-            open_[row["process"]] = i
-        else:
-            out.append((open_.pop(row["process"]), i))
-    return out
+    """(invocation row, completion row) of each completed call, in completion order."""
+    calls, _ = pair([op_from_dict(r, "synthetic", i + 1, i) for i, r in enumerate(rows)])
+    return sorted(((c.pos, c.end_pos) for c in calls if c.end_pos is not None),
+                  key=lambda p: p[1])
 
 
 def _plant(rows: list[dict], windows: list) -> dict[str, Any]:

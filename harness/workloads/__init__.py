@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from harness.workloads.base import Completion, Op, Workload
+from harness.workloads.base import Completion, Request, Workload
 from harness.workloads.cart import CartWorkload
 from harness.workloads.cas_register import CasRegisterWorkload
 from harness.workloads.register import RegisterWorkload
@@ -30,4 +30,4 @@ def make_workload(name: str, keys: int, rng: random.Random,
     return cls(keys=keys, rng=rng, ops_per_key=every)
 
 
-__all__ = ["WORKLOADS", "Completion", "Op", "Workload", "make_workload"]
+__all__ = ["WORKLOADS", "Completion", "Request", "Workload", "make_workload"]

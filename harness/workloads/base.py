@@ -13,8 +13,10 @@ from harness.workloads.keys import KeySpace
 
 
 @dataclass(frozen=True)
-class Op:
-    """An operation to invoke: `f`, its key (or None) and its argument."""
+class Request:
+    """An operation a workload asks a client to perform: `f`, its key (or None) and its
+    argument. The runner records it as an `invoke`, then its `Completion`; what the checkers
+    read back is a `checkers.history.Op`."""
 
     f: str
     key: str | None
@@ -61,21 +63,21 @@ class Workload(ABC):
         return self._counter
 
     @abstractmethod
-    def next_op(self) -> Op:
+    def next_op(self) -> Request:
         """The next operation of the main phase."""
 
     @abstractmethod
-    async def perform(self, client: Client, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Request) -> Completion:
         """Do `op` against the store; raise OpFailed / OpUnknown unless it is ok."""
 
     def all_keys(self) -> list[str]:
         return self.keyspace.all()
 
-    def final_ops(self) -> list[Op]:
+    def final_ops(self) -> list[Request]:
         """One read of every key, after heal and quiesce."""
-        return [Op("read", key) for key in self.all_keys()]
+        return [Request("read", key) for key in self.all_keys()]
 
-    async def execute(self, client: Client, op: Op) -> Completion:
+    async def execute(self, client: Client, op: Request) -> Completion:
         """Perform `op` and classify the outcome; a read that did not answer is always `fail`."""
         if op.f not in self.read_fs and op.key is not None:
             self.written_keys.add(op.key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.client import Client, Reply
 from harness.workloads.base import (
     Completion,
-    Op,
+    Request,
     Workload,
     read_extra,
     read_then,
@@ -20,7 +20,7 @@ class UnionWorkload(Workload):
 
     needs = frozenset({"read", "write", "siblings"})
 
-    async def perform(self, client: Client, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Request) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)
@@ -40,8 +40,8 @@ class CartWorkload(UnionWorkload):
                    "carts retire after 50 operations by default")
     default_ops_per_key = 50
 
-    def next_op(self) -> Op:
+    def next_op(self) -> Request:
         key = self.keyspace.pick()
         if self.rng.random() < 0.75:
-            return Op("add", key, f"item-{self.unique()}")
-        return Op("read", key)
+            return Request("add", key, f"item-{self.unique()}")
+        return Request("read", key)

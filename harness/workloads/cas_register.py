@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.client import Client
-from harness.workloads.base import Completion, Op, Workload
+from harness.workloads.base import Completion, Request, Workload
 
 VALUES = 5  # values 0..4, as in Jepsen's etcd test
 
@@ -25,16 +25,16 @@ class CasRegisterWorkload(Workload):
     needs = frozenset({"read", "write", "cas"})
     default_ops_per_key = 100
 
-    def next_op(self) -> Op:
+    def next_op(self) -> Request:
         key = self.keyspace.pick()
         x = self.rng.random()
         if x < 1 / 3:
-            return Op("read", key)
+            return Request("read", key)
         if x < 2 / 3:
-            return Op("write", key, self.rng.randrange(VALUES))
-        return Op("cas", key, [self.rng.randrange(VALUES), self.rng.randrange(VALUES)])
+            return Request("write", key, self.rng.randrange(VALUES))
+        return Request("cas", key, [self.rng.randrange(VALUES), self.rng.randrange(VALUES)])
 
-    async def perform(self, client: Client, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Request) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)

@@ -9,7 +9,7 @@ from typing import Any
 from harness.client import Client, OpFailed, OpUnknown, Reply
 from harness.workloads.base import (
     Completion,
-    Op,
+    Request,
     Workload,
     attach_extra,
     read_extra,
@@ -43,19 +43,19 @@ class RegisterWorkload(Workload):
         self.held: dict[str, Reply] = {}  # key -> an earlier read, kept for a stale write
         self.stale: dict[int, Reply] = {}  # write value -> the held read it writes with
 
-    def next_op(self) -> Op:
+    def next_op(self) -> Request:
         key = self.keyspace.pick()
         x = self.rng.random()
         if x < DELETE_P:
-            return Op("delete", key)
+            return Request("delete", key)
         if x < DELETE_P + (1 - DELETE_P) / 2:
             value = self.unique()
             if key in self.held and self.rng.random() < STALE_P:
                 self.stale[value] = self.held.pop(key)
-            return Op("write", key, value)
-        return Op("read", key)
+            return Request("write", key, value)
+        return Request("read", key)
 
-    async def perform(self, client: Client, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Request) -> Completion:
         assert op.key is not None
         if op.f == "read":
             reply = await client.get(op.key)
@@ -77,7 +77,7 @@ class RegisterWorkload(Workload):
             return await write(held, stale=True)
         return await read_then(client, op.key, write)
 
-    async def _delete(self, client: Client, op: Op, current: Reply) -> Completion:
+    async def _delete(self, client: Client, op: Request, current: Reply) -> Completion:
         assert op.key is not None
         if not current.values:
             # the delete was already invoked, so it is recorded as one that certainly did nothing

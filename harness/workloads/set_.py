@@ -5,7 +5,7 @@ one (Redis SADD / SMEMBERS)."""
 from __future__ import annotations
 
 from harness.client import Client
-from harness.workloads.base import Completion, Op
+from harness.workloads.base import Completion, Request
 from harness.workloads.cart import UnionWorkload
 
 SET_KEY = "set"
@@ -21,10 +21,10 @@ class SetWorkload(UnionWorkload):
     def accepts(cls, ops: frozenset[str]) -> bool:
         return ops >= cls.NATIVE or cls.needs <= ops
 
-    def next_op(self) -> Op:
-        return Op("add", SET_KEY, self.unique())
+    def next_op(self) -> Request:
+        return Request("add", SET_KEY, self.unique())
 
-    async def perform(self, client: Client, op: Op) -> Completion:
+    async def perform(self, client: Client, op: Request) -> Completion:
         if not client.ops >= self.NATIVE:
             return await super().perform(client, op)
         assert op.key is not None
