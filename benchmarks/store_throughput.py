@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +247,7 @@ async def saturate(target: Target, concurrency: int, seconds: float,
 
 
 async def offered(target: Target, rate: float, seconds: float, work: Workload) -> dict[str, Any]:
-    idle = [target.slot() for _ in range(64)]
+    idle = deque(target.slot() for _ in range(64))  # taken in turn: every node gets its share
     opened = list(idle)
     latencies: list[float] = []
     tasks: set[asyncio.Task] = set()
@@ -254,7 +255,7 @@ async def offered(target: Target, rate: float, seconds: float, work: Workload) -
 
     async def fire(scheduled: float) -> None:
         if idle:
-            slot = idle.pop()
+            slot = idle.popleft()
         else:
             slot = target.slot()
             opened.append(slot)
