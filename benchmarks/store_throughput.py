@@ -67,6 +67,13 @@ OURS = "dynamo"
 CLIENT_TIMEOUT_S = 10.0
 SETTLE_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 30.0
+# what to count in each store's node logs: signs of a stall (a slow fsync, an election)
+LOG_SIGNS = {
+    "dynamo": {"commits slower than 100 ms": "took"},
+    "etcd": {"leaders elected (1: the first)": "became leader at term",
+             "slow WAL fdatasyncs (> 1 s)": "slow fdatasync",
+             "requests that took too long": "took too long"},
+}
 REDIS_FSYNC = {"always": ["appendonly yes", "appendfsync always"],
                "os": ["appendonly yes", "appendfsync everysec"],
                "none": ["appendonly no"]}
@@ -368,10 +375,9 @@ def measure(name: str, args: argparse.Namespace, seed: str) -> dict[str, Any]:
                                                      3)
                 r["load1"] = round(os.getloadavg()[0], 2)
                 results.append(r)
-            slow = None
-            if name == "dynamo":
-                slow = sum(platform.log_path(n).read_text(errors="replace").count("took")
-                           for n in platform.node_ids())
+            logs = [platform.log_path(n).read_text(errors="replace") for n in platform.node_ids()]
+            signs = {what: sum(log.count(text) for log in logs)
+                     for what, text in LOG_SIGNS.get(name, {}).items()}
         finally:
             try:
                 platform.stop()
@@ -380,7 +386,7 @@ def measure(name: str, args: argparse.Namespace, seed: str) -> dict[str, Any]:
     return {"store": name, "version": store.version(), "setup": store_setup(name, args),
             "server_processes": len(procs), "start_s": round(started_s, 2),
             "preload_s": round(preload_s, 2), "saturation": results[0], "offered": results[1],
-            "slow_commits": slow}
+            "log_signs": signs}
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -402,7 +408,7 @@ def summarize(runs: list[dict[str, Any]], stores: list[str]) -> dict[str, Any]:
     med: dict[str, dict[str, float]] = {}
     for name in stores:
         mine = [r for r in runs if r["store"] == name]
-        med[name] = {
+        med[name] = {k: round(v, 3) for k, v in {
             "saturation_ops_per_s": statistics.median(r["saturation"]["ops_per_s"] for r in mine),
             "saturation_cpu_ms_per_op": statistics.median(
                 r["saturation"]["server_cpu_ms_per_op"] for r in mine),
@@ -412,7 +418,7 @@ def summarize(runs: list[dict[str, Any]], stores: list[str]) -> dict[str, Any]:
             "offered_cpu_ms_per_op": statistics.median(
                 r["offered"]["server_cpu_ms_per_op"] for r in mine),
             "load1": statistics.median(r["saturation"]["load1"] for r in mine),
-        }
+        }.items()}
     ratios: dict[str, dict[str, float]] = {}
     if OURS in med:
         ours = med[OURS]
@@ -497,9 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append(run)
             for phase in ("saturation", "offered"):
                 print(row(name, run[phase]), flush=True)
-            if run["slow_commits"]:
-                print(f"{'':<7} commits slower than 100 ms in the nodes' logs: "
-                      f"{run['slow_commits']}", flush=True)
+            if run["log_signs"]:
+                print(f"{'':<7} in the nodes' logs: "
+                      + ", ".join(f"{k} {v}" for k, v in run["log_signs"].items()), flush=True)
     summ = summarize(runs, stores)
     print_summary(summ, args.rounds)
     out: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
