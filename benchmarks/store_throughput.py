@@ -22,7 +22,10 @@ Phase 1 (saturation): closed loop, `concurrency` keep-alive connections spread o
 Phase 2 (offered load): open loop at `rate` ops/s; each latency is measured from the operation's
 scheduled start, so a stall counts against every operation it delays (no coordinated omission).
 Server CPU per operation is the user+sys CPU of every process the platform started for the store
-(the nodes and their sidecars: Redis's sentinels), over the phase's operations.
+(the nodes and their sidecars: Redis's sentinels), over the phase's operations; at the offered
+rate it includes each store's background work (gossip, anti-entropy, heartbeats, sentinels)
+spread over fewer operations. The load generator's CPU per operation is printed beside it: it is
+the store client's (aiohttp for dynamo and etcd, raw RESP for Redis) and shares the machine.
 
 Stores take turns (dynamo, etcd, redis, dynamo, etcd, redis... for `--rounds`), each on a fresh
 cluster, so machine noise falls on all alike; the 1-minute load average is printed for each run.
