@@ -18,6 +18,7 @@ dropped connection is `info` for an add, `fail` for a read.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +88,7 @@ def command_sync(host: str, port: int, *args: Any, timeout_s: float = ADMIN_TIME
 
 
 class RedisClient(Client):
-    ops = frozenset({"add", "read-set"})
+    ops = frozenset({"add", "read-set", "read", "write"})
 
     def __init__(self, session: aiohttp.ClientSession, node: str, base_url: str,
                  timeout_s: float, wait: bool = False) -> None:
@@ -110,6 +111,23 @@ class RedisClient(Client):
     async def read_set(self, key: str) -> Reply:
         members = await self._call("SMEMBERS", key, write=False)
         return Reply(values=[_number(m) for m in members or []])
+
+    async def get(self, key: str) -> Reply:
+        """GET of a string key; the value is the JSON text `put` stored."""
+        raw = await self._call("GET", key, write=False)
+        if raw is None:
+            return Reply(values=[], found=False)
+        try:
+            return Reply(values=[json.loads(raw)])
+        except ValueError:
+            return Reply(values=[raw])  # not written by us; recorded as it is
+
+    async def put(self, key: str, value: Any, context: str | None = None) -> Reply:
+        """SET of a string key to the value's JSON text (WAIT 1 after it with `wait`, as `add`)."""
+        await self._call("SET", key, json.dumps(value), write=True)
+        if self.wait and not await self._call("WAIT", 1, int(self.timeout_s * 800), write=True):
+            raise OpUnknown("WAIT 1: no replica acknowledged the write")
+        return Reply(values=[value])
 
     async def close(self) -> None:
         if self._conn is not None:
