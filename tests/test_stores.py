@@ -63,8 +63,12 @@ def test_unknown_store_bad_option_and_unsupported_fault_are_refused() -> None:
     assert "the dynamo store has no store options" in msg
     msg = errors(store="etcd", workload="cas-register", nemesis=["clock"])
     assert "cannot be tested under the clock nemesis" in msg and "vDSO" in msg
-    msg = errors(store="etcd", workload="cas-register", platform="docker")
-    assert "the etcd store runs on the local, netns platform(s), not docker" in msg
+    from harness.stores import store_errors
+
+    msg = "; ".join(store_errors("etcd", "cas-register", [], "ssh", [], ClusterSettings()))
+    assert "the etcd store runs on the local, netns, docker platform(s), not ssh" in msg
+    assert errors(store="etcd", workload="cas-register", platform="docker") == ""
+    assert errors(store="redis", workload="set", platform="netns") == ""
     msg = errors(store="etcd", workload="cas-register",
                  cluster=ClusterSettings(bugs=["lww"]))
     assert "--bug and --node-setting configure the reference dynamo store" in msg

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -155,6 +156,7 @@ class DockerPlatform(SpecPlatform):
                       "containers": {node: f"dj-{tag}-{node}" for node in ids}}
         record.setdefault("execs", {})
         self.record = record
+        self._saving = threading.Lock()  # nodes start in parallel; the session file is one
         self.subnet = Subnet(int(record["subnet"]))
         self.specs = [NodeSpec(node, self.subnet.node_address(i), CLIENT_PORT, PEER_PORT)
                       for i, node in enumerate(ids)]
@@ -315,8 +317,9 @@ class DockerPlatform(SpecPlatform):
             exec_id = self.client.api.exec_create(
                 container.id, ["sh", "-c", exec_script(key, argv, log)], environment=env,
                 workdir=f"{MOUNT}/{node}")["Id"]
-            self.record["execs"][key] = exec_id
-            self.session.save()
+            with self._saving:
+                self.record["execs"][key] = exec_id
+                self.session.save()
             self.client.api.exec_start(exec_id, detach=True)
         except APIError as e:
             raise PlatformError(f"starting {key} in its container failed: "
