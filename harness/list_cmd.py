@@ -11,8 +11,8 @@ from nemesis.schedule import FAULT_HELP
 
 PLATFORM_HELP = {
     "local": "processes on 127.0.0.x; partitions simulated in the node transport; libfaketime",
-    "netns": "(not yet available) one network namespace per node; iptables partitions",
-    "docker": "(not yet available) one container per node; iptables partitions",
+    "netns": "one network namespace per node on a bridge; iptables partitions (root)",
+    "docker": "one container per node (harness image build); iptables partitions",
 }
 
 
