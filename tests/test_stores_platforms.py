@@ -200,7 +200,7 @@ def test_redis_set_partition_on_netns(tmp_path: Path) -> None:
 def test_etcd_cas_register_partition_on_docker(tmp_path: Path, docker_image: str) -> None:
     outcome, test, ops = short_run(tmp_path, "etcd", "cas-register", "docker", seed=13)
     check_etcd(outcome, test, ops)
-    assert "docker exec" in test["mechanisms"]["crash"]
+    assert "container" in test["mechanisms"]["partition"]
 
 
 def test_redis_set_partition_on_docker(tmp_path: Path, docker_image: str) -> None:
