@@ -46,6 +46,7 @@ from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.platforms import iptables
 from harness.platforms.base import NodeSpec, PlatformError, SpecPlatform
+from harness.platforms.local import SIDECAR_SEP  # exec key of a store's helper: "<node>/<name>"
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
 from harness.state import Session
@@ -56,7 +57,6 @@ DEFAULT_IMAGE = "dynamo-node:latest"
 IMAGE_ENV = "HARNESS_DOCKER_IMAGE"  # another image for the nodes (tests build their own tag)
 LABEL = "dynamo-harness.session"
 STORES_LABEL = "dynamo-harness.stores"  # the image's label: the stores it can run
-SIDECAR_SEP = "/"  # exec key of a store's helper: "<node>/<name>"
 EXTRA_KEY = "docker"
 MOUNT = "/cluster"
 CLIENT_PORT = 8000  # each container has its own address, so the ports can be the same
