@@ -302,3 +302,55 @@ def test_docker_sentinels_share_the_container_and_survive_a_crash(
     assert client.containers.list(all=True, filters={"label": f"{LABEL}={session.id}"}) == []
     assert client.networks.list(filters={"label": f"{LABEL}={session.id}"}) == []
     assert host_leftovers(tag) == []
+
+
+# -- kill -9 of the harness, then `harness cleanup` ---------------------------------------------
+
+
+@pytest.mark.parametrize("platform", ["netns", "docker"])
+def test_kill_9_of_a_redis_run_then_cleanup_leaves_nothing(
+        tmp_path: Path, platform: str, request: pytest.FixtureRequest) -> None:
+    import signal
+
+    from test_platform_support import CLI, history_lines, session_records
+
+    env = dict(os.environ, HARNESS_STATE_DIR=str(tmp_path / "state"))
+    if platform == "netns":
+        need_netns()
+        need_programs("redis")
+    else:
+        env["HARNESS_DOCKER_IMAGE"] = request.getfixturevalue("image")
+    proc = subprocess.Popen(
+        CLI + ["run", "--platform", platform, "--store", "redis", "--workload", "set",
+               "--nemesis", "partition", "--nodes", "3", "--time-limit", "60",
+               "--display", "quiet", "--out", str(tmp_path / "reports")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        # the sentinels start once every node is ready, before the first operation
+        wait_for(lambda: history_lines(tmp_path / "reports") > 20, 60, "operations")
+        logs = list((tmp_path / "reports").glob("*/*/nodes/*/sentinel.log"))
+        assert len(logs) == 3
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    record = session_records(tmp_path / "state")[0]
+    tag = record["extra"][platform]["tag"]
+    assert host_leftovers(tag) or platform == "docker"  # the cluster outlived the harness
+    for _ in range(2):  # twice: the second finds nothing and is harmless
+        done = subprocess.run(CLI + ["cleanup"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert host_leftovers(tag) == []
+    assert session_records(tmp_path / "state") == []
+    assert processes_naming(tmp_path) == []
+    if platform == "docker":
+        from harness.platforms.docker import docker_client
+
+        client = docker_client()
+        label = f"{LABEL}={record['id']}"
+        assert client.containers.list(all=True, filters={"label": label}) == []
+        assert client.networks.list(filters={"label": label}) == []
