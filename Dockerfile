@@ -6,7 +6,10 @@
 # The debootstrap base has python3, iptables, iproute2, procps and faketime. Its aiohttp (3.8) is
 # older than the node needs (3.9), so `harness image build` puts wheels (*.whl, fetched with the
 # host's pip) at the top of the build context and they are unpacked here; with no wheels given,
-# pip installs from the registry. Nothing else in the image comes from the network.
+# pip installs from the registry. The outside stores (etcd-server, redis-server, redis-sentinel)
+# come the same way: for the debootstrap base, .deb files the host's apt downloaded (only those
+# the base lacks) are at the top of the context and installed with dpkg; with none given (a
+# python:* base), apt-get installs them from the base's sources.
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
@@ -20,6 +23,23 @@ RUN set -e; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     ln -sf "$(ls /usr/lib/*/faketime/libfaketime.so.1 | head -n 1)" /usr/local/lib/libfaketime.so.1
+
+# The outside stores for --store etcd / --store redis on the docker platform. No service starts
+# during the build (policy-rc.d); the harness runs the programs itself.
+COPY Dockerfile *.deb /opt/dynamo/debs/
+RUN set -e; \
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+    if ls /opt/dynamo/debs/*.deb >/dev/null 2>&1; then dpkg -i /opt/dynamo/debs/*.deb; fi; \
+    for tool in etcd redis-server redis-sentinel; do \
+        command -v "$tool" >/dev/null || need=1; \
+    done; \
+    if [ -n "${need:-}" ]; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends etcd-server redis-server redis-sentinel; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    rm -rf /opt/dynamo/debs /usr/sbin/policy-rc.d; \
+    etcd --version >/dev/null; redis-server --version >/dev/null
 
 # The Dockerfile is named so that the copy works when no wheel is given.
 COPY Dockerfile *.whl /opt/dynamo/wheels/
@@ -40,6 +60,8 @@ COPY node /opt/dynamo/node
 # fail the build, not the first test, when the node cannot import what it needs
 RUN python3 -c "import node.__main__, node.http_api"
 WORKDIR /opt/dynamo
+# dynamo-harness.stores: the stores this image can run (the docker platform checks it)
 LABEL org.opencontainers.image.title="dynamo-node" \
-      org.opencontainers.image.description="The reference Dynamo store, for the fault-injection harness"
+      org.opencontainers.image.description="The reference Dynamo store, for the fault-injection harness" \
+      dynamo-harness.stores="dynamo etcd redis"
 ENTRYPOINT ["python3", "-m", "node"]

@@ -91,7 +91,7 @@ def make_platform(settings: TestSettings, root: Path, session: Session,
     if settings.platform == "docker":
         from harness.platforms.docker import DockerPlatform
 
-        return DockerPlatform(root, settings.cluster, session, clock=clock)
+        return DockerPlatform(root, settings.cluster, session, clock=clock, store=store)
     raise ValueError(f"unknown platform {settings.platform!r}")
 
 

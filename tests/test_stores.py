@@ -64,8 +64,12 @@ def test_unknown_store_bad_option_and_unsupported_fault_are_refused() -> None:
     assert "the dynamo store has no store options" in msg
     msg = errors(store="etcd", workload="cas-register", nemesis=["clock"])
     assert "cannot be tested under the clock nemesis" in msg and "vDSO" in msg
-    msg = errors(store="etcd", workload="cas-register", platform="docker")
-    assert "the etcd store runs on the local, netns platform(s), not docker" in msg
+    from harness.stores import store_errors
+
+    msg = "; ".join(store_errors("etcd", "cas-register", [], "ssh", [], ClusterSettings()))
+    assert "the etcd store runs on the local, netns, docker platform(s), not ssh" in msg
+    assert errors(store="etcd", workload="cas-register", platform="docker") == ""
+    assert errors(store="redis", workload="set", platform="netns") == ""
     msg = errors(store="etcd", workload="cas-register",
                  cluster=ClusterSettings(bugs=["lww"]))
     assert "--bug and --node-setting configure the reference dynamo store" in msg
@@ -455,3 +459,36 @@ def test_isolate_primary_is_opt_in_and_needs_a_store_that_names_its_primary() ->
            "primary (redis); the etcd store cannot" in msg
     assert errors(store="redis", workload="set", nemesis=["partition"],
                   partitions=["isolate-primary"]) == ""
+
+
+def test_docker_runs_a_stores_command_from_the_image_with_paths_in_the_mount() -> None:
+    import sys
+
+    from harness.platforms.base import NodeSpec
+    from harness.platforms.docker import MOUNT, exec_script, image_stores, in_container
+    from harness.stores import make_store
+
+    spec = NodeSpec("n2", "198.18.7.12", 8000, 9000)
+    redis = make_store("redis", ClusterSettings(nodes=3))
+    assert in_container(redis.command(spec, Path(MOUNT))) == ["redis-server",
+                                                              "/cluster/n2/redis.conf"]
+    assert in_container([sys.executable, "-m", "node"]) == ["python3", "-m", "node"]
+    assert in_container(["etcd", "--name", "n2"]) == ["etcd", "--name", "n2"]
+    script = exec_script("n2/sentinel", ["redis-sentinel", "/cluster/n2/sentinel.conf"],
+                         "/cluster/n2/sentinel.log")
+    assert script.endswith("exec redis-sentinel /cluster/n2/sentinel.conf "
+                           ">>/cluster/n2/sentinel.log 2>&1")
+    # an image built before the label carries the reference node only
+    assert image_stores(None) == {"dynamo"}
+    assert image_stores({"dynamo-harness.stores": "dynamo etcd redis"}) == {"dynamo", "etcd",
+                                                                           "redis"}
+
+
+def test_redis_files_name_paths_relative_to_the_nodes_folder(tmp_path: Path) -> None:
+    from harness.platforms.base import NodeSpec
+    from harness.stores import make_store
+
+    specs = [NodeSpec(f"n{i}", f"127.0.0.{i + 1}", 7000 + i, 8000 + i) for i in (1, 2, 3)]
+    make_store("redis", ClusterSettings(nodes=3)).layout(tmp_path, specs)
+    for path in tmp_path.glob("*/*.conf"):
+        assert str(tmp_path) not in path.read_text(), path  # the docker platform mounts it

@@ -29,11 +29,12 @@ import psutil
 
 from harness.platforms import iptables
 from harness.platforms.base import PlatformError
-from harness.platforms.local import LocalPlatform, NodeSpec
+from harness.platforms.local import SIDECAR_SEP, LocalPlatform, NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
-from harness.state import Session, process_identity
+from harness.state import Session, matching_process, process_identity
 from harness.stores import Store
+from harness.stores.base import Sidecars
 
 CLIENT_PORT = 8000  # every node has its own namespace, hence its own port space
 PEER_PORT = 9000
@@ -231,32 +232,47 @@ class NetnsPlatform(LocalPlatform):
         spec = self._spec(node)
         directory = self.node_dir(node)
         directory.mkdir(parents=True, exist_ok=True)
-        env = self._node_env(node)
-        node_cmd = self._node_cmd(node)
-        # `ip netns exec` enters the namespace and execs the node: the pid is the node's
-        cmd = ["ip", "netns", "exec", self.net.namespace(node), *node_cmd]
         with self.log_path(node).open("ab") as log:
             log.write(f"--- harness: starting {spec.id} in {self.net.namespace(node)} "
                       f"at {time.ctime()}\n".encode())
-            log.flush()
-            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=directory, env=env,
+        self._spawn(node, node, self._node_cmd(node), self.log_path(node), self._node_env(node))
+
+    def _start_sidecars(self) -> None:
+        """The store's helpers beside each node, inside its namespace: a partition cuts them
+        off with their node (a crash or a pause of the node spares them)."""
+        if not isinstance(self.store, Sidecars):
+            return
+        for spec in self.specs:
+            for name, cmd in self.store.sidecars(spec, self.root).items():
+                key = f"{spec.id}{SIDECAR_SEP}{name}"
+                if matching_process(self.session.nodes.get(key)) is None:
+                    self._spawn(spec.id, key, cmd, self.node_dir(spec.id) / f"{name}.log",
+                                dict(os.environ))
+
+    def _spawn(self, node: str, key: str, cmd: list[str], log_path: Path,
+               env: dict[str, str]) -> None:
+        """Run `cmd` in the node's namespace, recorded in the session as `key`."""
+        # `ip netns exec` enters the namespace and execs the command: the pid stays the same
+        argv = ["ip", "netns", "exec", self.net.namespace(node), *cmd]
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=self.node_dir(node), env=env,
                                      start_new_session=True)
-        self._popen[node] = popen
+        self._popen[key] = popen
         # recorded at once by pid and start time (exec keeps both), the command line once
-        # `ip` has exec'd the node, so cleanup can always find it and never mistake it
+        # `ip` has exec'd the command, so cleanup can always find it and never mistake it
         try:
             ident = process_identity(popen.pid)
             ident["cmdline"] = []
         except psutil.NoSuchProcess:
             ident = {"pid": popen.pid, "create_time": 0, "cmdline": []}
-        self.session.nodes[node] = ident
+        self.session.nodes[key] = ident
         self.session.save()
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline and popen.poll() is None:
             try:
-                if psutil.Process(popen.pid).cmdline() == node_cmd:
-                    self.session.nodes[node] = process_identity(popen.pid)
+                if psutil.Process(popen.pid).cmdline() == cmd:
+                    self.session.nodes[key] = process_identity(popen.pid)
                     self.session.save()
                     break
             except psutil.Error:

@@ -176,7 +176,7 @@ class RedisStore(Store, Sidecars, Roles):
         "crash": "not wired for Redis yet (a restarted node must rejoin as what Sentinel says)",
         "packet": "not wired for outside stores yet",
     }
-    platforms = ("local",)
+    platforms = ("local", "netns", "docker")
     options = {
         WAIT: "WAIT 1 after each add: acknowledged once a replica has it; an add no replica "
               "took is unknown (Redis keeps it on the primary)",
@@ -198,6 +198,8 @@ class RedisStore(Store, Sidecars, Roles):
         return None
 
     def layout(self, root: Path, specs: Sequence[NodeSpec]) -> None:
+        # paths in the files are relative to the node's folder (every platform runs the node
+        # and its sentinel there): the docker platform mounts `root` elsewhere
         primary = specs[0]
         self._primary = primary
         for s in specs:
@@ -206,7 +208,7 @@ class RedisStore(Store, Sidecars, Roles):
             # set-proc-title no: the harness knows its processes by their command line
             lines = [f"bind {s.host}", f"port {s.client_port}", "protected-mode no",
                      "set-proc-title no",
-                     "daemonize no", 'logfile ""', f"dir {d / 'data'}", 'save ""',
+                     "daemonize no", 'logfile ""', "dir data", 'save ""',
                      "appendonly no", f"replica-announce-ip {s.host}"]
             if MIN_REPLICAS in self.option_names:
                 lines += ["min-replicas-to-write 1", "min-replicas-max-lag 10"]
@@ -215,7 +217,7 @@ class RedisStore(Store, Sidecars, Roles):
             (d / "redis.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
             sentinel = [f"bind {s.host}", f"port {s.peer_port}", "protected-mode no",
                         "set-proc-title no",
-                        "daemonize no", 'logfile ""', f"dir {d}",
+                        "daemonize no", 'logfile ""', "dir .",
                         f"sentinel announce-ip {s.host}",
                         f"sentinel monitor {MASTER} {primary.host} {primary.client_port} "
                         f"{len(specs) // 2 + 1}",
