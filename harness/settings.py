@@ -154,6 +154,14 @@ class TestSettings:
         # longer than the node's own request timeout, so a quorum failure comes back as a 503
         return self.cluster.request_timeout_ms / 1000 + 1.5
 
+    def __post_init__(self) -> None:
+        from harness.stores import STORES
+
+        store = STORES.get(self.store)
+        if store is not None and store.takes_node_settings:
+            given = self.cluster.node_settings
+            self.cluster.node_settings = {**store.test_node_settings(self.cluster), **given}
+
     @property
     def rotate_every(self) -> int:
         """Operations per key before it retires (0: never): the setting, else the workload's."""

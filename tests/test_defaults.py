@@ -52,3 +52,16 @@ def test_one_list_of_workloads_and_checker_defaults_for_each() -> None:
     assert workload.get_default(ctx) == TestSettings.workload
     assert TestSettings(workload="nope").errors()[0].startswith("unknown workload 'nope'")
     assert set(WORKLOADS) <= set(DEFAULTS)  # checkers/registry.py: each workload's checkers
+
+
+def test_a_test_run_gives_the_reference_store_timers_that_act_within_a_run() -> None:
+    timers = TestSettings().cluster.node_settings
+    assert timers == {"tombstone_grace_ms": 3000, "reap_interval_ms": 1000,
+                      "aae_interval_ms": 2000}
+    # the node refuses a grace below twice the request timeout
+    slow = TestSettings(cluster=ClusterSettings(request_timeout_ms=2500))
+    assert slow.cluster.node_settings["tombstone_grace_ms"] == 5000
+    mine = TestSettings(cluster=ClusterSettings(node_settings={"aae_interval_ms": 700}))
+    assert mine.cluster.node_settings["aae_interval_ms"] == 700  # the user's setting wins
+    assert TestSettings(store="etcd", workload="cas-register").cluster.node_settings == {}
+    assert TestSettings().errors() == []

@@ -81,6 +81,12 @@ class Store(ABC):
         after the heal (a store may ask more of them)."""
         return self.client_class(session, node, url, timeout_s)
 
+    @classmethod
+    def test_node_settings(cls, cluster: ClusterSettings) -> dict[str, Any]:
+        """Node settings a test run uses unless the user sets them (recorded in test.json):
+        timers short enough that the store's background mechanisms act within a run."""
+        return {}
+
     def copies(self) -> int:
         """How many nodes hold each key: `crash-many` kills one fewer. By default every node
         holds everything (Raft, primary and replicas)."""

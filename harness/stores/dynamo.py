@@ -25,6 +25,7 @@ from harness.settings import ClusterSettings
 from harness.stores.base import ALL_FAULTS, FinalState, NodeCounters, SelfPartitioning, Store
 
 CLUSTER_FILE = "cluster.toml"
+TEST_TOMBSTONE_GRACE_MS = 3000
 
 
 class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
@@ -45,6 +46,14 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
                  token: str | None = None) -> None:
         super().__init__(cluster, options)
         self.token = token or secrets.token_hex(16)
+
+    @classmethod
+    def test_node_settings(cls, cluster: ClusterSettings) -> dict[str, Any]:
+        # With the node's own defaults a tombstone outlives a 30 s run (60 s grace) and
+        # anti-entropy runs twice: the reaper and the Merkle exchange would never be tested.
+        # The grace stays at least twice the request timeout, as the node requires.
+        return {"tombstone_grace_ms": max(TEST_TOMBSTONE_GRACE_MS, 2 * cluster.request_timeout_ms),
+                "reap_interval_ms": 1000, "aae_interval_ms": 2000}
 
     def copies(self) -> int:
         return self.cluster.n
