@@ -11,6 +11,7 @@ from harness.options import cluster_from_options, cluster_options
 from harness.platforms.base import PlatformError
 from harness.platforms.local import LocalPlatform, find_libfaketime
 from harness.state import Session, sessions, state_dir
+from harness.stores import DEFAULT_STORE, STORES, make_store, store_errors
 
 NAME_OPTION = click.option("--name", default="default", show_default=True,
                            help="which cluster (several may run at once)")
@@ -50,6 +51,9 @@ def cluster() -> None:
     harness cluster stop n2          kill -9 one node; write; then
     harness cluster start n2         and watch hinted handoff / anti-entropy repair it
     harness cluster down             stop everything
+
+    Other stores too: harness cluster up --store etcd --nodes 3 (or --store redis; as root,
+    so their members get the group ids that the partition rules of `harness run` match).
     """
 
 
@@ -57,9 +61,18 @@ def cluster() -> None:
 @NAME_OPTION
 @cluster_options
 @click.option("--clock", is_flag=True, help="start the nodes under libfaketime (clock skew)")
-def up(name: str, clock: bool, **options: object) -> int:
+@click.option("--store", type=click.Choice(list(STORES)), default=DEFAULT_STORE,
+              help="the system to run (`harness list`)")
+@click.option("--store-option", "store_options", multiple=True, metavar="NAME",
+              help="a store option (repeatable), as for `harness run`")
+def up(name: str, clock: bool, store: str, store_options: tuple[str, ...],
+       **options: object) -> int:
     """Start a cluster, print each node's id and client URL, and leave it running."""
     settings = cluster_from_options(**options)  # type: ignore[arg-type]
+    errors = store_errors(store, "", ["clock"] if clock else [], "local", store_options,
+                          settings)
+    if errors:
+        raise click.UsageError("; ".join(errors))
     for session in sessions():
         if session.kind == "cluster" and session.id == session_id(name):
             if any(attach(name).is_running(n) for n in session.nodes):
@@ -75,7 +88,9 @@ def up(name: str, clock: bool, **options: object) -> int:
     shutil.rmtree(root, ignore_errors=True)  # a fresh cluster starts from empty disks
     session = Session(kind="cluster", dir=str(root), id=session_id(name))
     session.save()
-    platform = LocalPlatform(root, settings, session, clock=clock)
+    platform = LocalPlatform(root, settings, session, clock=clock,
+                             store=make_store(store, settings, store_options)
+                             if store != DEFAULT_STORE else None)
     try:
         platform.start()
     except PlatformError as e:
@@ -102,7 +117,8 @@ def status(name: str) -> int:
         else:
             info = platform.status(node)
             if info is None:
-                state = "not answering"
+                ready = platform.store.is_ready(platform.spec(node))
+                state = "up (ready)" if ready else "not answering"
             else:
                 peers = info.get("peers", {})
                 up_peers = sorted(p for p, v in peers.items() if v.get("up"))

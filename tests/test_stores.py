@@ -11,10 +11,12 @@ import random
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from harness.cleanup_cmd import cleanup_sessions
 from harness.client import OpFailed, OpUnknown, client_session
@@ -492,3 +494,34 @@ def test_redis_files_name_paths_relative_to_the_nodes_folder(tmp_path: Path) -> 
     make_store("redis", ClusterSettings(nodes=3)).layout(tmp_path, specs)
     for path in tmp_path.glob("*/*.conf"):
         assert str(tmp_path) not in path.read_text(), path  # the docker platform mounts it
+
+
+@needs_etcd
+@pytest.mark.cluster
+def test_cluster_command_runs_an_outside_store_by_hand(tmp_path: Path) -> None:
+    env = dict(os.environ, HARNESS_STATE_DIR=str(tmp_path / "state"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness", "cluster", *args, "--name", "e"],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    up = cli("up", "--store", "etcd", "--nodes", "3")
+    try:
+        assert up.returncode == 0, up.stderr
+        urls = dict(line.split() for line in up.stdout.splitlines() if line.strip())
+        put = requests.post(f"{urls['n1']}/v3/kv/put", timeout=10,
+                            json={"key": "aw==", "value": "MQ=="})  # k = 1
+        assert put.status_code == 200, put.text
+        assert cli("stop", "n2").returncode == 0
+        assert " down" in cli("status").stdout.splitlines()[2]
+        assert cli("start", "n2").returncode == 0
+        got = requests.post(f"{urls['n3']}/v3/kv/range", json={"key": "aw=="}, timeout=10)
+        assert got.json()["kvs"][0]["value"] == "MQ=="
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert "up (ready)" not in cli("status").stdout  # no such cluster any more
+    refused = subprocess.run([sys.executable, "-m", "harness", "cluster", "up", "--store", "etcd",
+                              "--clock", "--name", "c"], capture_output=True, text=True,
+                             timeout=60, env=env)
+    assert refused.returncode == 3 and "clock" in refused.stderr
