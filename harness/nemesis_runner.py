@@ -110,6 +110,11 @@ class NemesisRunner:
                 (action.fault, action.f)]
             errors = await asyncio.to_thread(_each, fn, v["nodes"])
             return {"errors": errors} if errors else {}
+        if action.fault == "power":
+            if action.f == "start":  # kill -9, then drop what its disk held unsynced
+                return await asyncio.to_thread(_power_cut, p, v["nodes"])
+            errors = await asyncio.to_thread(_each, p.restart, v["nodes"])
+            return {"errors": errors} if errors else {}
         if action.fault == "packet":
             if action.f == "start":
                 knobs = {k: float(v[k]) for k in ("delay_ms", "jitter_ms", "loss_percent")}
@@ -148,6 +153,17 @@ class NemesisRunner:
                 await asyncio.to_thread(self.platform.set_clock_offset, node,
                                         delta if ahead else 0.0)
             await asyncio.sleep(period)
+
+
+def _power_cut(platform: Platform, nodes: list[str]) -> dict[str, Any]:
+    """Cut each node's power; what each cut dropped, and the errors."""
+    dropped: dict[str, Any] = {}
+
+    def one(node: str) -> None:
+        dropped[node] = platform.power_cut(node)
+
+    errors = _each(one, nodes)
+    return {"dropped": dropped, **({"errors": errors} if errors else {})}
 
 
 def _each(fn: Any, nodes: list[str]) -> dict[str, str]:

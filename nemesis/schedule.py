@@ -15,8 +15,9 @@ from typing import Any
 
 from nemesis.grudges import GRUDGES, TARGETED, grudge_to_json, isolate_node
 
-FAULTS = ("partition", "clock", "crash", "pause", "packet")
-# `all` means the faults every platform can produce; packet needs tc netem on a real platform
+FAULTS = ("partition", "clock", "crash", "pause", "packet", "power")
+# `all` means the faults every platform can produce; packet needs tc netem on a real platform,
+# power a FUSE mount (faultfs) on the local platform
 ALL_FAULTS = ("partition", "clock", "crash", "pause")
 FAULT_HELP = {
     "none": "no faults (a baseline run)",
@@ -25,6 +26,8 @@ FAULT_HELP = {
     "crash": "kill -9 of a random minority, restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
     "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
+    "power": "power cut of a random minority: kill -9, drop every write not fsynced (faultfs, "
+             "local platform), restarted when the fault ends",
     "all": "partition, clock, crash and pause combined on one schedule",
 }
 
@@ -79,9 +82,9 @@ def plan(
     """The whole schedule, sorted by time.
 
     Quiet periods of 0.3-0.6 intervals alternate with fault periods of one interval. When several
-    faults are chosen, a period usually has one of them and sometimes two at once; crash and pause
-    then pick disjoint nodes so that a node is never both killed and stopped. A partition takes a
-    random shape from `shapes` (every shape in GRUDGES when empty).
+    faults are chosen, a period usually has one of them and sometimes two at once; crash, pause and
+    power then pick disjoint nodes so that a node is never both killed and stopped. A partition
+    takes a random shape from `shapes` (every shape in GRUDGES when empty).
     """
     if interval <= 0 or time_limit <= 0:
         raise ValueError("interval and time limit must be positive")
@@ -125,7 +128,7 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)
-    if kind in ("crash", "pause"):
+    if kind in ("crash", "pause", "power"):
         targets = minority(free or nodes, rng)
         for node in targets:
             if node in free:

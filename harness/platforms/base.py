@@ -60,6 +60,12 @@ class Platform(ABC):
     def restart(self, node: str) -> None:
         """Start a killed node again and wait until it answers."""
 
+    def power_cut(self, node: str) -> dict[str, Any]:
+        """Kill the node (kill -9) and drop whatever its disk holds unsynced (the power nemesis);
+        returns what was dropped. Restarted by `restart`."""
+        raise PlatformError(f"the {self.name} platform cannot cut a node's power (faultfs "
+                            "mounts exist on the local platform only)")
+
     @abstractmethod
     def pause(self, node: str) -> None:
         """Freeze the node (SIGSTOP)."""
