@@ -26,8 +26,8 @@ FAULT_HELP = {
     "crash": "kill -9 of a random minority, restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
     "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
-    "power": "power cut of a random minority: kill -9, drop every write not fsynced (faultfs, "
-             "local platform), restarted when the fault ends",
+    "power": "power cut: kill -9 and drop every write not fsynced (faultfs, local platform), "
+             "of the whole cluster and of a random minority in turn; restarted when it ends",
     "all": "partition, clock, crash and pause combined on one schedule",
 }
 
@@ -84,13 +84,16 @@ def plan(
     Quiet periods of 0.3-0.6 intervals alternate with fault periods of one interval. When several
     faults are chosen, a period usually has one of them and sometimes two at once; crash, pause and
     power then pick disjoint nodes so that a node is never both killed and stopped. A partition
-    takes a random shape from `shapes` (every shape in GRUDGES when empty).
+    takes a random shape from `shapes` (every shape in GRUDGES when empty). Power cuts take, in
+    turn, every node (not crashed or paused by the same period: the whole data centre loses
+    power, which replication cannot mask) and a random minority.
     """
     if interval <= 0 or time_limit <= 0:
         raise ValueError("interval and time limit must be positive")
     shapes = sorted(parse_shapes(",".join(shapes))) if shapes else sorted(GRUDGES)
     actions: list[Action] = []
     next_id = 1
+    power_cuts = 0
     t = interval * rng.uniform(0.3, 0.6)
     while faults and t < time_limit:
         stop_at = min(t + interval, time_limit)
@@ -99,7 +102,8 @@ def plan(
             kinds = rng.sample(list(faults), 2)
         free = list(nodes)
         for kind in sorted(kinds, key=FAULTS.index):
-            value = _choose(kind, nodes, free, rng, shapes)
+            value = _choose(kind, nodes, free, rng, shapes, whole=power_cuts % 2 == 0)
+            power_cuts += kind == "power"
             actions.append(Action(round(t, 3), "start", kind, value, next_id))
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
                                   next_id))
@@ -117,7 +121,7 @@ def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:
 
 
 def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random,
-            shapes: Sequence[str]) -> dict:
+            shapes: Sequence[str], whole: bool = False) -> dict:
     if kind == "partition":
         shape = rng.choice(list(shapes))
         if shape in TARGETED:
@@ -128,6 +132,10 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)
+    if kind == "power" and whole:
+        targets = sorted(free or nodes)
+        free.clear()
+        return {"nodes": targets}
     if kind in ("crash", "pause", "power"):
         targets = minority(free or nodes, rng)
         for node in targets:
