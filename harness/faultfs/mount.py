@@ -83,11 +83,13 @@ class FaultMount:
         self.control = control_socket
         self.log = log
         self.proc: subprocess.Popen | None = None
+        self.argv_extra: list[str] = []  # e.g. --sync-backing
 
     @property
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "harness.faultfs", str(self.mountpoint),
-                "--backing", str(self.backing), "--control", str(self.control)]
+                "--backing", str(self.backing), "--control", str(self.control),
+                *self.argv_extra]
 
     def start(self, timeout_s: float = MOUNT_TIMEOUT_S) -> None:
         """Mount, and return once the mount and its control socket answer."""
