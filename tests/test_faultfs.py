@@ -199,6 +199,22 @@ def test_rmdir_comes_back(fs: FaultMount) -> None:
     assert (d / "f").read_bytes() == b"x"
 
 
+def test_links_are_directory_entries(fs: FaultMount) -> None:
+    target = durable_file(fs, "f", b"x")
+    os.symlink("f", fs.mountpoint / "sym")
+    os.link(target, fs.mountpoint / "hard")
+    assert (fs.mountpoint / "sym").read_bytes() == b"x"
+    assert os.stat(fs.mountpoint / "hard").st_nlink == 2
+    fs.cut()
+    assert sorted(os.listdir(fs.mountpoint)) == ["f"]
+    os.symlink("f", fs.mountpoint / "sym")
+    os.link(target, fs.mountpoint / "hard")
+    fsync(fs.mountpoint)
+    fs.cut()
+    assert os.readlink(fs.mountpoint / "sym") == "f"
+    assert (fs.mountpoint / "hard").read_bytes() == b"x"
+
+
 def test_truncate(fs: FaultMount) -> None:
     data = bytes(range(256)) * 40  # 10240 bytes: three blocks
     path = durable_file(fs, "f", data)

@@ -175,6 +175,8 @@ class FaultFS(mfusepy.Operations):
         return 0
 
     def rename(self, old: str, new: str, flags: int = 0) -> int:
+        # mfusepy 3.1 does not pass renameat2's flags on (it calls rename(old, new)); taken
+        # here in case a later one does
         if flags & RENAME_EXCHANGE:
             raise _errno(errno.EINVAL)
         self.t.rename(old, new, noreplace=bool(flags & RENAME_NOREPLACE))
