@@ -119,7 +119,8 @@ class Tracker:
             for e in it:
                 if directory == self.root and e.name == ATTIC:
                     continue
-                out[e.name] = (e.inode(), _kind(e.stat(follow_symlinks=False).st_mode))
+                st = e.stat(follow_symlinks=False)  # st_ino: d_ino may differ (overlayfs)
+                out[e.name] = (st.st_ino, _kind(st.st_mode))
         return out
 
     # -- bookkeeping before a change ----------------------------------------------------------
@@ -335,7 +336,7 @@ class Tracker:
             d = stack.pop()
             with os.scandir(d) as it:
                 for e in it:
-                    ino = e.inode()
+                    ino = e.stat(follow_symlinks=False).st_ino
                     path = Path(e.path)
                     if ino not in out or path.parent == self.attic:
                         out[ino] = path
