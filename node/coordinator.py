@@ -315,7 +315,11 @@ class Coordinator:
 
         def enough(rnd: Round) -> bool:
             total, prim = rnd.acks()
-            return total >= w and prim >= pw
+            # the coordinator's own copy counts first: the new dot is this node's, and a node
+            # that lost a dot it issued (acknowledged on fallbacks' hints, not yet fsynced
+            # here) later issues higher counters whose contexts "cover" it, so the handed-off
+            # version is dropped as obsolete (found by the power nemesis, issue 14)
+            return total >= w and prim >= pw and self.node_id in rnd.gatherer.results
 
         rnd = await self.sloppy_round(walk, make, enough, timeout)
         total, prim = rnd.acks()
