@@ -156,13 +156,14 @@ class NemesisRunner:
 
 
 def _power_cut(platform: Platform, nodes: list[str]) -> dict[str, Any]:
-    """Cut each node's power; what each cut dropped, and the errors."""
-    dropped: dict[str, Any] = {}
-
-    def one(node: str) -> None:
-        dropped[node] = platform.power_cut(node)
-
-    errors = _each(one, nodes)
+    """Cut the nodes' power (all killed first, then every disk cut); what each cut dropped,
+    and the errors."""
+    try:
+        result = platform.power_cut(nodes)
+    except Exception as e:  # recorded; heal restarts whatever is down
+        return {"errors": {node: f"{type(e).__name__}: {e}" for node in nodes}}
+    errors = {n: str(r["error"]) for n, r in result.items() if "error" in r}
+    dropped = {n: r for n, r in result.items() if "error" not in r}
     return {"dropped": dropped, **({"errors": errors} if errors else {})}
 
 
