@@ -93,6 +93,9 @@ class FaultMount:
 
     def start(self, timeout_s: float = MOUNT_TIMEOUT_S) -> None:
         """Mount, and return once the mount and its control socket answer."""
+        err = unmount(self.mountpoint)  # a dead faultfs leaves its mount answering ENOTCONN
+        if err:
+            raise OSError(f"{self.mountpoint} is still mounted: {err}")
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         self.backing.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
