@@ -110,6 +110,11 @@ class NemesisRunner:
                 (base_fault(action.fault), action.f)]
             errors = await asyncio.to_thread(_each, fn, v["nodes"])
             return {"errors": errors} if errors else {}
+        if action.fault == "power":
+            if action.f == "start":  # kill -9, then drop what its disk held unsynced
+                return await asyncio.to_thread(_power_cut, p, v["nodes"])
+            errors = await asyncio.to_thread(_each, p.restart, v["nodes"])
+            return {"errors": errors} if errors else {}
         if action.fault == "packet":
             if action.f == "start":
                 knobs = {k: float(v[k]) for k in ("delay_ms", "jitter_ms", "loss_percent")}
@@ -148,6 +153,18 @@ class NemesisRunner:
                 await asyncio.to_thread(self.platform.set_clock_offset, node,
                                         delta if ahead else 0.0)
             await asyncio.sleep(period)
+
+
+def _power_cut(platform: Platform, nodes: list[str]) -> dict[str, Any]:
+    """Cut the nodes' power (all killed first, then every disk cut); what each cut dropped,
+    and the errors."""
+    try:
+        result = platform.power_cut(nodes)
+    except Exception as e:  # recorded; heal restarts whatever is down
+        return {"errors": {node: f"{type(e).__name__}: {e}" for node in nodes}}
+    errors = {n: str(r["error"]) for n, r in result.items() if "error" in r}
+    dropped = {n: r for n, r in result.items() if "error" not in r}
+    return {"dropped": dropped, **({"errors": errors} if errors else {})}
 
 
 def _each(fn: Any, nodes: list[str]) -> dict[str, str]:

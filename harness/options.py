@@ -72,6 +72,15 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
     if "packet" in faults and platform == "local":
         raise click.UsageError(
             "--nemesis packet needs a real network (tc netem): use --platform netns or docker")
+    if "power" in faults:
+        if platform != "local":
+            raise click.UsageError(
+                "--nemesis power needs faultfs mounts, which only the local platform makes")
+        from harness.faultfs.mount import unavailable
+
+        why = unavailable()
+        if why:
+            raise click.UsageError(f"--nemesis power needs faultfs (FUSE): {why}")
     if platform == "netns":
         from harness.platforms.netns import require_netns_tools
 

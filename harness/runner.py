@@ -83,7 +83,8 @@ def make_platform(settings: TestSettings, root: Path, session: Session,
     if store is None:
         store = make_store(settings.store, settings.cluster, settings.store_options)
     if settings.platform == "local":
-        return LocalPlatform(root, settings.cluster, session, clock=clock, store=store)
+        return LocalPlatform(root, settings.cluster, session, clock=clock, store=store,
+                             power="power" in settings.nemesis)
     if settings.platform == "netns":
         from harness.platforms.netns import NetnsPlatform
 

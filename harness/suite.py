@@ -35,8 +35,9 @@ runs without faults (`harness run`'s own default is `mix`).
 Judging (`judge`): a test passes when every checker named in `expect` gave one of its expected
 verdicts (`valid`, `invalid`, `unknown`, `n/a`) and, for a test without `bugs`, no checker at
 all said `invalid` (the correct store is never invalid, so such a test may not expect it). Store
-options count as bugs here (they loosen a guarantee; the control drops them), and a test of an
-outside store may name a published anomaly (`anomaly = "..."`) to expect `invalid` without either.
+options count as bugs here (they loosen a guarantee; the control drops them), and so does an
+`fsync` policy weaker than `always` (the control runs with `always`); a test of an outside store
+may name a published anomaly (`anomaly = "..."`) to expect `invalid` without either.
 
 Controls (`expand`): every test with `bugs` is followed by `<name>-control`, the same settings
 without the bugs, which must be valid: every checker `valid` or `n/a`, none `invalid` or
@@ -146,7 +147,8 @@ class SuiteTest:
     def weakened(self) -> list[str]:
         """What makes this test's store other than correct: seeded bugs, and store options
         (which loosen a guarantee, as etcd's serializable-reads); judged as bugs are."""
-        return [*self.bugs, *(f"store option {o}" for o in self.store_options)]
+        return [*self.bugs, *(f"store option {o}" for o in self.store_options),
+                *weak_fsync(self.settings)]
 
     @property
     def is_control(self) -> bool:
@@ -285,7 +287,8 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
         raise SuiteError(f"{where}: description must be a string")
     workload = str(settings.get("workload", TestSettings.workload))
     expect = parse_expect(raw.get("expect"), workload, where)
-    weakened = settings.get("bugs", []) or settings.get("store_options", [])
+    weakened = (settings.get("bugs", []) or settings.get("store_options", [])
+                or weak_fsync(settings))
     anomaly = raw.get("anomaly", "")
     if not isinstance(anomaly, str):
         raise SuiteError(f"{where}: anomaly must be a string (got {anomaly!r})")
@@ -297,7 +300,8 @@ def _parse_test(raw: Any, defaults: dict[str, Any], where: str) -> SuiteTest:
         if invalid:
             raise SuiteError(f"{where}: expect.{invalid[0]} allows invalid, but the test seeds no "
                              "bug and the correct store must never be invalid; seed one with "
-                             "bugs = [...] (or loosen it with store_options = [...]; an outside "
+                             "bugs = [...] (or loosen it with store_options = [...] or an fsync "
+                             "policy other than always; an outside "
                              'store\'s published anomaly says so with anomaly = "...")')
     control, reason = _parse_control(raw, bool(weakened), where)
     return SuiteTest(name, settings, expect, description, control, reason, anomaly=anomaly.strip())
@@ -394,10 +398,17 @@ def _setting(settings: dict[str, Any], key: str) -> float:
     return float(settings.get(key, getattr(defaults, key)))
 
 
+def weak_fsync(settings: dict[str, Any]) -> list[str]:
+    """An fsync policy weaker than `always` (acknowledged before durable), as a weakening."""
+    fsync = settings.get("fsync", ClusterSettings.fsync)
+    return [] if fsync == ClusterSettings.fsync else [f"fsync {fsync}"]
+
+
 def control_test(test: SuiteTest) -> SuiteTest:
     """`<name>-control`: the test's settings without its bugs and store options, every checker
     valid or n/a."""
-    settings = {k: v for k, v in test.settings.items() if k not in ("bugs", "store_options")}
+    settings = {k: v for k, v in test.settings.items()
+                if k not in ("bugs", "store_options", "fsync")}  # fsync: always, the default
     return SuiteTest(
         test.name + CONTROL_SUFFIX, settings, {c: CONTROL_OK for c in test.expect},
         f"control for {test.name}: the same settings without {', '.join(test.weakened)}; "

@@ -15,10 +15,11 @@ from typing import Any
 
 from nemesis.grudges import GRUDGES, TARGETED, grudge_to_json, isolate_node
 
-FAULTS = ("partition", "clock", "crash", "crash-many", "pause", "packet")
+FAULTS = ("partition", "clock", "crash", "crash-many", "pause", "packet", "power")
 # a fault that is another done harder: stores and platforms offer the base one
 BASE_FAULT = {"crash-many": "crash"}
-# `all` means the faults every platform can produce; packet needs tc netem on a real platform
+# `all` means the faults every platform can produce; packet needs tc netem on a real platform,
+# power a FUSE mount (faultfs) on the local platform
 ALL_FAULTS = ("partition", "clock", "crash", "pause")
 # `mix`, `harness run`'s default: the same kinds, less those the store cannot be tested under
 MIX = ALL_FAULTS
@@ -32,6 +33,8 @@ FAULT_HELP = {
                   "node for stores that copy everything), restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
     "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
+    "power": "power cut: kill -9 and drop every write not fsynced (faultfs, local platform), "
+             "of the whole cluster and of a random minority in turn; restarted when it ends",
     "all": "partition, clock, crash and pause combined on one schedule; with partition and "
            "crash, a third of the partitions end with a crash of one node as they heal (while "
            "hints are handed off and anti-entropy repairs)",
@@ -94,14 +97,16 @@ def plan(
     """The whole schedule, sorted by time.
 
     Quiet periods of 0.3-0.6 intervals alternate with fault periods of one interval. When several
-    faults are chosen, a period usually has one of them and sometimes two at once; crash and pause
-    then pick disjoint nodes so that a node is never both killed and stopped. A partition takes a
-    random shape from `shapes` (every shape in GRUDGES when empty). `crash-many` kills
-    `replicas - 1` nodes (at least one, never all). With `jitter` j > 0 each fault period and
-    each gap is scaled by a factor drawn from [1 - j, 1 + j], so faults do not start and end in
-    lockstep. When partition and crash are both chosen, a partition period that ran alone is
-    followed, a third of the time, by a crash of one node starting at its heal and lasting half
-    an interval: the node dies while hints and anti-entropy repair what the partition split.
+    faults are chosen, a period usually has one of them and sometimes two at once; crash, pause and
+    power then pick disjoint nodes so that a node is never both killed and stopped. A partition
+    takes a random shape from `shapes` (every shape in GRUDGES when empty). `crash-many` kills
+    `replicas - 1` nodes (at least one, never all). Power cuts take, in turn, every node (not
+    crashed or paused by the same period: the whole data centre loses power, which replication
+    cannot mask) and a random minority. With `jitter` j > 0 each fault period and each gap is
+    scaled by a factor drawn from [1 - j, 1 + j], so faults do not start and end in lockstep.
+    When partition and crash are both chosen, a partition period that ran alone is followed, a
+    third of the time, by a crash of one node starting at its heal and lasting half an interval:
+    the node dies while hints and anti-entropy repair what the partition split.
     """
     if not 0 <= jitter < 1:
         raise ValueError(f"jitter must be in [0, 1) (got {jitter})")
@@ -114,6 +119,7 @@ def plan(
     shapes = sorted(parse_shapes(",".join(shapes))) if shapes else sorted(GRUDGES)
     actions: list[Action] = []
     next_id = 1
+    power_cuts = 0
     t = scaled(interval * rng.uniform(0.3, 0.6))
     while faults and t < time_limit:
         stop_at = min(t + scaled(interval), time_limit)
@@ -122,7 +128,9 @@ def plan(
             kinds = rng.sample(list(faults), 2)
         free = list(nodes)
         for kind in sorted(kinds, key=FAULTS.index):
-            value = _choose(kind, nodes, free, rng, shapes, replicas)
+            value = _choose(kind, nodes, free, rng, shapes, replicas,
+                            whole=power_cuts % 2 == 0)
+            power_cuts += kind == "power"
             actions.append(Action(round(t, 3), "start", kind, value, next_id))
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
                                   next_id))
@@ -154,7 +162,7 @@ def base_fault(fault: str) -> str:
 
 
 def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random,
-            shapes: Sequence[str], replicas: int) -> dict:
+            shapes: Sequence[str], replicas: int, whole: bool = False) -> dict:
     if kind == "partition":
         shape = rng.choice(list(shapes))
         if shape in TARGETED:
@@ -165,7 +173,11 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)
-    if kind in ("crash", "crash-many", "pause"):
+    if kind == "power" and whole:
+        targets = sorted(free or nodes)
+        free.clear()
+        return {"nodes": targets}
+    if kind in ("crash", "crash-many", "pause", "power"):
         pool = free or list(nodes)
         if kind == "crash-many":
             size = max(1, min(replicas - 1, len(nodes) - 1, len(pool)))

@@ -4,7 +4,8 @@ PUT/DELETE: the coordinator must be a replica of the key, because the new versio
 from its local counters. A node outside the key's preference list forwards the whole request to
 the first preference-list node it can reach ("coord_put"), which coordinates and answers; the
 answer is passed through unchanged. The coordinator writes locally and sends its whole resulting
-sibling set to the other replicas in parallel, answering after W durable acknowledgements.
+sibling set to the other replicas in parallel, answering after W durable acknowledgements, its
+own among them (its dot must never be lost where others keep the version: see `put`).
 
 GET: any node coordinates. It asks the N replicas, answers after R replies with the causally
 merged sibling set (`clocks.sync`). A quorum that cannot be gathered in time answers 503.
@@ -315,7 +316,11 @@ class Coordinator:
 
         def enough(rnd: Round) -> bool:
             total, prim = rnd.acks()
-            return total >= w and prim >= pw
+            # the coordinator's own copy counts first: the new dot is this node's, and a node
+            # that lost a dot it issued (acknowledged on fallbacks' hints, not yet fsynced
+            # here) later issues higher counters whose contexts "cover" it, so the handed-off
+            # version is dropped as obsolete (found by the power nemesis, issue 14)
+            return total >= w and prim >= pw and self.node_id in rnd.gatherer.results
 
         rnd = await self.sloppy_round(walk, make, enough, timeout)
         total, prim = rnd.acks()

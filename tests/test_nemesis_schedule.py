@@ -123,8 +123,20 @@ def test_every_start_has_a_later_stop(seed: int, size: int, faults: list[str], i
         crashed = {n for a in group if a.fault in ("crash", "crash-many")
                    for n in a.value["nodes"]}
         paused = {n for a in group if a.fault == "pause" for n in a.value["nodes"]}
+        cut = {n for a in group if a.fault == "power" for n in a.value["nodes"]}
         if size > 1:
             assert not crashed & paused
+            assert not cut & (crashed | paused)
+
+
+def test_power_cuts_the_whole_cluster_and_a_minority_in_turn() -> None:
+    nodes = [f"n{i}" for i in range(1, 6)]
+    for seed in range(20):
+        cuts = [a.value["nodes"] for a in plan(nodes, ["power"], 3.0, 30.0, random.Random(seed))
+                if a.f == "start"]
+        assert len(cuts) >= 4
+        assert all(cut == nodes for cut in cuts[::2])
+        assert all(1 <= len(cut) <= 2 for cut in cuts[1::2])
 
 
 def test_partitions_take_only_the_shapes_asked_for() -> None:

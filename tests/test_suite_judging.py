@@ -230,3 +230,24 @@ def test_table_shows_offending_checkers_controls_and_opt_outs() -> None:
     assert "none (control of bug-lww)" in text
     assert any("overall verdict" in line and "unknown" in line for line in text.splitlines())
     assert any("no control" in line and "see [notes]" in line for line in text.splitlines())
+
+
+def test_a_weaker_fsync_is_judged_as_a_bug_with_an_fsync_always_control() -> None:
+    text = """
+[[test]]
+name = "power-none"
+workload = "set"
+nemesis = "power"
+fsync = "none"
+expect = { set = "invalid" }
+"""
+    tests = by_name(text)
+    weak, control = tests["power-none"], tests["power-none-control"]
+    assert weak.weakened == ["fsync none"]
+    assert "fsync" not in control.settings and not control.weakened
+    assert "--fsync" not in run_args(control, Path("o"))
+    assert judge(weak, results(set="invalid")).passed
+    assert not judge(control, results(set="invalid")).passed
+    always = text.replace('fsync = "none"', 'fsync = "always"')
+    with pytest.raises(SuiteError, match="fsync policy other than always"):
+        parse_suite(always)

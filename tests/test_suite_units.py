@@ -179,7 +179,7 @@ def test_node_setting_types() -> None:
     assert parse_node_setting("a = some text") == ("a", "some text")
 
 
-@pytest.mark.parametrize("name", ["smoke.toml", "full.toml"])
+@pytest.mark.parametrize("name", ["smoke.toml", "full.toml", "power.toml"])
 def test_shipped_suites_are_valid(name: str) -> None:
     suite = load_suite(ROOT / "suites" / name)
     assert suite.tests

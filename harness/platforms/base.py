@@ -60,6 +60,12 @@ class Platform(ABC):
     def restart(self, node: str) -> None:
         """Start a killed node again and wait until it answers."""
 
+    def power_cut(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
+        """Kill the nodes (kill -9), then drop whatever their disks hold unsynced (the power
+        nemesis); per node, what was dropped (or {"error": ...}). Restarted by `restart`."""
+        raise PlatformError(f"the {self.name} platform cannot cut a node's power (faultfs "
+                            "mounts exist on the local platform only)")
+
     @abstractmethod
     def pause(self, node: str) -> None:
         """Freeze the node (SIGSTOP)."""

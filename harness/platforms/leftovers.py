@@ -1,6 +1,7 @@
 """What `harness cleanup` removes besides processes: the real platforms' namespaces, bridges, veth
 pairs, host FORWARD rule, containers, networks and subnet claims, and the local platform's
-iptables chains for partitions of outside stores, as named in a session record.
+iptables chains for partitions of outside stores and faultfs mounts for the power nemesis, as
+named in a session record.
 
 Each platform writes what it is about to make into the session's `extra` before making it, so this
 removes exactly that, and running it twice is harmless.
@@ -26,6 +27,10 @@ def describe_leftovers(extra: dict[str, Any]) -> list[str]:
         from harness.platforms.iptables import loopback_chains
 
         out += [f"iptables chain {c}" for c in loopback_chains(str(extra["loopback"]["tag"]))]
+    if "faultfs" in extra:
+        from harness.platforms.faultdisks import describe_recorded
+
+        out += describe_recorded(extra["faultfs"])
     return out
 
 
@@ -59,4 +64,10 @@ def remove_leftovers(extra: dict[str, Any], owner: str) -> tuple[list[str], bool
             complete = False
         else:
             done.append(f"iptables chains {chains}")
+    if "faultfs" in extra:
+        from harness.platforms.faultdisks import remove_recorded as remove_faultfs
+
+        removed, all_gone = remove_faultfs(extra["faultfs"])
+        done += removed
+        complete = complete and all_gone
     return done, complete

@@ -35,6 +35,8 @@ from harness.platforms.base import (
     PlatformError,
     SpecPlatform,
 )
+from harness.platforms.faultdisks import MECHANISM as POWER_MECHANISM
+from harness.platforms.faultdisks import FaultDisks
 from harness.settings import ClusterSettings
 from harness.state import Session, kill_recorded, matching_process, process_identity
 from harness.stores import SelfPartitioning, Store, make_store
@@ -93,11 +95,13 @@ class LocalPlatform(SpecPlatform):
                  "clocks move together)",
         "crash": "SIGKILL of the node process, restarted by the harness",
         "pause": "SIGSTOP / SIGCONT of the node process",
+        "power": POWER_MECHANISM,
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
                  clock: bool = False, specs: list[NodeSpec] | None = None,
-                 token: str | None = None, store: Store | None = None) -> None:
+                 token: str | None = None, store: Store | None = None,
+                 power: bool = False) -> None:
         self.root = root.resolve()
         self.cluster = cluster
         self.session = session
@@ -114,6 +118,8 @@ class LocalPlatform(SpecPlatform):
         self._paused: set[str] = set(session.faults.get("paused", []))
         self._grudge: dict[str, list[str]] = dict(session.faults.get("partition", {}))
         self.root.mkdir(parents=True, exist_ok=True)
+        # the power nemesis: each node's data directory is a faultfs mount
+        self.disks = FaultDisks(session, self.root, self.node_ids()) if power else None
         session.extra.update({"platform": self.name, "root": str(self.root)})
         session.save()
         if specs is None:
@@ -179,6 +185,8 @@ class LocalPlatform(SpecPlatform):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.disks is not None:
+            self.disks.mount_all()
         self._loopback_setup()
         for node in self.node_ids():
             if not self.is_running(node):
@@ -189,16 +197,23 @@ class LocalPlatform(SpecPlatform):
         self._apply_grudge(self.node_ids())
 
     def stop(self) -> None:
+        unmounted: dict[str, str] = {}
         try:
             for key in [k for k in self.session.nodes if SIDECAR_SEP in k]:
                 self._terminate(key)
             for node in self.node_ids():
                 self._terminate(node)
         finally:
-            self._loopback_teardown()
+            try:
+                self._loopback_teardown()
+            finally:
+                if self.disks is not None:  # after the nodes: nothing writes to them now
+                    unmounted = self.disks.unmount_all()
         self._paused.clear()
         self._grudge.clear()
         self._save_faults()
+        if unmounted:
+            raise PlatformError(f"unmounting faultfs failed: {unmounted}")
 
     def kill(self, node: str) -> None:
         proc = self._proc(node)
@@ -207,6 +222,20 @@ class LocalPlatform(SpecPlatform):
             self._reap(node, proc)
         self._paused.discard(node)
         self._save_faults()
+
+    def power_cut(self, nodes: list[str]) -> dict[str, dict]:
+        if self.disks is None:
+            raise PlatformError("the power nemesis needs the cluster started with faultfs "
+                                "(choose the power nemesis)")
+        for node in nodes:  # every node goes down first, as when the power goes...
+            self.kill(node)
+        out: dict[str, dict] = {}
+        for node in nodes:  # ...then each disk loses what it had not synced
+            try:
+                out[node] = self.disks.cut(node)
+            except PlatformError as e:
+                out[node] = {"error": str(e)}
+        return out
 
     def restart(self, node: str) -> None:
         if self.is_running(node):

@@ -24,6 +24,7 @@ FAULT_COLORS = {
     "crash-many": "#4a1486",
     "pause": "#c9a227",
     "packet": "#16a085",
+    "power": "#b5179e",
 }
 FALLBACK_FAULT_COLOR = "#888888"
 EXACT_TIMELINE_LIMIT = 10_000  # ops drawn one by one; above this the timeline aggregates

@@ -20,7 +20,7 @@ from harness.client import Client
 from harness.platforms.base import NodeSpec
 from harness.settings import ClusterSettings
 
-ALL_FAULTS = frozenset({"partition", "clock", "crash", "pause", "packet"})
+ALL_FAULTS = frozenset({"partition", "clock", "crash", "pause", "packet", "power"})
 
 
 class Store(ABC):
