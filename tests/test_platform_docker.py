@@ -20,10 +20,10 @@ import requests
 from test_platform_support import (
     CLI,
     PROBE,
+    build_node_image,
     history_lines,
     host_leftovers,
     session_records,
-    skip_or_fail,
     start_run,
     wait_for,
 )
@@ -37,23 +37,7 @@ LABEL = "dynamo-harness.session"
 
 @pytest.fixture(scope="session")
 def image() -> str:
-    from harness.image_cmd import LOCAL_BASE, REGISTRY_BASE, build_image
-    from harness.platforms.base import PlatformError
-    from harness.platforms.docker import docker_client
-
-    try:
-        client = docker_client()
-    except PlatformError as e:
-        skip_or_fail(str(e))
-    have = {t for img in client.images.list() for t in img.tags}
-    if not {REGISTRY_BASE, LOCAL_BASE} & have:
-        skip_or_fail(f"no base image: neither {REGISTRY_BASE} nor {LOCAL_BASE} is in the engine "
-                     "(run scripts/make-base-image.sh)")
-    try:
-        tag, _, _ = build_image()
-    except PlatformError as e:
-        skip_or_fail(f"the node image could not be built: {e}")
-    return tag
+    return build_node_image()
 
 
 @pytest.fixture

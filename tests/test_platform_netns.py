@@ -6,7 +6,6 @@ Needs root with iproute2 and iptables: skipped otherwise, except under CI=true w
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,9 +20,9 @@ from test_platform_support import (
     PROBE,
     history_lines,
     host_leftovers,
+    need_netns,
     session_records,
     sh,
-    skip_or_fail,
     start_run,
     wait_for,
 )
@@ -37,14 +36,7 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(autouse=True)
 def _needs_root_and_tools() -> None:
-    if os.geteuid() != 0:
-        skip_or_fail("the netns platform needs root")
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            skip_or_fail(f"the netns platform needs {tool}")
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        skip_or_fail(f"network namespaces do not work here: {probe.stderr.strip()}")
+    need_netns()
 
 
 @pytest.fixture

@@ -26,6 +26,40 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def need_netns() -> None:
+    """Skip (fail in CI) unless namespaces and iptables can be used here."""
+    if os.geteuid() != 0:
+        skip_or_fail("the netns platform needs root")
+    for tool in ("ip", "iptables"):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+            skip_or_fail(f"the netns platform needs {tool}")
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        skip_or_fail(f"network namespaces do not work here: {probe.stderr.strip()}")
+
+
+def build_node_image(tag: str | None = None) -> str:
+    """Build the node image (under `tag`, else the default); skip (fail in CI) without an
+    engine or a base image."""
+    from harness.image_cmd import LOCAL_BASE, REGISTRY_BASE, build_image
+    from harness.platforms.base import PlatformError
+    from harness.platforms.docker import docker_client
+
+    try:
+        client = docker_client()
+    except PlatformError as e:
+        skip_or_fail(str(e))
+    have = {t for img in client.images.list() for t in img.tags}
+    if not {REGISTRY_BASE, LOCAL_BASE} & have:
+        skip_or_fail(f"no base image: neither {REGISTRY_BASE} nor {LOCAL_BASE} is in the engine "
+                     "(run scripts/make-base-image.sh)")
+    try:
+        built, _, _ = build_image(tag=tag) if tag else build_image()
+    except PlatformError as e:
+        skip_or_fail(f"the node image could not be built: {e}")
+    return built
+
+
 def tcp_connects(host: str, port: int, timeout: float = 1.0) -> bool:
     """True if a TCP connection is made; False if it times out or is refused."""
     try:

@@ -17,13 +17,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_platform_support import PROBE, host_leftovers, sh, skip_or_fail, wait_for
+from test_platform_support import (
+    PROBE,
+    build_node_image,
+    host_leftovers,
+    need_netns,
+    sh,
+    skip_or_fail,
+    wait_for,
+)
 
 from harness.settings import ClusterSettings, TestSettings
 from harness.state import Session
@@ -39,14 +46,6 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
-def need_netns() -> None:
-    if os.geteuid() != 0:
-        skip_or_fail("the netns platform needs root")
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            skip_or_fail(f"the netns platform needs {tool}")
-
-
 def need_programs(store: str) -> None:
     from harness.stores import store_class
 
@@ -58,24 +57,11 @@ def need_programs(store: str) -> None:
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
     """The node image with the stores, under a tag of this module's own."""
-    from harness.image_cmd import LOCAL_BASE, REGISTRY_BASE, build_image
-    from harness.platforms.base import PlatformError
     from harness.platforms.docker import docker_client
 
-    try:
-        client = docker_client()
-    except PlatformError as e:
-        skip_or_fail(str(e))
-    have = {t for img in client.images.list() for t in img.tags}
-    if not {REGISTRY_BASE, LOCAL_BASE} & have:
-        skip_or_fail(f"no base image: neither {REGISTRY_BASE} nor {LOCAL_BASE} is in the engine "
-                     "(run scripts/make-base-image.sh)")
-    try:
-        tag, _, _ = build_image(tag=TEST_IMAGE)
-    except PlatformError as e:
-        pytest.fail(f"the node image could not be built: {e}")
+    tag = build_node_image(TEST_IMAGE)
     yield tag
-    client.images.remove(tag)  # the layers stay in the engine's cache
+    docker_client().images.remove(tag)  # the layers stay in the engine's cache
 
 
 @pytest.fixture
