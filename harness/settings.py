@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers.read_your_writes import DEFAULT_QUORUM
-from harness.workloads import WORKLOADS  # the one list of workloads, by name
+from harness.workloads import WORKLOADS, workload_for  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
 PLATFORMS = ("local", "netns", "docker")
@@ -158,6 +158,8 @@ class TestSettings:
         from harness.stores import STORES
 
         store = STORES.get(self.store)
+        if store is not None:
+            self.workload = workload_for(self.workload, store.client_class.ops)
         if store is not None and store.takes_node_settings:
             given = self.cluster.node_settings
             self.cluster.node_settings = {**store.test_node_settings(self.cluster), **given}

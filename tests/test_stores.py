@@ -51,9 +51,9 @@ def errors(**kw: object) -> str:
 
 
 def test_a_workload_needing_an_operation_the_store_lacks_is_refused() -> None:
-    msg = errors(store="etcd", workload="register")
-    assert ("the register workload needs siblings, which the etcd store's client does not "
-            "perform; workloads the etcd store can run: cas-register") in msg
+    msg = errors(store="redis", workload="cart")
+    assert ("the cart workload needs siblings, which the redis store's client does not "
+            "perform; workloads the redis store can run: set") in msg
     msg = errors(store="dynamo", workload="cas-register")
     assert "the cas-register workload needs cas" in msg and "cart, register, set" in msg
 
@@ -336,8 +336,14 @@ def test_the_pytest_plugin_runs_a_test(tmp_path: Path) -> None:
     outcome = jepsen_run(store="etcd", workload="cas-register", nemesis="pause", nodes=3,
                          time_limit=4, nemesis_interval=1.5, rate=40, keys=2, seed=3)
     assert outcome.valid, outcome.results
-    with pytest.raises(ValueError, match="the register workload needs siblings"):
-        jepsen_run(store="etcd", workload="register")
+    with pytest.raises(ValueError, match="the register workload needs delete, siblings"):
+        jepsen_run(store="redis", workload="register")
+
+
+def test_a_register_on_a_store_without_siblings_is_jepsens_cas_register() -> None:
+    assert TestSettings(store="etcd", workload="register").workload == "cas-register"
+    assert TestSettings(store="dynamo", workload="register").workload == "register"
+    assert TestSettings(store="redis", workload="register").workload == "register"  # refused
 
 
 @needs_etcd

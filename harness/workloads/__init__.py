@@ -16,6 +16,17 @@ WORKLOADS: dict[str, type[Workload]] = {
     "set": SetWorkload,
     "cas-register": CasRegisterWorkload,
 }
+# a store whose client cannot run a workload runs its stand-in, if it can: a register on a store
+# without siblings is Jepsen's register, with cas (etcd)
+STAND_INS = {"register": "cas-register"}
+
+
+def workload_for(name: str, ops: frozenset[str]) -> str:
+    """The workload a store with client operations `ops` runs when asked for `name`."""
+    cls, stand_in = WORKLOADS.get(name), STAND_INS.get(name)
+    if cls is not None and not cls.accepts(ops) and stand_in and WORKLOADS[stand_in].accepts(ops):
+        return stand_in
+    return name
 
 
 def make_workload(name: str, keys: int, rng: random.Random,
@@ -30,4 +41,5 @@ def make_workload(name: str, keys: int, rng: random.Random,
     return cls(keys=keys, rng=rng, ops_per_key=every)
 
 
-__all__ = ["WORKLOADS", "Completion", "Request", "Workload", "make_workload"]
+__all__ = ["STAND_INS", "WORKLOADS", "Completion", "Request", "Workload", "make_workload",
+           "workload_for"]
