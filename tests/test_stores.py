@@ -408,6 +408,25 @@ def test_redis_client_classifies_every_outcome(tmp_path: Path) -> None:
         assert (add.type, add.value, read.type, read.value) == ("ok", 1, "ok", [1])
         add, _ = asyncio.run(ops("n2"))  # a replica refuses writes: certainly not done
         assert add.type == "fail" and add.extra["error"].startswith("READONLY")
+
+        async def cas(node: str, old: int, new: int, first: int | None = None) -> list:
+            async with client_session() as s:
+                c = RedisClient(s, node, platform.client_url(node), 2.0)
+                try:
+                    if first is not None:
+                        await c.put("r", first)
+                    return [await c.cas("r", old, new), await c.get("r")]
+                finally:
+                    await c.close()
+
+        swapped, got = asyncio.run(cas("n1", 1, 2, first=1))
+        assert swapped.values == [2] and got.values == [2]
+        with pytest.raises(OpFailed, match="the value was not 1"):  # it holds 2: not done
+            asyncio.run(cas("n1", 1, 3))
+        # on a replica: READONLY if its (possibly stale) copy matched, else a failed compare;
+        # either way nothing was written
+        with pytest.raises(OpFailed, match="READONLY|the value was not 2"):
+            asyncio.run(cas("n2", 2, 3))
         platform.pause("n1")
         try:
             add, read = asyncio.run(ops("n1", timeout_s=0.5))

@@ -11,8 +11,10 @@ is unknown) and `min-replicas` (min-replicas-to-write 1: a primary that has lost
 for 10 s refuses writes).
 
 The client speaks RESP over one TCP connection per worker and node (asyncio streams, no library).
-Outcomes: a refused connection, READONLY (a replica) and NOREPLICAS are `fail`; a timeout or a
-dropped connection is `info` for an add, `fail` for a read.
+Operations: SADD/SMEMBERS for the set workload; GET, SET and a compare-and-set script (EVAL) for
+cas-register, which the `register` workload becomes here. Outcomes: a refused connection,
+READONLY (a replica), NOREPLICAS and a cas whose compare did not hold are `fail`; a timeout or a
+dropped connection is `info` for a write, `fail` for a read.
 """
 
 from __future__ import annotations
@@ -87,8 +89,13 @@ def command_sync(host: str, port: int, *args: Any, timeout_s: float = ADMIN_TIME
     return asyncio.run(asyncio.wait_for(run(), timeout_s))
 
 
+# compare-and-set as one atomic script on the primary (a replica refuses it: READONLY)
+CAS_SCRIPT = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+              "redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0")
+
+
 class RedisClient(Client):
-    ops = frozenset({"add", "read-set", "read", "write"})
+    ops = frozenset({"add", "read-set", "read", "write", "cas"})
 
     def __init__(self, session: aiohttp.ClientSession, node: str, base_url: str,
                  timeout_s: float, wait: bool = False) -> None:
@@ -125,9 +132,21 @@ class RedisClient(Client):
     async def put(self, key: str, value: Any, context: str | None = None) -> Reply:
         """SET of a string key to the value's JSON text (WAIT 1 after it with `wait`, as `add`)."""
         await self._call("SET", key, json.dumps(value), write=True)
+        await self._wait_for_a_replica()
+        return Reply(values=[value])
+
+    async def cas(self, key: str, old: Any, new: Any) -> Reply:
+        """`put` of `new` if the key holds `old` (an EVAL of CAS_SCRIPT); `fail` if it did not."""
+        done = await self._call("EVAL", CAS_SCRIPT, 1, key, json.dumps(old), json.dumps(new),
+                                write=True)
+        if not done:
+            raise OpFailed(f"cas: the value was not {json.dumps(old)}")
+        await self._wait_for_a_replica()
+        return Reply(values=[new])
+
+    async def _wait_for_a_replica(self) -> None:
         if self.wait and not await self._call("WAIT", 1, int(self.timeout_s * 800), write=True):
             raise OpUnknown("WAIT 1: no replica acknowledged the write")
-        return Reply(values=[value])
 
     async def close(self) -> None:
         if self._conn is not None:
