@@ -88,7 +88,8 @@ def make_platform(settings: TestSettings, root: Path, session: Session,
     if settings.platform == "netns":
         from harness.platforms.netns import NetnsPlatform
 
-        return NetnsPlatform(root, settings.cluster, session, clock=clock, store=store)
+        return NetnsPlatform(root, settings.cluster, session, clock=clock, store=store,
+                             power="power" in settings.nemesis)
     if settings.platform == "docker":
         from harness.platforms.docker import DockerPlatform
 

@@ -29,6 +29,7 @@ import psutil
 
 from harness.platforms import iptables
 from harness.platforms.base import PlatformError
+from harness.platforms.faultdisks import MECHANISM as POWER_MECHANISM
 from harness.platforms.local import SIDECAR_SEP, LocalPlatform, NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
@@ -193,15 +194,19 @@ class NetnsPlatform(LocalPlatform):
         "crash": "SIGKILL of the node process in its namespace, restarted by the harness",
         "pause": "SIGSTOP / SIGCONT of the node process",
         "packet": "tc netem (delay, loss) on the node's eth0 inside its namespace",
+        "power": POWER_MECHANISM,
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
-                 clock: bool = False, store: Store | None = None) -> None:
+                 clock: bool = False, store: Store | None = None, power: bool = False) -> None:
         require_netns_tools()
         ids = [f"n{i + 1}" for i in range(cluster.nodes)]
         self.net = NetnsNetwork(session, ids)
         specs = [NodeSpec(node, self.net.address(node), CLIENT_PORT, PEER_PORT) for node in ids]
-        super().__init__(root, cluster, session, clock=clock, specs=specs, store=store)
+        # faultfs mounts are made on the host before the nodes start; `ip netns exec` gives a
+        # node a mount namespace that sees them
+        super().__init__(root, cluster, session, clock=clock, specs=specs, store=store,
+                         power=power)
         self.mechanisms = type(self).mechanisms  # real packet filtering, whatever the store
         self._packet: dict[str, dict[str, float]] = dict(session.faults.get("packet", {}))
         self._write_cluster_file()
