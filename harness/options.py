@@ -73,9 +73,9 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
         raise click.UsageError(
             "--nemesis packet needs a real network (tc netem): use --platform netns or docker")
     if "power" in faults:
-        if platform not in ("local", "netns"):
-            raise click.UsageError("--nemesis power needs faultfs mounts, which the local and "
-                                   "netns platforms make (not docker yet)")
+        if platform not in ("local", "netns", "docker"):
+            raise click.UsageError(f"--nemesis power needs faultfs mounts, which the {platform} "
+                                   "platform does not make")
         from harness.faultfs.mount import unavailable
 
         why = unavailable()

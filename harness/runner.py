@@ -93,7 +93,8 @@ def make_platform(settings: TestSettings, root: Path, session: Session,
     if settings.platform == "docker":
         from harness.platforms.docker import DockerPlatform
 
-        return DockerPlatform(root, settings.cluster, session, clock=clock, store=store)
+        return DockerPlatform(root, settings.cluster, session, clock=clock, store=store,
+                              power="power" in settings.nemesis)
     raise ValueError(f"unknown platform {settings.platform!r}")
 
 

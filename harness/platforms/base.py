@@ -60,11 +60,26 @@ class Platform(ABC):
     def restart(self, node: str) -> None:
         """Start a killed node again and wait until it answers."""
 
+    #: the nodes' faultfs data directories (harness.platforms.faultdisks), when the power
+    #: nemesis is on
+    disks: Any = None
+
     def power_cut(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
         """Kill the nodes (kill -9), then drop whatever their disks hold unsynced (the power
         nemesis); per node, what was dropped (or {"error": ...}). Restarted by `restart`."""
-        raise PlatformError(f"the {self.name} platform cannot cut a node's power (faultfs "
-                            "mounts exist on the local platform only)")
+        if self.disks is None:
+            raise PlatformError("the power nemesis needs the cluster started with faultfs "
+                                "(choose the power nemesis on the local, netns or docker "
+                                "platform)")
+        for node in nodes:  # every node goes down first, as when the power goes...
+            self.kill(node)
+        out: dict[str, dict[str, Any]] = {}
+        for node in nodes:  # ...then each disk loses what it had not synced
+            try:
+                out[node] = self.disks.cut(node)
+            except PlatformError as e:
+                out[node] = {"error": str(e)}
+        return out
 
     @abstractmethod
     def pause(self, node: str) -> None:

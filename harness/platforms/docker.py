@@ -46,6 +46,8 @@ from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.platforms import iptables
 from harness.platforms.base import NodeSpec, PlatformError, SpecPlatform
+from harness.platforms.faultdisks import MECHANISM as POWER_MECHANISM
+from harness.platforms.faultdisks import FaultDisks
 from harness.platforms.local import SIDECAR_SEP  # exec key of a store's helper: "<node>/<name>"
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
@@ -119,11 +121,14 @@ class DockerPlatform(SpecPlatform):
                  "sidecars live on), docker exec to restart it",
         "pause": "docker pause / unpause (cgroup freezer)",
         "packet": "tc netem (delay, loss) on the container's eth0",
+        "power": POWER_MECHANISM + "; the mount is made on the host before the container and "
+                 "reaches it through the bind mount of the run's nodes/ folder",
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,
                  clock: bool = False, image: str | None = None,
-                 token: str | None = None, store: Store | None = None) -> None:
+                 token: str | None = None, store: Store | None = None,
+                 power: bool = False) -> None:
         from harness.stores.dynamo import DynamoStore
 
         image = image or os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
@@ -167,6 +172,8 @@ class DockerPlatform(SpecPlatform):
         session.extra.update({"platform": self.name, "root": str(self.root), EXTRA_KEY: record})
         session.save()
         self._write_files()
+        # the power nemesis: faultfs over each node's data directory, mounted on the host
+        self.disks = FaultDisks(session, self.root, ids) if power else None
 
     def _write_files(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -220,6 +227,8 @@ class DockerPlatform(SpecPlatform):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.disks is not None:  # before the containers: their bind mount takes it along
+            self.disks.mount_all()
         self._ensure_network()
         with ThreadPoolExecutor(max_workers=len(self.specs)) as pool:
             list(pool.map(self._start_container, self.node_ids()))
@@ -230,6 +239,10 @@ class DockerPlatform(SpecPlatform):
 
     def stop(self) -> None:
         remove_recorded(self.record, self.session.id, self.client)
+        if self.disks is not None:  # after the containers: nothing writes to them now
+            unmounted = self.disks.unmount_all()
+            if unmounted:
+                raise PlatformError(f"unmounting faultfs failed: {unmounted}")
         self._paused.clear()
         self._grudge.clear()
         self._packet.clear()

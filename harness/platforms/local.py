@@ -223,20 +223,6 @@ class LocalPlatform(SpecPlatform):
         self._paused.discard(node)
         self._save_faults()
 
-    def power_cut(self, nodes: list[str]) -> dict[str, dict]:
-        if self.disks is None:
-            raise PlatformError("the power nemesis needs the cluster started with faultfs "
-                                "(choose the power nemesis)")
-        for node in nodes:  # every node goes down first, as when the power goes...
-            self.kill(node)
-        out: dict[str, dict] = {}
-        for node in nodes:  # ...then each disk loses what it had not synced
-            try:
-                out[node] = self.disks.cut(node)
-            except PlatformError as e:
-                out[node] = {"error": str(e)}
-        return out
-
     def restart(self, node: str) -> None:
         if self.is_running(node):
             return
