@@ -336,14 +336,15 @@ def test_the_pytest_plugin_runs_a_test(tmp_path: Path) -> None:
     outcome = jepsen_run(store="etcd", workload="cas-register", nemesis="pause", nodes=3,
                          time_limit=4, nemesis_interval=1.5, rate=40, keys=2, seed=3)
     assert outcome.valid, outcome.results
-    with pytest.raises(ValueError, match="the register workload needs delete, siblings"):
-        jepsen_run(store="redis", workload="register")
+    with pytest.raises(ValueError, match="the cart workload needs siblings"):
+        jepsen_run(store="redis", workload="cart")
 
 
 def test_a_register_on_a_store_without_siblings_is_jepsens_cas_register() -> None:
     assert TestSettings(store="etcd", workload="register").workload == "cas-register"
     assert TestSettings(store="dynamo", workload="register").workload == "register"
-    assert TestSettings(store="redis", workload="register").workload == "register"  # refused
+    assert TestSettings(store="redis", workload="register").workload == "cas-register"
+    assert TestSettings(store="redis", workload="cart").workload == "cart"  # refused: no stand-in
 
 
 @needs_etcd
