@@ -36,15 +36,19 @@ async def run(args: argparse.Namespace, log: logging.Logger) -> None:
     data_dir = config.node_data_dir(args.id)
     storage = SqliteStorage(data_dir / "store.sqlite3", config.fsync, log)
     peers = {e.id: (e.host, e.peer_port) for e in config.nodes if e.id != me.id}
-    transport = TcpTransport(me.id, me.host, me.peer_port, peers, log,
+    if config.insecure:
+        log.warning("cluster file: insecure = true: internode frames and client contexts are "
+                    "not authenticated; anyone who reaches a peer port can write any data")
+    transport = TcpTransport(me.id, me.bind_host, me.peer_port, peers, log,
                              max_frame=config.max_frame_bytes,
-                             connect_timeout=config.connect_timeout_ms / 1000)
+                             connect_timeout=config.connect_timeout_ms / 1000,
+                             secret=config.cluster_secret, cluster=config.name)
     node = Node(config, me.id, SystemClock(), system_random(), storage, transport, log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(node, me.host, me.client_port, stop)
+    await serve(node, me.bind_host, me.client_port, stop)
 
 
 def main(argv: list[str] | None = None) -> None:

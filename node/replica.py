@@ -67,9 +67,18 @@ class DotCounter:
         return counter
 
 
+class SiblingLimit(ValueError):
+    """A client write would leave the key with more siblings, or more bytes, than allowed."""
+
+
 class Replica:
-    def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0) -> None:
+    def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0,
+                 max_siblings: int = 0, max_bytes: int = 0) -> None:
         self.storage = storage
+        # 0: unbounded. Checked on client writes only: a merge from a peer never drops data, so
+        # a replica may hold up to a few times this after concurrent writes elsewhere
+        self.max_siblings = max_siblings
+        self.max_bytes = max_bytes
         self.actor = actor
         self.clock = clock
         self.prune_max = prune_max
@@ -101,9 +110,24 @@ class Replica:
         if "lww" in self.bugs:
             siblings = last_write_wins(siblings)
         blob = clocks.encode_versions(siblings)
+        self._check_limits(key, siblings, blob)
         durable = self.storage.put(key, blob)
         self._changed(key, siblings, blob)
         return new, siblings, durable
+
+    def _check_limits(self, key: str, siblings: list[Version], blob: bytes) -> None:
+        # Refused before anything is stored (so the dot taken is merely skipped): one key's set
+        # must stay small enough to travel in one frame and to be read without exhausting memory
+        if self.max_siblings and len(siblings) > self.max_siblings:
+            raise SiblingLimit(
+                f"the write would leave {len(siblings)} siblings of {key!r}, over the limit of "
+                f"{self.max_siblings} (max_siblings): read the key and write with its context "
+                "to replace them")
+        if self.max_bytes and len(blob) > self.max_bytes:
+            raise SiblingLimit(
+                f"the write would leave {len(blob)} bytes of siblings of {key!r}, over the "
+                f"limit of {self.max_bytes} (max_sibling_bytes): read the key and write with "
+                "its context to replace them")
 
     def merge(self, key: str, incoming: list[Version]) -> Awaitable[None]:
         """Merge a sibling set from a peer; the awaitable completes once the result is durable."""
