@@ -35,7 +35,7 @@ from typing import Any
 from node import clocks
 from node.bugs import last_write_wins
 from node.clocks import VV, Version
-from node.replica import Replica, SiblingLimit
+from node.replica import ForgedContext, Replica, SiblingLimit
 from node.ring import Ring
 from node.transport import PeerError
 
@@ -309,6 +309,8 @@ class Coordinator:
             new, siblings, durable = self.replica.coordinate(key, value, ctx, tombstone)
         except SiblingLimit as e:
             return 413, {"error": "too_many_siblings", "message": str(e)}
+        except ForgedContext as e:
+            return 400, {"error": "bad_context", "message": str(e)}
         blob = clocks.encode_versions(siblings)
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:

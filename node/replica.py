@@ -71,6 +71,10 @@ class SiblingLimit(ValueError):
     """A client write would leave the key with more siblings, or more bytes, than allowed."""
 
 
+class ForgedContext(ValueError):
+    """A client's context names a counter of this actor that this actor never issued."""
+
+
 class Replica:
     def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0,
                  max_siblings: int = 0, max_bytes: int = 0) -> None:
@@ -97,6 +101,12 @@ class Replica:
         """Make a new version at this actor; returns it, the new sibling set and its durability.
 
         Runs without awaiting between read and put, so it is atomic per key (see storage)."""
+        mine = ctx.get(self.actor, (0, 0))[0]
+        if mine > self.dots.top:
+            # only a forged context can hold it (unsigned contexts: insecure = true); taking it
+            # would push the key's counter towards 2**63, past which no context is accepted
+            raise ForgedContext(f"context holds counter {mine} of {self.actor}, which was "
+                                f"never issued (the highest is {self.dots.top})")
         local = self.read(key)
         if "blind-overwrite" in self.bugs:
             # BUG: the new version claims to have seen everything this coordinator holds
