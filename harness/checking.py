@@ -121,6 +121,8 @@ def load_input(path: Path, model: str | None = None, budget: Budget | None = Non
         calls, nemesis = pair(ops, str(history))
     except HistoryError as e:
         raise CheckError(str(e)) from e
+    except RecursionError as e:
+        raise CheckError(f"{history}: a value is nested too deeply to read ({e})") from e
     if split["split"]:
         split["keys"] = len({c.key for c in calls})
     fmt = "EDN" if is_edn(history) else "JSONL"

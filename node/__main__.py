@@ -23,6 +23,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="enable a seeded defect (repeatable; adds to the cluster file's bugs)")
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
                    help="event loop: uvloop if installed (auto), or the standard one")
+    p.add_argument("--check", action="store_true",
+                   help="only check the cluster file and --id, then exit (0: the node would "
+                        "start with them; 2: what is wrong)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     return p.parse_args(argv)
@@ -53,6 +56,14 @@ async def run(args: argparse.Namespace, log: logging.Logger) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.check:
+        try:
+            load_cluster(args.cluster, tuple(args.bug)).node(args.id)
+        except ConfigError as e:
+            print(f"dynamo-node: {e}", file=sys.stderr)
+            sys.exit(2)
+        print(f"dynamo-node: {args.cluster} is a cluster file node {args.id} accepts")
+        return
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s {args.id}: %(message)s")
