@@ -81,9 +81,6 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
            if isinstance(kw.get(k), float) and not math.isfinite(kw[k])]
     if bad:  # nan passes every comparison, and test.json would hold a bare NaN (not JSON)
         raise click.UsageError("; ".join(bad))
-    why = writable_dir_error(out)
-    if why:
-        raise click.BadParameter(why, param_hint="--out")
     try:
         faults = parse_faults(nemesis_spec, offered_faults(kw.get("store", DEFAULT_STORE)))
     except ValueError as e:
@@ -123,4 +120,7 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
             find_libfaketime()
         except PlatformError as e:
             raise click.UsageError(str(e)) from None
+    why = writable_dir_error(out)  # last: a usage error above must leave no folder behind
+    if why:
+        raise click.BadParameter(why, param_hint="--out")
     return settings

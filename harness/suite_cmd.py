@@ -69,9 +69,10 @@ def suite(suite_file: Path, out: Path, junit: Path | None, only: tuple[str, ...]
     except SuiteError as e:
         click.echo(f"error: {e}", err=True)
         return EXIT_BAD_SUITE
-    for flag, why in (("--out", writable_dir_error(out)),
-                      ("--junit", junit and writable_file_error(junit))):
-        if why and not dry_run:
+    for flag, why in ([] if dry_run else  # a dry run makes nothing
+                      [("--out", writable_dir_error(out)),
+                       ("--junit", junit and writable_file_error(junit))]):
+        if why:
             click.echo(f"error: {flag}: {why}", err=True)
             return EXIT_BAD_SUITE
     if dry_run:
