@@ -95,6 +95,7 @@ class ClusterConfig:
     cluster_secret: str = ""      # internode HMAC key; "" only with insecure = true (or in-process)
     insecure: bool = False        # internode frames unauthenticated, contexts unsigned
     client_token: str = ""        # when set, /kv needs "Authorization: Bearer <token>"
+    admin_reads: str = "open"     # "token": /admin reads need X-Admin-Token too
     max_siblings: int = 100
     max_sibling_bytes: int = 4 << 20
     max_context_entries: int = 1000
@@ -212,7 +213,8 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
     known_keys = {"n", "r", "w", "q", "sloppy_quorum", "request_timeout_ms", "data_dir", "fsync",
                   "admin_token", "bugs", "clock_prune_max", "max_body_bytes", "max_frame_bytes",
                   "connect_timeout_ms", "read_repair", "anti_entropy", *BACKGROUND_INTS,
-                  "name", "cluster_secret", "insecure", "client_token", *LIMIT_INTS}
+                  "name", "cluster_secret", "insecure", "client_token", "admin_reads",
+                  *LIMIT_INTS}
     ignored = tuple(sorted(k for k in cluster if k not in known_keys))
     typos = [k for k in ignored if k not in FUTURE_CLUSTER_KEYS]
     if typos:
@@ -240,6 +242,12 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
             f"{where}: max_frame_bytes ({max_frame}) must be at least twice max_sibling_bytes "
             f"({limits['max_sibling_bytes']}) plus 65536, so that a sibling set always fits in "
             "a frame")
+    admin_reads = _str(cluster, "admin_reads", "open", where)
+    if admin_reads not in ("open", "token"):
+        raise ConfigError(f"{where}: admin_reads must be \"open\" or \"token\", got "
+                          f"{admin_reads!r}")
+    if admin_reads == "token" and not cluster.get("admin_token"):
+        raise ConfigError(f"{where}: admin_reads = \"token\" needs an admin_token")
     name = _str(cluster, "name", "dynamo", where)
     if not name or len(name) > 200:
         raise ConfigError(f"{where}: name must be 1 to 200 characters")
@@ -270,6 +278,7 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
         **background,
         name=name, cluster_secret=secret, insecure=flags["insecure"],
         client_token=_str(cluster, "client_token", "", where),
+        admin_reads=admin_reads,
         **limits,
         ignored_keys=ignored,
     )

@@ -189,28 +189,37 @@ class Api:
     # ---- admin API ----
 
     async def status(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, self.node.status())
 
     async def stats(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, self.node.stats_view())
 
     async def aae(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, self.node.aae_status())
 
     async def replicas(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         key = self._key(request)
         timeout = _int_param(request, "timeout_ms", 1, MAX_TIMEOUT_MS,
                              self.cfg.request_timeout_ms) / 1000
         return reply(200, await self.node.coordinator.replicas_view(key, timeout))
 
     async def clock(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, {"wall_ms": self.node.clock.wall_ms()})
 
-    def _authorise(self, request: web.Request) -> None:
+    def _admin_read(self, request: web.Request) -> None:
+        if self.cfg.admin_reads == "token":
+            self._authorise(request, "admin reads")
+
+    def _authorise(self, request: web.Request, what: str = "fault injection") -> None:
         token = self.cfg.admin_token
         given = request.headers.get("X-Admin-Token", "")
         if not token:
-            raise BadRequest("forbidden", "fault injection is off: the cluster file sets no "
+            raise BadRequest("forbidden", f"{what} is off: the cluster file sets no "
                                           "admin_token", 403)
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise BadRequest("forbidden", "missing or wrong X-Admin-Token", 403)

@@ -71,18 +71,27 @@ class SiblingLimit(ValueError):
     """A client write would leave the key with more siblings, or more bytes, than allowed."""
 
 
+class HintLimit(ValueError):
+    """This node already holds `max_hints_per_peer` hinted keys for that owner."""
+
+
 class ForgedContext(ValueError):
     """A client's context names a counter of this actor that this actor never issued."""
 
 
 class Replica:
     def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0,
-                 max_siblings: int = 0, max_bytes: int = 0) -> None:
+                 max_siblings: int = 0, max_bytes: int = 0, max_hints: int = 0) -> None:
         self.storage = storage
         # 0: unbounded. Checked on client writes only: a merge from a peer never drops data, so
         # a replica may hold up to a few times this after concurrent writes elsewhere
         self.max_siblings = max_siblings
         self.max_bytes = max_bytes
+        self.max_hints = max_hints  # hinted keys per owner; 0: unbounded
+        # owner -> hinted keys (an upper bound: handoff deletes behind our back, so it is
+        # recounted from storage, at most once a second, when it reaches the limit)
+        self._hint_count: dict[str, int] = {}
+        self._hint_recount_at: dict[str, float] = {}
         self.actor = actor
         self.clock = clock
         self.prune_max = prune_max
@@ -175,8 +184,26 @@ class Replica:
     # ---- hints: sibling sets held as a fallback, for a primary ----
 
     def hint(self, owner: str, key: str, incoming: list[Version]) -> Awaitable[None]:
-        merged = clocks.sync(clocks.decode_versions(self.storage.hint_get(owner, key)), incoming)
+        """Hold `incoming` for `owner`; raises HintLimit when `owner` already has the most
+        hinted keys allowed (a long-dead owner must not fill this node's disk)."""
+        held = self.storage.hint_get(owner, key)
+        if held is None and self.max_hints:
+            self._count_new_hint(owner)
+        merged = clocks.sync(clocks.decode_versions(held), incoming)
         return self.storage.hint_put(owner, key, clocks.encode_versions(merged))
+
+    def _count_new_hint(self, owner: str) -> None:
+        count = self._hint_count.get(owner)
+        now = self.clock.monotonic()
+        if count is None or (count >= self.max_hints
+                             and now - self._hint_recount_at.get(owner, -1.0) >= 1.0):
+            count = len(self.storage.hint_keys(owner, limit=self.max_hints + 1))
+            self._hint_recount_at[owner] = now
+        if count >= self.max_hints:
+            self._hint_count[owner] = count
+            raise HintLimit(f"already holding {count} hinted keys for {owner} "
+                            f"(max_hints_per_peer = {self.max_hints})")
+        self._hint_count[owner] = count + 1
 
     def hints_for(self, key: str, owners: list[str]) -> dict[str, bytes]:
         out = {}

@@ -62,7 +62,8 @@ class Node:
         # counters for the report (`/admin/stats`)
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.replica = Replica(storage, self.actor, clock, config.clock_prune_max,
-                               config.max_siblings, config.max_sibling_bytes)
+                               config.max_siblings, config.max_sibling_bytes,
+                               config.max_hints_per_peer)
         self.coordinator = Coordinator(node_id, self.ring, self.replica, self.call,
                                        config.r, config.w, is_up=self.peers.is_up,
                                        sloppy=config.sloppy_quorum,
