@@ -20,6 +20,7 @@ import contextlib
 import http.client
 import json
 import random
+import re
 import socket
 import sys
 import tempfile
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from nodeproc import LocalCluster  # noqa: E402
-from rogue_peer import RoguePeer  # noqa: E402
+from rogue_peer import RoguePeer, read_one  # noqa: E402
 
 SECRET = "test-cluster-secret-0123456789"  # nodeproc's
 TOKEN = "test-token"
@@ -64,6 +65,7 @@ class Campaign:
     requests: int = 0
     raw_requests: int = 0
     frames: int = 0
+    handshakes: int = 0
     reconnects: int = 0
     findings: dict[str, str] = field(default_factory=dict)  # distinct signature -> example
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
@@ -178,6 +180,30 @@ class Campaign:
             return
         if not (isinstance(reply, list) and len(reply) == 5 and reply[0] == 1):
             self.finding(f"frame {kind}: bad reply", f"{kind} {body!r} -> {reply!r}"[:300])
+
+    def hello(self, first: Any, second: Any) -> None:
+        """A stranger's handshake: whatever it sends, the node hangs up or challenges it, and
+        never accepts it (it does not hold the secret)."""
+        if time.monotonic() > self.deadline:
+            raise _Stop
+        try:
+            one, two = (msgpack.packb(m, use_bin_type=True) for m in (first, second))
+        except (OverflowError, ValueError, TypeError):
+            return
+        self.handshakes += 1
+        p = RoguePeer((self.cluster.hosts["n1"], self.cluster.peer_ports["n1"]))
+        try:
+            p.send_raw(one)
+            got = read_one(p.sock)
+            if got is not None:
+                p.send_raw(two)
+                p.send_raw(msgpack.packb([0, 1, "n2", "ping", None], use_bin_type=True))
+                if read_one(p.sock) is not None:
+                    self.finding("stranger accepted", f"{first!r} {second!r}"[:300])
+        except OSError:
+            pass
+        finally:
+            p.close()
 
     # ---- health ----
 
@@ -345,7 +371,7 @@ def run(seconds: float, seed: int | None = None, workdir: Path | None = None,
     rnd = random.Random(seed)
     random.seed(rnd.random())
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
-        root = Path(workdir or tmp)
+        root = Path(workdir or tmp).resolve()
         with LocalCluster(root, size=3, first_host=100 + rnd.randrange(50), anti_entropy=True,
                           aae_interval_ms=2000) as cluster:
             cluster.start_all()
@@ -390,7 +416,19 @@ def run(seconds: float, seed: int | None = None, workdir: Path | None = None,
                 (kind, body), mangle = item
                 c.frame(kind, body, mangle)
 
-            share = [(fuzz_http, 0.4), (fuzz_raw, 0.1), (fuzz_frames, 0.5)]
+            hello = st.one_of(
+                ANY, st.tuples(st.just("hello"), st.integers(0, 2), st.sampled_from(
+                    ["dynamo", "x"]), st.sampled_from(["n2", "n3", "n1", ""]) | ANY,
+                    st.sampled_from(["n1", "n2"]) | ANY, st.binary(min_size=30, max_size=34)
+                ).map(list))
+
+            @conf
+            @given(hello, st.one_of(ANY, st.tuples(st.just("auth"), st.binary(
+                min_size=31, max_size=33)).map(list)))
+            def fuzz_hello(first: Any, second: Any) -> None:
+                c.hello(first, second)
+
+            share = [(fuzz_http, 0.35), (fuzz_raw, 0.1), (fuzz_hello, 0.1), (fuzz_frames, 0.45)]
             for fn, part in share:
                 c.deadline = time.monotonic() + seconds * part
                 with contextlib.suppress(_Stop):  # time is up for this part
@@ -409,11 +447,21 @@ def run(seconds: float, seed: int | None = None, workdir: Path | None = None,
                 if got != want:
                     c.finding(f"known key {k} changed", f"{got!r} != {want!r}")
             for nid in cluster.ids:  # an exception nobody handled is a crash of its own
-                for line in (root / f"{nid}.log").read_text(errors="replace").splitlines():
-                    if " ERROR " in line or line.startswith("Traceback"):
-                        c.finding(f"{nid} log: {line.split(': ', 1)[-1][:80]}", line)
+                lines = (root / f"{nid}.log").read_text(errors="replace").splitlines()
+                for i, line in enumerate(lines):
+                    if " ERROR " in line:
+                        block = []
+                        for t in lines[i + 1:i + 80]:
+                            if t[:4].isdigit():  # the next log record
+                                break
+                            block.append(t)
+                        last = next((t for t in reversed(block)
+                                     if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", t)), "")
+                        c.finding(f"{nid} log: {line.split(': ', 1)[-1][:60]} {last[:100]}",
+                                  "\n".join([line, *block]))
             figures = {"seconds": round(elapsed, 1), "http_requests": c.requests,
-                       "raw_http_requests": c.raw_requests, "frames": c.frames,
+                       "raw_http_requests": c.raw_requests, "stranger_handshakes": c.handshakes,
+                       "frames": c.frames,
                        "connections": c.reconnects, "findings": c.findings,
                        "peak_rss_mib": {k: round(v, 1) for k, v in sorted(c.peak_rss_mib.items())},
                        "known_keys": len(known)}
@@ -442,8 +490,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="keep the cluster's files and logs here (default: a temporary folder)")
     args = p.parse_args()
-    figures = run(args.seconds, args.seed)
+    figures = run(args.seconds, args.seed, args.workdir)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     sys.exit(1 if figures["findings"] else 0)

@@ -365,7 +365,9 @@ class TcpTransport:
             try:
                 channel = await asyncio.wait_for(self._accept(reader, writer),
                                                  self.handshake_timeout)
-            except (AuthError, FrameError, TimeoutError) as e:
+            except (OSError, asyncio.IncompleteReadError):
+                return
+            except Exception as e:  # noqa: BLE001 - whatever a stranger sends, it is logged
                 self.log.warning("transport: bad frame or failed handshake from %s, "
                                  "disconnecting: %s", addr, str(e) or type(e).__name__)
                 return
