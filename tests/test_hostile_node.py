@@ -74,17 +74,20 @@ def test_a_big_key_is_bounded_and_does_not_knock_out_other_keys(cluster: LocalCl
     view = requests.get(cluster.url("n2", "/admin/replicas/huge"), timeout=30).json()
     assert [len(view["replicas"][n]["versions"]) for n in cluster.ids] == [4, 4, 4]
 
-    def read_big(_: int) -> int:
-        return get(cluster, "n1", "huge").status_code
+    def read_big(_: int) -> str:
+        r = get(cluster, "n1", "huge", timeout_ms=10_000)
+        return "ok" if r.status_code == 200 else r.text[:300]
 
-    def write_other(i: int) -> int:
-        return put(cluster, "n1", f"other-{i}", i, w=3).status_code
+    def write_other(i: int) -> str:
+        r = put(cluster, "n1", f"other-{i}", i, w=3, timeout_ms=10_000)
+        return "ok" if r.status_code == 200 else r.text
 
     with ThreadPoolExecutor(8) as pool:
         reads = [pool.submit(read_big, i) for i in range(12)]
         writes = list(pool.map(write_other, range(40)))
-    assert writes == [200] * 40
-    assert all(f.result() == 200 for f in reads)
+    # before: 53 of 62 such writes failed with "lost", the shared connections torn down
+    assert writes == ["ok"] * 40, [w for w in writes if w != "ok"][:3]
+    assert [f.result() for f in reads] == ["ok"] * 12
     assert rss_mib(cluster.procs["n1"].pid) < 400
 
 
