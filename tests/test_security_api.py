@@ -106,3 +106,24 @@ def test_admin_reads_need_the_token_when_asked(tmp_path: Path) -> None:
             assert requests.get(c.url("n1", path), headers=token, timeout=10).status_code == 200
         r = requests.put(c.url("n1", "/kv/k"), json={"value": 1, "context": None}, timeout=10)
         assert r.status_code == 200  # the client API is not the admin API
+
+
+def test_the_harness_writes_a_fresh_secret_into_every_cluster_file(tmp_path: Path) -> None:
+    from harness.platforms.clusterfile import cluster_toml
+    from harness.platforms.local import NodeSpec
+    from harness.settings import ClusterSettings
+    from node.config import load_cluster
+
+    specs = [NodeSpec("n1", "127.0.0.2", 7001, 7101), NodeSpec("n2", "127.0.0.3", 7002, 7102)]
+    secrets = set()
+    for i in range(2):
+        path = tmp_path / f"c{i}.toml"
+        path.write_text(cluster_toml(ClusterSettings(nodes=2, n=2, r=1, w=1), "tok", specs))
+        cfg = load_cluster(path)
+        assert len(cfg.cluster_secret) == 64 and not cfg.insecure
+        secrets.add(cfg.cluster_secret)
+    assert len(secrets) == 2
+    path = tmp_path / "insecure.toml"
+    path.write_text(cluster_toml(ClusterSettings(nodes=2, n=2, r=1, w=1,
+                                                 node_settings={"insecure": True}), "tok", specs))
+    assert load_cluster(path).insecure
