@@ -59,7 +59,8 @@ class Channel:
         self.peer = peer
 
     def seal(self, payload: bytes) -> bytes:
-        tag = _mac(self.send_key, _SEQ.pack(self.send_seq), payload)
+        # hmac.digest: the one-shot C path, several times faster than hmac.new per frame
+        tag = hmac.digest(self.send_key, _SEQ.pack(self.send_seq) + payload, "sha256")
         self.send_seq += 1
         return payload + tag
 
@@ -67,7 +68,8 @@ class Channel:
         if len(data) < TAG_BYTES:
             raise AuthError("frame shorter than its MAC")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
-        if not hmac.compare_digest(tag, _mac(self.recv_key, _SEQ.pack(self.recv_seq), payload)):
+        want = hmac.digest(self.recv_key, _SEQ.pack(self.recv_seq) + payload, "sha256")
+        if not hmac.compare_digest(tag, want):
             raise AuthError(f"frame #{self.recv_seq} fails its MAC (forged, altered, replayed "
                             "or out of order)")
         self.recv_seq += 1
