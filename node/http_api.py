@@ -173,6 +173,8 @@ class Api:
                                           f"({e.object[e.start:e.end]!r}), which is not "
                                           "Unicode text and cannot be stored") from None
         status, body = await self.node.coordinator.put(key, value, ctx, False, w, pw, timeout)
+        if status in (400, 413):  # a limit or a forged context: said where it happened too
+            self.node.log.info("refused PUT %s: %s", request.path, body.get("message"))
         return reply(status, body)
 
     async def delete(self, request: web.Request) -> web.Response:
