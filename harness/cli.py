@@ -61,7 +61,7 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(EXIT_HARNESS)
-    except (Exception, RecursionError) as e:  # noqa: BLE001 - exit 1 would read as "invalid"
+    except Exception as e:  # noqa: BLE001 - exit 1 would read as "invalid"
         if os.environ.get("HARNESS_DEBUG"):
             traceback.print_exc()
         msg = str(e).splitlines()[0][:500] if str(e) else ""
