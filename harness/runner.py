@@ -399,6 +399,10 @@ class Run:
 def run_test(settings: TestSettings, display_mode: str = "auto") -> RunOutcome:
     """Run one test to the end of teardown, then check and report it. Settings a store cannot
     run (`settings.errors()`) raise ValueError before anything starts."""
+    if settings.platform == "sim":  # one process on virtual time (harness/sim/)
+        from harness.sim.run import run_sim_test
+
+        return run_sim_test(settings)
     errors = settings.errors()
     if errors:
         raise ValueError("; ".join(errors))

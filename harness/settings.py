@@ -13,7 +13,7 @@ from checkers.read_your_writes import DEFAULT_QUORUM
 from harness.workloads import WORKLOADS, workload_for  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
-PLATFORMS = ("local", "netns", "docker")
+PLATFORMS = ("local", "netns", "docker", "sim")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
 
