@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import heapq
 import selectors
 from collections.abc import Callable
 from typing import Any
 
 RUNNING, PAUSED, DEAD = "running", "paused", "dead"
+POLL_EVERY = 512  # turns between polls of the real file descriptors
 NODE: contextvars.ContextVar[NodeGate | None] = contextvars.ContextVar("sim_node", default=None)
 
 
@@ -99,6 +101,7 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         selector = _VirtualSelector()
         self._vtime = 0.0
+        self._turns = 0
         super().__init__(selector)
         selector.loop = self
         self.set_default_executor(SyncExecutor())
@@ -107,18 +110,59 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._vtime
 
+    def _run_once(self) -> None:
+        """One turn, as `BaseEventLoop._run_once`, less what virtual time makes moot: no
+        timeout to compute and no clock resolution (the clock jumps to the next timer), and
+        the real file descriptors (self-pipe, signals) polled only now and then."""
+        sched, ready = self._scheduled, self._ready
+        if (self._timer_cancelled_count > 100
+                and self._timer_cancelled_count * 2 > len(sched)):
+            live = []
+            for handle in sched:
+                if handle._cancelled:
+                    handle._scheduled = False
+                else:
+                    live.append(handle)
+            heapq.heapify(live)
+            self._scheduled = sched = live
+            self._timer_cancelled_count = 0
+        else:
+            while sched and sched[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                heapq.heappop(sched)._scheduled = False
+        self._turns += 1
+        if self._turns >= POLL_EVERY or not (ready or sched):
+            self._turns = 0
+            self._process_events(self._selector.select(0 if (ready or sched) else None))
+        if not ready and sched and sched[0]._when > self._vtime:
+            self._vtime = sched[0]._when
+        now = self._vtime
+        while sched and sched[0]._when <= now:
+            handle = heapq.heappop(sched)
+            handle._scheduled = False
+            ready.append(handle)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+
     def advance(self, seconds: float) -> None:
         if seconds > 0:
             self._vtime += seconds
 
+    # call_soon and call_at, as BaseEventLoop's (less its debug checks), with a node's
+    # callbacks passed through its gate
     def call_soon(self, callback: Callable[..., Any], *args: Any,
                   context: contextvars.Context | None = None) -> asyncio.Handle:
         if context is None:
             context = contextvars.copy_context()
         gate = context.get(NODE)
         if gate is None:
-            return super().call_soon(callback, *args, context=context)
-        return super().call_soon(gate.run, context, callback, args, context=context)
+            handle = asyncio.Handle(callback, args, self, context)
+        else:
+            handle = asyncio.Handle(gate.run, (context, callback, args), self, context)
+        self._ready.append(handle)
+        return handle
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
                 context: contextvars.Context | None = None) -> asyncio.TimerHandle:
@@ -126,15 +170,19 @@ class VirtualLoop(asyncio.SelectorEventLoop):
             context = contextvars.copy_context()
         gate = context.get(NODE)
         if gate is None:
-            return super().call_at(when, callback, *args, context=context)
-        return super().call_at(when, gate.run, context, callback, args, context=context)
+            timer = asyncio.TimerHandle(when, callback, args, self, context)
+        else:
+            timer = asyncio.TimerHandle(when, gate.run, (context, callback, args), self, context)
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True
+        return timer
 
     def resume(self, gate: NodeGate) -> None:
         """Let a paused node run again: its kept callbacks first, in their order."""
         gate.state = RUNNING
         parked, gate.parked = gate.parked, []
         for callback, args, ctx in parked:
-            super().call_soon(gate.run, ctx, callback, args, context=ctx)
+            self._ready.append(asyncio.Handle(gate.run, (ctx, callback, args), self, ctx))
 
 
 def _quiet_dead_tasks(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
