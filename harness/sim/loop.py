@@ -21,6 +21,8 @@ import selectors
 from collections.abc import Callable
 from typing import Any
 
+from node.transport import PeerError
+
 RUNNING, PAUSED, DEAD = "running", "paused", "dead"
 POLL_EVERY = 512  # turns between polls of the real file descriptors
 NODE: contextvars.ContextVar[NodeGate | None] = contextvars.ContextVar("sim_node", default=None)
@@ -186,8 +188,12 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
 
 def _quiet_dead_tasks(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """A killed node's tasks are dropped unfinished by design; anything else is reported."""
-    task = context.get("task")
-    if task is not None and context.get("message", "").startswith("Task was destroyed"):
+    """A killed node's tasks are dropped unfinished by design, and so is the answer (a
+    PeerError) to a request it was waiting for; anything else is reported."""
+    message = context.get("message", "")
+    if message.startswith("Task was destroyed"):
+        return
+    if message.startswith("Future exception") and isinstance(context.get("exception"),
+                                                              PeerError):
         return
     loop.default_exception_handler(context)
