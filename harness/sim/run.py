@@ -23,6 +23,7 @@ from harness.nemesis_runner import NemesisRunner
 from harness.platforms.sim import SimDynamoStore, SimPlatform
 from harness.rundir import make_run_dir, point_latest, write_json
 from harness.runner import EXIT_HARNESS, NEMESIS_GRACE_S, Run, RunOutcome, check_and_report
+from harness.schedule_file import load_schedule
 from harness.settings import ClusterSettings, TestSettings
 from harness.sim.loop import VirtualLoop
 from harness.workloads import Request
@@ -81,6 +82,9 @@ class SimRun(Run):
         s = self.settings
         self.platform = SimPlatform(self.run_dir / "nodes", s.cluster, s.seed, self.store)
         outcome.urls = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
+        if self.given_schedule is None and s.schedule:
+            self.given_schedule = load_schedule(s.schedule)[0]
+            self.schedule_file = s.schedule
         self.schedule = self.given_schedule if self.given_schedule is not None else plan(
             self.platform.node_ids(), s.nemesis, s.nemesis_interval, s.time_limit,
             random.Random(f"{s.seed}-nemesis"), s.partitions, replicas=self.store.copies(),
