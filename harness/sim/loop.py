@@ -104,6 +104,7 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         selector = _VirtualSelector()
         self._vtime = 0.0
         self._turns = 0
+        self._seq = 0
         super().__init__(selector)
         selector.loop = self
         self.set_default_executor(SyncExecutor())
@@ -115,42 +116,40 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def _run_once(self) -> None:
         """One turn, as `BaseEventLoop._run_once`, less what virtual time makes moot: no
         timeout to compute and no clock resolution (the clock jumps to the next timer), and
-        the real file descriptors (self-pipe, signals) polled only now and then."""
+        the real file descriptors (self-pipe, signals) polled only now and then. Timers are
+        kept as (when, sequence, handle): compared in C, and equal times in the order they
+        were set."""
         sched, ready = self._scheduled, self._ready
         if (self._timer_cancelled_count > 100
                 and self._timer_cancelled_count * 2 > len(sched)):
             live = []
-            for handle in sched:
-                if handle._cancelled:
-                    handle._scheduled = False
+            for entry in sched:
+                if entry[2]._cancelled:
+                    entry[2]._scheduled = False
                 else:
-                    live.append(handle)
+                    live.append(entry)
             heapq.heapify(live)
             self._scheduled = sched = live
             self._timer_cancelled_count = 0
         else:
-            while sched and sched[0]._cancelled:
+            while sched and sched[0][2]._cancelled:
                 self._timer_cancelled_count -= 1
-                heapq.heappop(sched)._scheduled = False
+                heapq.heappop(sched)[2]._scheduled = False
         self._turns += 1
         if self._turns >= POLL_EVERY or not (ready or sched):
             self._turns = 0
             self._process_events(self._selector.select(0 if (ready or sched) else None))
-        if not ready and sched and sched[0]._when > self._vtime:
-            self._vtime = sched[0]._when
+        if not ready and sched and sched[0][0] > self._vtime:
+            self._vtime = sched[0][0]
         now = self._vtime
-        while sched and sched[0]._when <= now:
-            handle = heapq.heappop(sched)
+        while sched and sched[0][0] <= now:
+            handle = heapq.heappop(sched)[2]
             handle._scheduled = False
             ready.append(handle)
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:
                 handle._run()
-
-    def advance(self, seconds: float) -> None:
-        if seconds > 0:
-            self._vtime += seconds
 
     # call_soon and call_at, as BaseEventLoop's (less its debug checks), with a node's
     # callbacks passed through its gate
@@ -175,7 +174,8 @@ class VirtualLoop(asyncio.SelectorEventLoop):
             timer = asyncio.TimerHandle(when, callback, args, self, context)
         else:
             timer = asyncio.TimerHandle(when, gate.run, (context, callback, args), self, context)
-        heapq.heappush(self._scheduled, timer)
+        self._seq += 1
+        heapq.heappush(self._scheduled, (when, self._seq, timer))
         timer._scheduled = True
         return timer
 

@@ -222,7 +222,7 @@ def run_sim_test(settings: TestSettings, schedule: list[Action] | None = None,
     run_dir = make_run_dir(settings.out, settings.name)
     point_latest(settings.out, run_dir)
     outcome = RunOutcome(run_dir=run_dir)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     loop = VirtualLoop()
     asyncio.set_event_loop(loop)
     try:
@@ -234,6 +234,7 @@ def run_sim_test(settings: TestSettings, schedule: list[Action] | None = None,
         asyncio.set_event_loop(None)
         loop.close()
     run.timings["run_s"] = round(time.monotonic() - started, 3)
+    run.timings["run_cpu_s"] = round(time.process_time() - cpu, 3)
     run.timings["virtual_s"] = round(loop.time(), 3)
     test_doc = run._test_json(outcome.status)
     if outcome.error:
