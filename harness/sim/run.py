@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import random
 import shlex
 import sys
@@ -231,6 +232,7 @@ def run_sim_test(settings: TestSettings, schedule: list[Action] | None = None,
     except KeyboardInterrupt:
         outcome.status = "interrupted"
     finally:
+        _drop_leftovers(loop)
         asyncio.set_event_loop(None)
         loop.close()
     run.timings["run_s"] = round(time.monotonic() - started, 3)
@@ -248,6 +250,16 @@ def run_sim_test(settings: TestSettings, schedule: list[Action] | None = None,
     else:
         check_only(outcome)
     return outcome
+
+
+def _drop_leftovers(loop: VirtualLoop) -> None:
+    """What is still pending when a run ends (a killed node's tasks, a client's request the
+    drain gave up on) never runs; close the coroutines that never started, so that nothing
+    warns they were never awaited."""
+    for task in asyncio.all_tasks(loop):
+        coro = task.get_coro()
+        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()
 
 
 def check_only(outcome: RunOutcome) -> None:
