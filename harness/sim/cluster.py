@@ -116,8 +116,7 @@ class SimCluster:
         sim = self.nodes[node_id]
         if sim.gate.state is DEAD:
             return {}
-        sim.gate.state = DEAD
-        sim.gate.parked.clear()
+        sim.gate.kill()
         sim.log.warning("fault: %s", "power cut" if power else "killed")
         return sim.disk.power_cut() if power else sim.disk.crash()
 
@@ -148,8 +147,7 @@ class SimCluster:
     def stop_all(self) -> None:
         """Teardown: every node stops where it is (nothing of a simulation outlives it)."""
         for sim in self.nodes.values():
-            sim.gate.state = DEAD
-            sim.gate.parked.clear()
+            sim.gate.kill()
             for handler in list(sim.log.handlers):
                 handler.close()
                 sim.log.removeHandler(handler)

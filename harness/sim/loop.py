@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import heapq
+import inspect
 import selectors
 from collections.abc import Callable
 from typing import Any
@@ -50,11 +51,28 @@ class NodeGate:
             callback(*args)
         elif state is PAUSED:
             self.parked.append((callback, args, ctx))
-        # DEAD: dropped, as a killed process's work is
+        else:  # DEAD: dropped, as a killed process's work is
+            discard(callback)
+
+    def kill(self) -> None:
+        self.state = DEAD
+        parked, self.parked = self.parked, []
+        for callback, _, _ in parked:
+            discard(callback)
 
     def new_context(self) -> contextvars.Context:
         """A context of this node for one new task (a Context cannot be entered twice)."""
         return self.context.copy()
+
+
+def discard(callback: Callable[..., Any]) -> None:
+    """A dropped callback that was a task's first step: close its coroutine, which will never
+    run (else it warns, when collected, that it was never awaited)."""
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()
 
 
 class _VirtualSelector(selectors.DefaultSelector):
