@@ -129,6 +129,7 @@ class HuntResult:
     seconds: float = 0.0
     found: Found | None = None
     first_found_s: float | None = None
+    first_found_runs: int | None = None
     schedule_file: Path | None = None
     replay: str | None = None
     replayed: RunOutcome | None = None
@@ -182,6 +183,7 @@ def hunt(base: TestSettings, profile: Profile, budget_s: float, shrink_budget_s:
             result.failures += 1
             if result.found is None:
                 result.first_found_s = time.monotonic() - started
+                result.first_found_runs = result.examples
                 deadline[0] = time.monotonic() + shrink_budget_s
                 progress(f"found a failure after {result.examples} runs "
                          f"({result.first_found_s:.1f} s): {len(scn.faults)} faults, "
