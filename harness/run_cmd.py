@@ -25,7 +25,8 @@ EXIT_HARNESS = 3
                    "store supports)")
 @click.option("--platform", type=click.Choice(PLATFORMS), default="local",
               help="where the cluster runs: local processes, network namespaces (root), "
-                   "or Docker containers (see docs/platforms.md)")
+                   "Docker containers, or sim: the reference store in one process on virtual "
+                   "time, deterministic per seed (see docs/platforms.md)")
 @click.option("--store", type=click.Choice(list(STORES)), default=DEFAULT_STORE,
               help="the system under test: the reference dynamo store, etcd (Debian's "
                    "etcd-server; workload cas-register) or redis (with Sentinel; workload set) "
