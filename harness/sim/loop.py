@@ -41,28 +41,66 @@ class NodeGate:
     def __init__(self, name: str) -> None:
         self.name = name
         self.state = RUNNING
-        self.parked: list[tuple[Callable[..., Any], tuple, contextvars.Context]] = []
+        self.parked: list[asyncio.Handle] = []  # held while paused, in order
         self.context = contextvars.Context()
         self.context.run(NODE.set, self)
-
-    def run(self, ctx: contextvars.Context, callback: Callable[..., Any], args: tuple) -> None:
-        state = self.state
-        if state is RUNNING:
-            callback(*args)
-        elif state is PAUSED:
-            self.parked.append((callback, args, ctx))
-        else:  # DEAD: dropped, as a killed process's work is
-            discard(callback)
 
     def kill(self) -> None:
         self.state = DEAD
         parked, self.parked = self.parked, []
-        for callback, _, _ in parked:
-            discard(callback)
+        for handle in parked:
+            discard(handle._callback)  # type: ignore[attr-defined]
 
     def new_context(self) -> contextvars.Context:
         """A context of this node for one new task (a Context cannot be entered twice)."""
         return self.context.copy()
+
+
+class _Handle(asyncio.Handle):
+    """asyncio's Handle without the debug-mode bookkeeping (the loop never runs in debug)."""
+
+    __slots__ = ()
+
+    def __init__(self, callback: Callable[..., Any], args: tuple, loop: asyncio.AbstractEventLoop,
+                 context: contextvars.Context) -> None:
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._loop = loop
+        self._source_traceback = None
+        self._repr = None
+        self._context = context
+
+
+class _GatedHandle(_Handle):
+    """A node's callback: run if the node runs, held while it is paused, dropped once dead."""
+
+    __slots__ = ("_gate",)
+
+    def _run(self) -> None:
+        gate = self._gate
+        if gate.state is RUNNING:
+            asyncio.Handle._run(self)
+        elif gate.state is PAUSED:
+            gate.parked.append(self)
+        else:  # DEAD: dropped, as a killed process's work is
+            discard(self._callback)
+
+
+class _Timer(asyncio.TimerHandle):
+    __slots__ = ()
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple,
+                 loop: asyncio.AbstractEventLoop, context: contextvars.Context) -> None:
+        _Handle.__init__(self, callback, args, loop, context)  # type: ignore[arg-type]
+        self._when = when
+        self._scheduled = False
+
+
+class _GatedTimer(_Timer):
+    __slots__ = ("_gate",)
+
+    _run = _GatedHandle._run
 
 
 def discard(callback: Callable[..., Any]) -> None:
@@ -177,9 +215,10 @@ class VirtualLoop(asyncio.SelectorEventLoop):
             context = contextvars.copy_context()
         gate = context.get(NODE)
         if gate is None:
-            handle = asyncio.Handle(callback, args, self, context)
+            handle: asyncio.Handle = _Handle(callback, args, self, context)
         else:
-            handle = asyncio.Handle(gate.run, (context, callback, args), self, context)
+            handle = _GatedHandle(callback, args, self, context)
+            handle._gate = gate  # type: ignore[attr-defined]
         self._ready.append(handle)
         return handle
 
@@ -189,20 +228,23 @@ class VirtualLoop(asyncio.SelectorEventLoop):
             context = contextvars.copy_context()
         gate = context.get(NODE)
         if gate is None:
-            timer = asyncio.TimerHandle(when, callback, args, self, context)
+            timer: asyncio.TimerHandle = _Timer(when, callback, args, self, context)
         else:
-            timer = asyncio.TimerHandle(when, gate.run, (context, callback, args), self, context)
+            timer = _GatedTimer(when, callback, args, self, context)
+            timer._gate = gate  # type: ignore[attr-defined]
         self._seq += 1
         heapq.heappush(self._scheduled, (when, self._seq, timer))
         timer._scheduled = True
         return timer
 
+    def get_debug(self) -> bool:
+        return False
+
     def resume(self, gate: NodeGate) -> None:
-        """Let a paused node run again: its kept callbacks first, in their order."""
+        """Let a paused node run again: its held callbacks first, in their order."""
         gate.state = RUNNING
         parked, gate.parked = gate.parked, []
-        for callback, args, ctx in parked:
-            self._ready.append(asyncio.Handle(gate.run, (ctx, callback, args), self, ctx))
+        self._ready.extend(parked)
 
 
 def _quiet_dead_tasks(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -74,8 +74,12 @@ class SimNetwork:
             delay += p.delay_ms / 1000 + (self.rng.uniform(-1, 1) * p.jitter_ms / 1000)
         return max(delay, self.latency_s)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
-        asyncio.get_running_loop().call_later(delay, fn, *args, context=self._ctx)
+        self.loop.call_later(delay, fn, *args, context=self._ctx)
 
     async def request(self, src: str, dst: str, kind: str, body: Any, timeout: float) -> Any:
         if timeout <= 0:
@@ -104,27 +108,28 @@ class SimNetwork:
             # the connection dies with the process: the sender learns it
             self._later(self.latency_s, _fail, fut, PeerError(dst, "lost", "connection reset"))
             return
-        handler = self.handlers[dst]
         body = msgpack.unpackb(payload, raw=False)
-        task = asyncio.get_running_loop().create_task(handler(src, kind, body),
-                                                      context=gate.new_context())
-        task.add_done_callback(lambda t: self._reply(src, dst, t, fut), context=self._ctx)
+        asyncio.get_running_loop().create_task(
+            self._serve(src, dst, self.handlers[dst], kind, body, fut),
+            context=gate.new_context())
 
-    def _reply(self, src: str, dst: str, task: asyncio.Task, fut: asyncio.Future) -> None:
-        if task.cancelled():
-            return
-        err = task.exception()
-        if err is not None:
-            outcome: tuple[bool, Any] = (False, f"{type(err).__name__}: {err}")
+    async def _serve(self, src: str, dst: str, handler: Handler, kind: str, body: Any,
+                     fut: asyncio.Future) -> None:
+        """The receiving node handles the request (in its context), then the reply leaves."""
+        try:
+            result = await handler(src, kind, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            outcome: tuple[bool, Any] = (False, f"{type(e).__name__}: {e}")
         else:
-            outcome = (True, msgpack.unpackb(msgpack.packb(task.result(), use_bin_type=True),
+            outcome = (True, msgpack.unpackb(msgpack.packb(result, use_bin_type=True),
                                              raw=False))
         delay = self._delay_or_loss(dst, src)
         if delay is None or self.drops(dst, src):
             self.dropped += 1
             return
-        self._later(delay, _answer, fut, dst, outcome)
-
+        self.loop.call_later(delay, _answer, fut, dst, outcome, context=self._ctx)
 
 def _expire(fut: asyncio.Future, peer: str) -> None:
     if not fut.done():
