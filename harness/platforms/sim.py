@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from harness import quiesce
-from harness.client import Client, NodeClient
+from harness.client import Client, NodeClient, OpFailed, OpUnknown
 from harness.platforms.base import Grudge, NodeSpec, Platform, PlatformError
 from harness.settings import ClusterSettings
 from harness.sim.cluster import SimCluster
@@ -58,7 +58,7 @@ class SimPlatform(Platform):
         root.mkdir(parents=True, exist_ok=True)
         store.layout(root, self.specs)
         config = parse_cluster((root / CLUSTER_FILE).read_text(encoding="utf-8"), root)
-        loop = asyncio.get_event_loop()
+        loop = asyncio.get_running_loop()
         if not isinstance(loop, VirtualLoop):
             raise PlatformError("the sim platform runs on the simulator's virtual-time loop "
                                 "(harness.sim.run)")
@@ -166,16 +166,12 @@ class SimClient(NodeClient):
     async def _request(self, method: str, key: str, payload: Any) -> tuple[int, dict[str, Any]]:
         live = self.cluster.node(self.node)
         if live is None:
-            from harness.client import OpFailed
-
             raise OpFailed("connect failed: connection refused")
         gate = self.cluster.gate(self.node)
         loop = asyncio.get_running_loop()
         task = loop.create_task(_serve(live, method, key, payload, self.params),
                                 context=gate.new_context())
         if not await _finished(task, self.timeout_s):
-            from harness.client import OpUnknown
-
             if gate.state is DEAD:
                 raise OpUnknown("ServerDisconnectedError: the node was killed")
             raise OpUnknown("timeout")
