@@ -209,6 +209,9 @@ class TestSettings:
         if not 0 <= self.nemesis_jitter < 1:
             errs.append(f"--nemesis-jitter must be at least 0 and below 1 "
                         f"(got {self.nemesis_jitter})")
+        if self.platform == "sim" and self.leave_running:
+            errs.append("--leave-running: a simulated cluster lives only inside its run "
+                        "(use `harness cluster up` for one to watch)")
         if self.schedule is not None:
             from harness.schedule_file import load_schedule
 
