@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import random
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -226,15 +228,20 @@ def run_sim_test(settings: TestSettings, schedule: list[Action] | None = None,
     started, cpu = time.monotonic(), time.process_time()
     loop = VirtualLoop()
     asyncio.set_event_loop(loop)
-    try:
-        run = SimRun(settings, run_dir, loop, schedule, schedule_file)
-        loop.run_until_complete(run.main(outcome))
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-    finally:
-        _drop_leftovers(loop)
-        asyncio.set_event_loop(None)
-        loop.close()
+    with warnings.catch_warnings():
+        # a killed node's coroutines are abandoned mid-flight by design (kill -9): one it had
+        # made but not yet awaited would warn when collected
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        try:
+            run = SimRun(settings, run_dir, loop, schedule, schedule_file)
+            loop.run_until_complete(run.main(outcome))
+        except KeyboardInterrupt:
+            outcome.status = "interrupted"
+        finally:
+            _drop_leftovers(loop)
+            asyncio.set_event_loop(None)
+            loop.close()
+            gc.collect()  # this run's garbage, while the filter holds
     run.timings["run_s"] = round(time.monotonic() - started, 3)
     run.timings["run_cpu_s"] = round(time.process_time() - cpu, 3)
     run.timings["virtual_s"] = round(loop.time(), 3)
