@@ -130,6 +130,7 @@ class HuntResult:
     found: Found | None = None
     first_found_s: float | None = None
     first_found_runs: int | None = None
+    first_found_cpu_s: float | None = None
     schedule_file: Path | None = None
     replay: str | None = None
     replayed: RunOutcome | None = None
@@ -163,7 +164,7 @@ def hunt(base: TestSettings, profile: Profile, budget_s: float, shrink_budget_s:
          progress: Callable[[str], None] = lambda _: None) -> HuntResult:
     """Search until a failure is found and shrunk, or the budget runs out."""
     result = HuntResult()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     nodes = [f"n{i}" for i in range(1, base.cluster.nodes + 1)]
     kinds = [k for k in profile.faults if k in FAULTS]
     scratch = Path(tempfile.mkdtemp(prefix="hunt-"))
@@ -184,6 +185,7 @@ def hunt(base: TestSettings, profile: Profile, budget_s: float, shrink_budget_s:
             if result.found is None:
                 result.first_found_s = time.monotonic() - started
                 result.first_found_runs = result.examples
+                result.first_found_cpu_s = time.process_time() - cpu_started
                 deadline[0] = time.monotonic() + shrink_budget_s
                 progress(f"found a failure after {result.examples} runs "
                          f"({result.first_found_s:.1f} s): {len(scn.faults)} faults, "
