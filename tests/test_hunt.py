@@ -25,12 +25,13 @@ def harness(*args: str, cwd: Path, timeout: float = 400) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("bug", ["lww", "no-handoff", "reap-early"])
 def test_hunt_finds_and_shrinks_a_seeded_bug(bug: str, tmp_path: Path) -> None:
     # a fixed search seed: the same scenarios are tried in the same order whatever the load,
     # so only the wall time varies; the budgets are generous for a loaded machine
     done = harness("hunt", "--platform", "sim", "--bug", bug, "--seed", "1",
-                   "--budget", "150s", "--shrink-budget", "20s", "--out", str(tmp_path),
+                   "--budget", "100s", "--shrink-budget", "20s", "--out", str(tmp_path),
                    cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     schedule = Path(re.search(r"^schedule: (.+)$", done.stdout, re.M).group(1))
