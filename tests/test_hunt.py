@@ -52,3 +52,42 @@ def test_hunt_finds_and_shrinks_a_seeded_bug(bug: str, tmp_path: Path) -> None:
 def test_durations() -> None:
     assert parse_duration("60s") == 60 and parse_duration("2m") == 120
     assert parse_duration("90") == 90
+
+
+def test_a_clean_hunt_exits_0(tmp_path: Path) -> None:
+    done = harness("hunt", "--budget", "3s", "--seed", "3", "--max-time-limit", "3",
+                   "--out", str(tmp_path), cwd=tmp_path, timeout=200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no failure in" in done.stdout
+
+
+def test_scenario_schedule_round_trip(tmp_path: Path) -> None:
+    from harness.hunt import Scenario
+    from harness.schedule_file import named_nodes, save_schedule
+
+    scn = Scenario(seed=1, time_limit=5, rate=10, concurrency=2, keys=1, faults=[
+        (2.0, 4.0, "crash", {"nodes": ["n2"]}),
+        (0.5, 3.0, "partition", {"kind": "one-way", "grudge": {"n1": ["n3"]}})])
+    actions = scn.actions()
+    assert [(a.at, a.f, a.fault) for a in actions] == [
+        (0.5, "start", "partition"), (2.0, "start", "crash"), (3.0, "stop", "partition"),
+        (4.0, "stop", "crash"), (5.0, "heal", None)]
+    assert scn.kinds() == ["partition", "crash"]
+    path = tmp_path / "s.json"
+    save_schedule(path, actions, ["n1", "n2", "n3"])
+    loaded, nodes = load_schedule(path)
+    assert loaded == actions and nodes == ["n1", "n2", "n3"]
+    assert named_nodes(actions) == ["n1", "n2", "n3"] and faults_of(loaded) == 2
+
+
+def test_a_schedule_naming_unknown_nodes_is_refused(tmp_path: Path) -> None:
+    from harness.hunt import Scenario
+    from harness.schedule_file import save_schedule
+
+    scn = Scenario(seed=1, time_limit=3, rate=10, concurrency=1, keys=1,
+                   faults=[(0.5, 1.0, "pause", {"nodes": ["n9"]})])
+    path = tmp_path / "s.json"
+    save_schedule(path, scn.actions(), ["n9"])
+    done = harness("run", "--platform", "sim", "--schedule", str(path), "--nodes", "3",
+                   "--out", str(tmp_path), cwd=tmp_path, timeout=60)
+    assert done.returncode == 3 and "n9" in done.stdout + done.stderr
