@@ -72,6 +72,11 @@ def spin(deadline: float) -> None:
 
 
 def main() -> int:
+    # --platform sim: the zoo hunted on the simulator instead (issue 15, benchmarks/sim_catch.py)
+    if "--platform" in sys.argv[1:] or any(a.startswith("--platform=") for a in sys.argv[1:]):
+        from sim_catch import main as sim_catch
+
+        return sim_catch(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "serve": "harness.report_cmd:serve",
     "image": "harness.image_cmd:image",
     "suite": "harness.suite_cmd:suite",
+    "hunt": "harness.hunt_cmd:hunt",
 }
 
 

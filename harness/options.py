@@ -97,12 +97,12 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
         raise click.UsageError(
             "--nemesis packet needs a real network (tc netem): use --platform netns or docker")
     if "power" in faults:
-        if platform not in ("local", "netns", "docker"):
+        if platform not in ("local", "netns", "docker", "sim"):
             raise click.UsageError(f"--nemesis power needs faultfs mounts, which the {platform} "
                                    "platform does not make")
         from harness.faultfs.mount import unavailable
 
-        why = unavailable()
+        why = None if platform == "sim" else unavailable()  # sim: a simulated disk
         if why:
             raise click.UsageError(f"--nemesis power needs faultfs (FUSE): {why}")
     if platform == "netns":
@@ -113,7 +113,7 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
         except PlatformError as e:
             raise click.UsageError(str(e)) from None
     # on the docker platform libfaketime comes with the image, not from this host
-    if "clock" in faults and platform != "docker":
+    if "clock" in faults and platform not in ("docker", "sim"):
         from harness.platforms.local import find_libfaketime
 
         try:

@@ -25,7 +25,8 @@ EXIT_HARNESS = 3
                    "store supports)")
 @click.option("--platform", type=click.Choice(PLATFORMS), default="local",
               help="where the cluster runs: local processes, network namespaces (root), "
-                   "or Docker containers (see docs/platforms.md)")
+                   "Docker containers, or sim: the reference store in one process on virtual "
+                   "time, deterministic per seed (see docs/platforms.md)")
 @click.option("--store", type=click.Choice(list(STORES)), default=DEFAULT_STORE,
               help="the system under test: the reference dynamo store, etcd (Debian's "
                    "etcd-server; workload cas-register) or redis (with Sentinel; workload set) "
@@ -67,6 +68,10 @@ EXIT_HARNESS = 3
               help="live view: rich panel on a terminal (auto), a line every 5 s, or nothing")
 @click.option("--bug", "bugs", multiple=True, metavar="NAME",
               help="seed this defect in every node (repeatable; see docs/bugs.md)")
+@click.option("--schedule", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="play this nemesis schedule file (what `harness hunt` writes) instead of "
+                   "the seeded plan; --nemesis becomes the faults it names. Exact on --platform "
+                   "sim; on real platforms best effort (real timing decides the interleaving)")
 @click.option("--node-setting", "node_settings", multiple=True, metavar="KEY=VALUE",
               help="an extra [cluster] setting for the nodes' cluster file (repeatable), "
                    "e.g. read_repair=false")
@@ -76,7 +81,7 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
         nemesis_jitter: float, partitions_spec: str,
         seed: int | None, test_count: int, quiesce_timeout: float, out: Path, leave_running: bool,
         junit: Path | None, display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
-        **cluster: object) -> int:
+        schedule: str | None = None, **cluster: object) -> int:
     """Run a Jepsen-style test: start a cluster, drive clients, inject faults, check, report.
 
     Each run goes through setup, the workload with faults, heal, quiesce (waiting for the
@@ -112,6 +117,12 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
         why = writable_file_error(junit)
         if why:
             raise click.BadParameter(why, param_hint="--junit")
+    if schedule is not None:
+        nemesis_spec = _schedule_faults(schedule)
+        if platform != "sim":
+            click.echo(f"--schedule on the {platform} platform: best effort; real processes and "
+                       "a real network decide the interleaving, so a failure the simulator "
+                       "found may not happen here", err=True)
     base_seed = seed if seed is not None else secrets.randbits(31)
     codes = []
     for i in range(test_count):
@@ -121,7 +132,7 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
             time_limit=time_limit, concurrency=concurrency, rate=rate, keys=keys,
             ops_per_key=ops_per_key, partitions=_shapes(partitions_spec),
             nemesis_interval=nemesis_interval, nemesis_jitter=nemesis_jitter,
-            seed=base_seed + i,
+            seed=base_seed + i, schedule=schedule,
             quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running, **cluster)
         if test_count > 1:
             click.echo(f"test {i + 1} of {test_count} (seed {settings.seed})")
@@ -164,6 +175,19 @@ def worst(codes: list[int]) -> int:
         if code in codes:
             return code
     return 0
+
+
+def _schedule_faults(path: str) -> str:
+    """The --nemesis list a schedule file stands for."""
+    from harness.schedule_file import load_schedule
+    from nemesis.schedule import FAULTS
+
+    try:
+        actions, _ = load_schedule(path)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--schedule") from None
+    kinds = {a.fault for a in actions if a.fault}
+    return ",".join(f for f in FAULTS if f in kinds) or "none"
 
 
 def _shapes(spec: str) -> list[str]:

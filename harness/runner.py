@@ -31,6 +31,7 @@ from harness.platforms.base import Platform
 from harness.platforms.local import LocalPlatform
 from harness.resources import ResourceSampler
 from harness.rundir import make_run_dir, point_latest, write_json
+from harness.schedule_file import load_schedule
 from harness.settings import TestSettings
 from harness.state import Session
 from harness.stores import FinalState, NodeCounters, Roles, Store, make_store
@@ -187,6 +188,8 @@ class Run:
                              random.Random(f"{self.settings.seed}-nemesis"),
                              self.settings.partitions, replicas=self.store.copies(),
                              jitter=self.settings.nemesis_jitter)
+        if self.settings.schedule:  # a simulated failure replayed here: best effort
+            self.schedule = load_schedule(self.settings.schedule)[0]
         write_json(self.run_dir / "test.json", self._test_json("running"))
         await asyncio.to_thread(self.platform.start)
         self.nemesis = NemesisRunner(self.platform, self.history, self._holder)
@@ -399,6 +402,10 @@ class Run:
 def run_test(settings: TestSettings, display_mode: str = "auto") -> RunOutcome:
     """Run one test to the end of teardown, then check and report it. Settings a store cannot
     run (`settings.errors()`) raise ValueError before anything starts."""
+    if settings.platform == "sim":  # one process on virtual time (harness/sim/)
+        from harness.sim.run import run_sim_test
+
+        return run_sim_test(settings)
     errors = settings.errors()
     if errors:
         raise ValueError("; ".join(errors))

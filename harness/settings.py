@@ -13,7 +13,7 @@ from checkers.read_your_writes import DEFAULT_QUORUM
 from harness.workloads import WORKLOADS, workload_for  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
-PLATFORMS = ("local", "netns", "docker")
+PLATFORMS = ("local", "netns", "docker", "sim")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
 
@@ -148,6 +148,8 @@ class TestSettings:
     quiesce_timeout: float = 15.0
     out: Path = Path("reports")
     leave_running: bool = False
+    #: a schedule file (`harness hunt` writes them) played instead of the seeded plan
+    schedule: str | None = None
 
     @property
     def client_timeout_s(self) -> float:
@@ -207,6 +209,21 @@ class TestSettings:
         if not 0 <= self.nemesis_jitter < 1:
             errs.append(f"--nemesis-jitter must be at least 0 and below 1 "
                         f"(got {self.nemesis_jitter})")
+        if self.platform == "sim" and self.leave_running:
+            errs.append("--leave-running: a simulated cluster lives only inside its run "
+                        "(use `harness cluster up` for one to watch)")
+        if self.schedule is not None:
+            from harness.schedule_file import load_schedule
+
+            try:
+                _, named = load_schedule(self.schedule)
+            except ValueError as e:
+                errs.append(f"--schedule: {e}")
+            else:
+                ids = {f"n{i}" for i in range(1, self.cluster.nodes + 1)}
+                if set(named) - ids:
+                    errs.append(f"--schedule names nodes {', '.join(sorted(set(named) - ids))}"
+                                f", not in this {self.cluster.nodes}-node cluster")
         if self.quiesce_timeout < 0:
             errs.append(f"--quiesce-timeout must not be negative (got {self.quiesce_timeout})")
         return errs

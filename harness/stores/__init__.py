@@ -68,7 +68,11 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
         if base_fault(fault) not in cls.faults:
             why = cls.unsupported_faults.get(fault) or UNSUPPORTED_WHY.get(fault, "not supported")
             errs.append(f"the {name} store cannot be tested under the {fault} nemesis: {why}")
-    if platform not in cls.platforms:
+    if platform == "sim" and platform not in cls.platforms:
+        errs.append(f"the sim platform runs the reference dynamo store's own code in one process "
+                    f"on virtual time; the {name} store needs real processes: run it on "
+                    f"{', '.join(cls.platforms)}")
+    elif platform not in cls.platforms:
         errs.append(f"the {name} store runs on the {', '.join(cls.platforms)} platform(s), "
                     f"not {platform}")
     elif (platform == "local" and "partition" in faults and not issubclass(cls, SelfPartitioning)

@@ -1,0 +1,182 @@
+"""The sim platform: the real node code in one process on virtual time, deterministic per seed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.sim.disk import CHECKPOINT_S, SimDisk
+from harness.sim.loop import DEAD, PAUSED, NodeGate, VirtualLoop
+from harness.sim.net import SimNetwork, SimTransport
+from node.transport import PeerError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def harness(*args: str, cwd: Path, hashseed: str = "0",
+            timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hashseed}
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_in(loop: VirtualLoop, coro) -> object:
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+# ---- the loop ----
+
+def test_virtual_time_jumps_and_a_paused_node_runs_nothing() -> None:
+    loop = VirtualLoop()
+    ticks: list[tuple[str, float]] = []
+
+    async def tick(name: str) -> None:
+        for _ in range(3):
+            await asyncio.sleep(1)
+            ticks.append((name, loop.time()))
+
+    async def main() -> None:
+        a, b = NodeGate("a"), NodeGate("b")
+        loop.create_task(tick("a"), context=a.new_context())
+        loop.create_task(tick("b"), context=b.new_context())
+        await asyncio.sleep(1.5)
+        a.state, b.state = PAUSED, DEAD
+        await asyncio.sleep(3600)  # an hour of virtual time
+        loop.resume(a)
+        await asyncio.sleep(5)
+
+    run_in(loop, main())
+    # a's second tick was due at 2.0 while paused: it runs at resume, and its clock moved on
+    assert ticks == [("a", 1.0), ("b", 1.0), ("a", 3601.5), ("a", 3602.5)]
+
+
+def test_to_thread_runs_inline_on_the_loop() -> None:
+    loop = VirtualLoop()
+
+    async def main() -> int:
+        return await asyncio.to_thread(lambda: 41 + 1)
+
+    assert run_in(loop, main()) == 42
+
+
+# ---- the network ----
+
+def test_one_way_partition_and_dead_nodes() -> None:
+    import random
+
+    loop = VirtualLoop()
+    net = SimNetwork(random.Random(1))
+    a, b = SimTransport(net, "a"), SimTransport(net, "b")
+
+    async def echo(sender: str, kind: str, body: object) -> object:
+        return [sender, kind, body]
+
+    a.set_handler(echo)
+    b.set_handler(echo)
+    net.gates.update(a=NodeGate("a"), b=NodeGate("b"))
+
+    async def main() -> None:
+        assert await a.request("b", "ping", {"x": 1}, 1.0) == ["a", "ping", {"x": 1}]
+        net.set_grudge({"b": {"a"}})  # b drops what a sends; a still hears b
+        t0 = loop.time()
+        with pytest.raises(PeerError) as e:
+            await a.request("b", "ping", None, 0.5)
+        assert e.value.reason == "timeout" and loop.time() - t0 == pytest.approx(0.5)
+        # b -> a: the request arrives, but b drops a's reply
+        with pytest.raises(PeerError):
+            await b.request("a", "ping", None, 0.5)
+        net.set_grudge({})
+        net.gates["b"].state = DEAD
+        with pytest.raises(PeerError) as e:
+            await a.request("b", "ping", None, 0.5)
+        assert e.value.reason == "unreachable"
+
+    run_in(loop, main())
+
+
+# ---- the disk ----
+
+@pytest.mark.parametrize("fsync, after_crash, after_power", [
+    ("always", b"v", b"v"),  # acknowledged = on the disk
+    ("os", b"v", None),  # acknowledged = committed to the OS: a power cut loses it
+])
+def test_a_crash_keeps_what_the_fsync_policy_made_durable(fsync: str, after_crash: bytes | None,
+                                                           after_power: bytes | None) -> None:
+    loop = VirtualLoop()
+
+    async def main() -> None:
+        disk = SimDisk(fsync)
+        await disk.put("k", b"v")  # acknowledged
+        disk.crash()
+        assert disk.get("k") == after_crash
+        disk.power_cut()
+        assert disk.get("k") == after_power
+        if fsync == "os":  # after a checkpoint it is on the disk
+            await disk.put("k", b"w")
+            await asyncio.sleep(CHECKPOINT_S * 2)
+            disk.power_cut()
+            assert disk.get("k") == b"w"
+
+    run_in(loop, main())
+
+
+def test_fsync_none_acknowledges_before_the_commit_and_a_crash_loses_it() -> None:
+    loop = VirtualLoop()
+
+    async def main() -> None:
+        disk = SimDisk("none")
+        await disk.put("k", b"v")
+        assert disk.get("k") == b"v"
+        disk.crash()
+        assert disk.get("k") is None
+
+    run_in(loop, main())
+
+
+# ---- whole runs ----
+
+def test_same_seed_same_history_across_processes_and_the_replay_command(tmp_path: Path) -> None:
+    """Two processes with different hash seeds (set and dict orders of strings differ), then the
+    replay command the first run wrote: one history, byte for byte."""
+    args = ["run", "--platform", "sim", "--nemesis", "all", "--workload", "cart",
+            "--time-limit", "15", "--seed", "11", "--display", "quiet"]
+    first = harness(*args, "--out", str(tmp_path / "a"), cwd=tmp_path, hashseed="1")
+    second = harness(*args, "--out", str(tmp_path / "b"), cwd=tmp_path, hashseed="2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
+    ha = (tmp_path / "a" / "latest" / "history.jsonl").read_bytes()
+    hb = (tmp_path / "b" / "latest" / "history.jsonl").read_bytes()
+    assert ha.count(b"\n") > 1000 and b'"process":"nemesis"' in ha
+    assert ha == hb
+
+    test = json.loads((tmp_path / "a" / "latest" / "test.json").read_text())
+    assert test["platform"] == "sim" and test["simulated"]["seed"] == 11
+    replay = shlex.split(test["simulated"]["replay"])
+    assert replay[:4] == ["harness", "run", "--platform", "sim"]
+    out_at = replay.index("--out")
+    replay[out_at + 1] = str(tmp_path / "c")
+    third = harness(*replay[1:], "--display", "quiet", cwd=tmp_path, hashseed="3")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert (tmp_path / "c" / "latest" / "history.jsonl").read_bytes() == ha
+    assert (tmp_path / "a" / "latest" / "report.html").exists()
+
+    other = harness(*args[:-4], "--seed", "12", "--display", "quiet",
+                    "--out", str(tmp_path / "d"), cwd=tmp_path)
+    assert (tmp_path / "d" / "latest" / "history.jsonl").read_bytes() != ha, other.stderr
+
+
+def test_other_stores_are_refused_on_sim(tmp_path: Path) -> None:
+    done = harness("run", "--platform", "sim", "--store", "etcd", "--workload", "cas-register",
+                   "--nemesis", "none", "--out", str(tmp_path), cwd=tmp_path, timeout=60)
+    assert done.returncode == 3
+    assert "sim platform runs the reference dynamo store" in done.stderr + done.stdout
