@@ -9,6 +9,8 @@ JSON-encoded as the HTTP API would) and a quiesce that reads every replica the s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +60,10 @@ class SimPlatform(Platform):
         root.mkdir(parents=True, exist_ok=True)
         store.layout(root, self.specs)
         config = parse_cluster((root / CLUSTER_FILE).read_text(encoding="utf-8"), root)
+        if config.cluster_secret:
+            # the secret signs client contexts, which the history records: one seed, one secret
+            secret = hashlib.sha256(f"sim cluster secret {seed}".encode()).hexdigest()
+            config = dataclasses.replace(config, cluster_secret=secret)
         loop = asyncio.get_running_loop()
         if not isinstance(loop, VirtualLoop):
             raise PlatformError("the sim platform runs on the simulator's virtual-time loop "
