@@ -13,7 +13,7 @@ from checkers.read_your_writes import DEFAULT_QUORUM
 from harness.workloads import WORKLOADS, workload_for  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
-PLATFORMS = ("local", "netns", "docker")
+PLATFORMS = ("local", "netns", "docker", "ssh")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
 
@@ -148,6 +148,10 @@ class TestSettings:
     quiesce_timeout: float = 15.0
     out: Path = Path("reports")
     leave_running: bool = False
+    # the ssh platform (harness/platforms/ssh.py): the hosts file and how host keys are checked
+    hosts: str | None = None
+    known_hosts: str | None = None
+    insecure_accept_host_keys: bool = False
 
     @property
     def client_timeout_s(self) -> float:
