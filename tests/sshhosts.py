@@ -139,13 +139,14 @@ def _make_network(state: dict[str, Any]) -> None:
 
 
 def _keygen(path: Path) -> None:
+    path.unlink(missing_ok=True)  # ssh-keygen would ask before overwriting
+    path.with_suffix(".pub").unlink(missing_ok=True)
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)])
 
 
 def _make_keys(directory: Path, state: dict[str, Any]) -> None:
     for name in ("id_test", "id_other"):  # id_other: a key no host accepts
-        if not (directory / name).exists():
-            _keygen(directory / name)
+        _keygen(directory / name)
     (directory / "authorized_keys").write_text((directory / "id_test.pub").read_text())
     known, wrong = [], []
     for h in state["hosts"]:
