@@ -280,22 +280,32 @@ def test_ctrl_c_collects_logs_and_leaves_nothing(hosts: dict[str, Any], env: dic
 
 def test_cleanup_after_kill_9_of_the_harness(hosts: dict[str, Any], env: dict[str, str],
                                              tmp_path: Path) -> None:
-    """The nodes outlive a killed harness (they are on the hosts); `harness cleanup --hosts`
-    finds them from the hosts' run.json alone, and plain `harness cleanup` then finds nothing
-    left where the session record points and drops the record."""
+    """The nodes outlive a killed harness (they are on the hosts); `harness cleanup` reaches
+    the hosts its session record names, with their keys pinned, and removes the run."""
     proc = start_background_run(hosts, env, tmp_path / "reports")
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert any("process" in x for x in leftovers(hosts))
     dry = harness(["cleanup", "--hosts", str(hosts["hosts_file"]), "--dry-run"], env)
-    assert dry.stdout.count("would remove") == 5, dry.stdout + dry.stderr
+    assert dry.stdout.count(": would remove /") == 5, dry.stdout + dry.stderr
     assert any("process" in x for x in leftovers(hosts))
+    done = harness(["cleanup"], env)
+    assert done.returncode == 0 and "not reached" not in done.stdout, done.stdout
+    assert leftovers(hosts) == [], done.stdout
+    assert session_records(Path(env["HARNESS_STATE_DIR"])) == []
+    again = harness(["cleanup", "--hosts", str(hosts["hosts_file"])], env)
+    assert "nothing of ours left on 5" in again.stdout, again.stdout
+
+
+def test_cleanup_hosts_finds_a_run_without_its_session_record(hosts: dict[str, Any],
+                                                              env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    proc = start_background_run(hosts, env, tmp_path / "reports")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    for path in (Path(env["HARNESS_STATE_DIR"]) / "sessions").glob("*.json"):
+        path.unlink()  # the control node lost its records: the hosts' run.json still say
     done = harness(["cleanup", "--hosts", str(hosts["hosts_file"])], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": done") == 5, done.stdout
     assert leftovers(hosts) == []
-    plain = harness(["cleanup"], env)  # reaches the recorded hosts, pinned to their keys
-    assert plain.returncode == 0 and "not reached" not in plain.stdout, plain.stdout
-    assert session_records(Path(env["HARNESS_STATE_DIR"])) == []
-    again = harness(["cleanup", "--hosts", str(hosts["hosts_file"])], env)
-    assert "nothing of ours left on 5" in again.stdout, again.stdout
