@@ -225,7 +225,7 @@ def wrong_key_hosts(state: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["refused-key", "host-down", "wrong-host-key"])
+@pytest.mark.parametrize("case", ["refused-key", "host-down", "wrong-host-key", "no-aiohttp"])
 def test_a_bad_host_stops_the_run_before_anything_is_done(hosts: dict[str, Any],
                                                           env: dict[str, str], tmp_path: Path,
                                                           case: str) -> None:
@@ -235,9 +235,15 @@ def test_a_bad_host_stops_the_run_before_anything_is_done(hosts: dict[str, Any],
     elif case == "host-down":
         path = bad_hosts_file(hosts, tmp_path, address=hosts["down_address"])
         host, words = "h3", ["cannot be reached"]
-    else:
+    elif case == "wrong-host-key":
         path = wrong_key_hosts(hosts, tmp_path)
         host, words = "h2", ["host key does not match"]
+    else:  # reached, but its Python cannot run the node: found before anything is made
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                       check=True, timeout=60)
+        path = bad_hosts_file(hosts, tmp_path, host="h4",
+                              python=str(tmp_path / "venv" / "bin" / "python3"))
+        host, words = "h4", ["cannot run the reference store: no aiohttp"]
     t0 = time.monotonic()
     proc = harness(run_args(hosts, tmp_path / "reports", "--nemesis", "partition",
                             hosts_file=path), env, timeout=60)
@@ -309,3 +315,48 @@ def test_cleanup_hosts_finds_a_run_without_its_session_record(hosts: dict[str, A
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": done") == 5, done.stdout
     assert leftovers(hosts) == []
+
+
+# -- the pure parts (no hosts needed) -------------------------------------------------------------
+
+
+def test_hosts_file_defaults_and_errors() -> None:
+    from harness.platforms.ssh_hosts import HostsFileError
+
+    parsed = parse_hosts('[defaults]\nkey = "~/k"\nsudo = true\n[[hosts]]\naddress = "10.9.9.9"\n'
+                         '[[hosts]]\nname = "b"\naddress = "db2.example"\nport = 2222\n'
+                         'agent = true\n')
+    a, b = parsed.hosts
+    assert (a.name, a.user, a.port, a.sudo, a.key) == ("10.9.9.9", "root", 22, True,
+                                                       str(Path("~/k").expanduser()))
+    assert (b.port, b.agent, b.key) == (2222, True, None)
+    assert b.where == "b (root@db2.example:2222)"
+    for text, words in [
+        ("[[hosts]]\naddress = \"1.2.3.4\"\n", "no key"),
+        ("[defaults]\nkey = \"k\"\n[[hosts]]\naddress = \"1.2.3.4\"\nport = 0\n", "1..65535"),
+        ("[defaults]\nkey = \"k\"\n[[hosts]]\naddress = \"1.2.3.4\"\n[[hosts]]\n"
+         "address = \"1.2.3.4\"\nname = \"x\"\n", "same address"),
+        ("[defaults]\nkey = \"k\"\ndir = \"rel\"\n[[hosts]]\naddress = \"1.2.3.4\"\n",
+         "absolute"),
+        ("[defaults]\nkey = \"k\"\npasword = 1\n[[hosts]]\naddress = \"1.2.3.4\"\n",
+         "unknown key"),
+    ]:
+        with pytest.raises(HostsFileError, match=words):
+            parse_hosts(text)
+
+
+def test_partition_rules_match_only_the_runs_ports() -> None:
+    from harness.platforms.ssh import heal_script, partition_script, remote_argv
+
+    script = partition_script("DJH-0123abcd", ["198.18.0.3"], [9000, 8000], sudo=True)
+    assert ("sudo -n iptables -w 5 -A DJH-0123abcd -s 198.18.0.3 -p tcp -m multiport --ports "
+            "8000,9000 -j DROP") in script
+    assert "-I INPUT 1 -j DJH-0123abcd" in script
+    assert partition_script("DJH-0123abcd", [], [8000], False) == heal_script("DJH-0123abcd",
+                                                                              False)
+    with pytest.raises(ValueError):
+        partition_script("INPUT", ["1.2.3.4"], [1], False)  # never another chain
+    host = parse_hosts('[[hosts]]\naddress = "1.2.3.4"\nkey = "k"\npython = "/opt/py"\n'
+                       ).hosts[0]
+    assert remote_argv([sys.executable, "-m", "node"], host) == ["/opt/py", "-m", "node"]
+    assert remote_argv(["/usr/bin/etcd", "--name", "n1"], host) == ["etcd", "--name", "n1"]

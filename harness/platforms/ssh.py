@@ -55,7 +55,7 @@ CHAIN_RE = re.compile(r"DJH-[0-9a-f]{8}")
 SESSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,80}")
 MULTIPORT_MAX = 15  # iptables' multiport match takes at most 15 ports
 INSTALL = ("the reference store's source tree (node/) copied by sftp into the run's folder on "
-           "each host and run with the host's Python (3.11+, with aiohttp and msgpack); etcd "
+           "each host and run with the host's Python (3.11+, with aiohttp>=3.9 and msgpack); etcd "
            "and Redis: the host's own programs")
 
 # -- shell run on the hosts: POSIX sh, pure functions of what is wanted -------------------------
@@ -328,16 +328,15 @@ class SshPlatform(SpecPlatform):
 
     def _preflight(self) -> None:
         """Look, change nothing: can each host run this store with these faults?"""
-        programs = {remote_argv(self.store.command(s, Path("/x")), self.host_of[s.id])[0]
-                    for s in self.specs[:1]}
-        if isinstance(self.store, Sidecars):
-            programs |= {remote_argv(argv, self.host_of[self.specs[0].id])[0]
-                         for argv in self.store.sidecars(self.specs[0], Path("/x")).values()}
         scripts = {}
-        for h in self.host_of.values():
+        for spec in self.specs:
+            h = self.host_of[spec.id]
+            argvs = [self.store.command(spec, Path("/x"))]
+            if isinstance(self.store, Sidecars):
+                argvs += list(self.store.sidecars(spec, Path("/x")).values())
+            programs = {remote_argv(argv, h)[0] for argv in argvs}
             scripts[h.name] = preflight_script(
-                h, programs=sorted(p for p in programs if p != h.python),
-                python=any(p == h.python for p in programs),
+                h, programs=sorted(programs - {h.python}), python=h.python in programs,
                 iptables=True, clock=self.clock)
         results = self._fleet().run_all(scripts, timeout=30)
         problems = []
@@ -621,15 +620,21 @@ def preflight_script(host: Host, programs: list[str], python: bool, iptables: bo
         lines.append(f"command -v {q(prog)} >/dev/null || "
                      f"p {q(f'{prog} not found on the PATH of {host.user}')}")
     if python:
-        # find_spec, not import: importing aiohttp on five hosts at once costs seconds
-        check = ("import sys, importlib.util as u; assert sys.version_info >= (3, 11), 'Python '"
-                 " + sys.version.split()[0] + ' is older than 3.11'; missing = [m for m in "
-                 "('aiohttp', 'msgpack') if u.find_spec(m) is None]; assert not missing, "
-                 "'no module ' + ', '.join(missing)")
-        lines.append(f"_e=$({q(host.python)} -c {q(check)} 2>&1 | tail -n 1) || "
-                     f"p \"{host.python} cannot run the reference store: $_e (it needs Python "
-                     "3.11+ with aiohttp and msgpack: apt-get install python3-aiohttp "
-                     "python3-msgpack)\"")
+        # the packages' metadata, not an import: importing aiohttp on five hosts at once costs
+        # seconds; the node needs aiohttp 3.9 (web.AppKey), newer than Debian 12's 3.8
+        check = ("import sys, importlib.metadata as m\n"
+                 "assert sys.version_info >= (3, 11), 'Python ' + sys.version.split()[0]\n"
+                 "for p in ('aiohttp', 'msgpack'):\n"
+                 "    try: v = m.version(p)\n"
+                 "    except m.PackageNotFoundError: sys.exit('no ' + p)\n"
+                 "    if p == 'aiohttp' and tuple(map(int, v.split('.')[:2])) < (3, 9):\n"
+                 "        sys.exit('aiohttp ' + v + ' is older than 3.9')\n")
+        lines.append(f"_e=$({q(host.python)} -c {q(check)} 2>&1) || "
+                     f"p \"{host.python} cannot run the reference store: "
+                     "$(echo \"$_e\" | tail -n 1) (it needs Python "
+                     "3.11+ with aiohttp>=3.9 and msgpack: python3 -m pip install "
+                     "'aiohttp>=3.9' msgpack there, or python = a virtualenv's python3 in the "
+                     "hosts file)\"")
     if iptables:
         how = "with sudo -n" if host.sudo else f"as {host.user}"
         why = (f"iptables does not work {how} (it needs root: user root, or sudo = true with "
