@@ -351,8 +351,7 @@ class SshPlatform(SpecPlatform):
                 if line.startswith("FAKETIME "):
                     self.faketime[name] = line[9:].strip()
         if problems:
-            self.fleet and self.fleet.close()
-            self.fleet = None
+            self._fleet().close()
             raise PlatformError("the hosts cannot run this test (nothing was done on any of "
                                 "them):\n  " + "\n  ".join(problems))
 
@@ -392,10 +391,9 @@ class SshPlatform(SpecPlatform):
         errors: list[str] = []
         if touched and self.fleet is None:
             self.fleet = Fleet(list(self.host_of.values()), self.trust, self.connect_timeout)
-            with contextlib.suppress(PlatformError):
-                self.fleet.connect_all()
+            errors += self.fleet.connect_some()  # each host that answers is cleaned
         if touched and self.fleet is not None and self.fleet.conns:
-            errors = self._collect_and_remove(touched)
+            errors += self._collect_and_remove(touched)
         if self.fleet is not None:
             self.fleet.close()
             self.fleet = None
