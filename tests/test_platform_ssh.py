@@ -94,7 +94,7 @@ def run_args(state: dict[str, Any], out: Path, *extra: str, hosts_file: Path | N
 RUNS = {
     "partition": (["--nemesis", "partition", "--partitions", "halves,majorities-ring,bridge"],
                   "lww"),
-    "crash": (["--nemesis", "crash", "--n", "1", "--r", "1", "--w", "1", "--keys", "10"],
+    "crash": (["--nemesis", "crash", "--n", "1", "--r", "1", "--w", "1", "--keys", "20"],
               "ack-before-write"),
     "clock": (["--nemesis", "clock"], "lww"),
 }
