@@ -369,7 +369,9 @@ class SshPlatform(SpecPlatform):
 
             def one(node: str) -> str | None:
                 h, run = self.host(node), self.remote_run(node)
-                mk = fleet.run(h.name, f"mkdir -p {shlex.quote(run)} && cat > "
+                # 0700: the cluster file holds the admin token (and any internode secret)
+                mk = fleet.run(h.name, f"umask 077 && mkdir -p {shlex.quote(run)} && "
+                               f"chmod 700 {shlex.quote(run)} && cat > "
                                f"{shlex.quote(run + '/' + MARKER)} <<'EOF'\n"
                                f"{json.dumps(marker | {'host': h.name})}\nEOF\n")
                 if mk.code != 0:
