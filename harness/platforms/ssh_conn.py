@@ -221,7 +221,8 @@ class Fleet:
             try:
                 shell = self._shells.get(host)
                 if shell is None or shell.is_closing():
-                    shell = await self.conns[host].create_process("sh", stderr=asyncssh.STDOUT)
+                    shell = await asyncio.wait_for(self.conns[host].create_process(
+                        "sh", stderr=asyncssh.STDOUT), timeout)
                     self._shells[host] = shell
                 mark = f"@@DJH-END-{secrets.token_hex(6)}"
                 shell.stdin.write(f"sh -c {shlex.quote(script)} </dev/null 2>&1; "
