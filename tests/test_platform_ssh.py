@@ -379,3 +379,27 @@ def test_partition_rules_match_only_the_runs_ports() -> None:
                        ).hosts[0]
     assert remote_argv([sys.executable, "-m", "node"], host) == ["/opt/py", "-m", "node"]
     assert remote_argv(["/usr/bin/etcd", "--name", "n1"], host) == ["etcd", "--name", "n1"]
+
+
+def test_accepted_keys_are_recorded_and_a_changed_pinned_key_is_refused(
+        hosts: dict[str, Any]) -> None:
+    from harness.platforms.base import PlatformError
+    from harness.platforms.ssh_conn import Fleet
+
+    parsed = load_hosts(hosts["hosts_file"])
+    h1 = parsed.hosts[0]
+    fleet = Fleet([h1], Trust(accept=True), 5)
+    try:
+        fleet.connect_all()
+        assert fleet.run("h1", "echo $((6 * 7))").out == "42"
+    finally:
+        fleet.close()
+    expected = subprocess.run(["ssh-keygen", "-lf", str(Path(hosts["dir"]) / "h1" /
+                                                      "host_key.pub")],
+                              capture_output=True, text=True, check=True).stdout.split()[1]
+    assert fleet.fingerprints["h1"] == expected
+    # cleanup of an accepting run trusts only the key it recorded
+    impostor = (Path(hosts["dir"]) / "h1" / "impostor_key.pub").read_text()
+    fleet = Fleet([h1], Trust(pinned={"h1": impostor}), 5)
+    with pytest.raises(PlatformError, match="host h1 .*not the one recorded"):
+        fleet.connect_all()
