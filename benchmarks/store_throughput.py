@@ -121,7 +121,9 @@ class BenchPlatform(LocalPlatform):
 
 def make_bench_store(name: str, args: argparse.Namespace) -> Store:
     if name == "dynamo":
-        node_settings = {} if args.anti_entropy == "on" else {"anti_entropy": False}
+        node_settings: dict = {} if args.anti_entropy == "on" else {"anti_entropy": False}
+        if args.auth == "off":  # internode frames unauthenticated, contexts unsigned
+            node_settings["insecure"] = True
         cluster = ClusterSettings(nodes=NODES, n=3, r=2, w=2, request_timeout_ms=2000,
                                   fsync=args.fsync, node_settings=node_settings)
         return BenchDynamo(cluster, args.loop)
@@ -482,6 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--anti-entropy", default="on", choices=["on", "off"],
                    help="dynamo: Merkle trees kept current on the write path and exchanged "
                         "(default on)")
+    p.add_argument("--auth", default="on", choices=["on", "off"],
+                   help="dynamo: internode HMAC authentication and signed contexts (on, the "
+                        "default), or insecure = true (off)")
     p.add_argument("--redis-reads", default="primary", choices=["primary", "spread"],
                    help="Redis reads on the primary (default), or on each connection's own node")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every figure to FILE")

@@ -113,14 +113,20 @@ def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json
                              independent=independent)
     except CheckError as e:
         raise click.ClickException(str(e)) from None
+    except RecursionError:
+        raise click.ClickException(f"{path}: a value is nested too deeply to check") from None
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     for warning in results.get("history", {}).get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
+    junit_error = None
     if junit is not None:
-        from harness.junit import write_junit
+        from harness.junit import JunitError, write_junit
 
-        write_junit(results, junit)
+        try:
+            write_junit(results, junit)
+        except JunitError as e:
+            junit_error = str(e)  # said after the verdict, which must not be lost
     if as_json:
         click.echo(json.dumps(results, indent=2, default=repr))
     else:
@@ -137,4 +143,7 @@ def check(path: Path, model: str | None, checker_names: tuple[str, ...], as_json
             click.echo(f"{tag} {name}: {r['summary']}")
         overall = results["verdict"]
         click.echo(click.style(f"verdict: {overall}", fg=_COLORS.get(overall), bold=True))
+    if junit_error:
+        click.echo(f"error: {junit_error} (exit 3)", err=True)
+        return 3
     return exit_code(results)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 from checkers.history import (
     HistoryError,
     Op,
     looks_independent,
+    op_from_dict,
     pair,
     read_history,
     split_independent,
@@ -48,6 +51,53 @@ def find_history(run_dir: Path) -> Path:
         if (run_dir / name).is_file():
             return run_dir / name
     raise CheckError(f"{run_dir}: no {' or '.join(HISTORY_NAMES)} in this run directory")
+
+
+_INTERNED = ("type", "f", "key", "node", "error", "fault")
+
+
+def stream_history(path: Path, warn: Callable[[str], None]) -> list[Op]:
+    """A history's operations, read a line at a time: the same records, errors and torn-line
+    rule as `checkers.history.read_history`, which holds the whole file, its lines and every
+    decoded record at once (a 200 MB history took 1.4 GiB); here only the operations stay."""
+    if is_edn(path):
+        return read_history(path, warn)
+    source = str(path)
+    ops: list[Op] = []
+    loads = json.loads
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; lines are read one ahead
+    except OSError as e:
+        raise HistoryError(source, None, f"cannot read: {e}") from e
+    with f:
+        n, raw = 0, f.readline()
+        while raw:
+            n += 1
+            nxt = f.readline()
+            if raw.strip():
+                problem = None
+                try:
+                    obj = loads(raw.decode("utf-8"))
+                except json.JSONDecodeError as e:
+                    problem = f"not valid JSON: {e.msg} (column {e.colno})"
+                except UnicodeDecodeError as e:
+                    problem = f"not UTF-8 ({e.reason} at byte {e.start + 1})"
+                else:
+                    if not isinstance(obj, dict):
+                        problem = f"expected a JSON object, got {type(obj).__name__}"
+                if problem is not None:
+                    if not nxt and not raw.endswith(b"\n"):  # the torn last line
+                        warn(f"{source} line {n}: the last line is incomplete ({problem}), as "
+                             "a writer killed mid-line leaves it; it is ignored")
+                        break
+                    raise HistoryError(source, n, problem)
+                for name in _INTERNED:  # a few distinct strings, repeated on every line
+                    v = obj.get(name)
+                    if type(v) is str:
+                        obj[name] = intern(v)
+                ops.append(op_from_dict(obj, source, n, len(ops)))
+            raw = nxt
+    return ops
 
 
 # models whose own values are lists, so a [k v] value is naturally theirs: never auto-split
@@ -116,11 +166,13 @@ def load_input(path: Path, model: str | None = None, budget: Budget | None = Non
                 raise CheckError(f"{run_dir / 'replicas.json'}: expected a JSON object")
     warned: list[str] = []  # a torn last line (docs/history.md), said in the results
     try:
-        ops = read_history(history, warned.append)
+        ops = stream_history(history, warned.append)
         ops, split = _independent(ops, history, test, model, independent)
         calls, nemesis = pair(ops, str(history))
     except HistoryError as e:
         raise CheckError(str(e)) from e
+    except RecursionError as e:
+        raise CheckError(f"{history}: a value is nested too deeply to read ({e})") from e
     if split["split"]:
         split["keys"] = len({c.key for c in calls})
     fmt = "EDN" if is_edn(history) else "JSONL"

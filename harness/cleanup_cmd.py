@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import click
 
 from harness.options import ssh_options
 from harness.platforms.leftovers import describe_leftovers, remove_leftovers
-from harness.state import kill_recorded, owner_alive, sessions, state_dir
+from harness.rundir import write_json
+from harness.state import Session, kill_recorded, owner_alive, sessions, state_dir
+
+
+def mark_killed(session: Session) -> bool:
+    """A run whose harness died (SIGKILL, power loss) left test.json saying `running`; say
+    `killed` instead, so that the index and a later reader do not take it for a live run.
+    True when test.json was changed."""
+    path = Path(session.dir) / "test.json"
+    try:
+        test = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(test, dict) or test.get("status") != "running":
+        return False
+    test["status"] = "killed"
+    test["killed_note"] = ("the harness process died before the run ended; `harness cleanup` "
+                           f"stopped what it left at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+    try:
+        write_json(path, test)
+    except OSError:
+        return False
+    return True
 
 
 def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
@@ -32,6 +56,7 @@ def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
             lines += [f"{session.id}: would remove {what}"
                       for what in describe_leftovers(session.extra)]
             continue
+        marked = session.kind == "run" and mark_killed(session)
         # netns/docker: namespaces, bridges, containers, networks (after their processes died)
         removed, complete = remove_leftovers(session.extra, session.id)
         if complete:
@@ -39,6 +64,8 @@ def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
         lines.append(f"{session.id} ({session.kind}, {session.dir}): stopped "
                      f"{', '.join(stopped) or 'nothing (already gone)'}")
         lines += [f"{session.id}: removed {what}" for what in removed]
+        if marked:
+            lines.append(f"{session.id}: marked {Path(session.dir) / 'test.json'} killed")
     return lines
 
 

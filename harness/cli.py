@@ -7,7 +7,9 @@ quick and one broken command cannot take the others down.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 
 import click
 
@@ -58,5 +60,12 @@ def main() -> None:
         sys.exit(EXIT_HARNESS)
     except click.ClickException as e:
         e.show()
+        sys.exit(EXIT_HARNESS)
+    except Exception as e:  # noqa: BLE001 - exit 1 would read as "invalid"
+        if os.environ.get("HARNESS_DEBUG"):
+            traceback.print_exc()
+        msg = str(e).splitlines()[0][:500] if str(e) else ""
+        click.echo(f"harness: internal error: {type(e).__name__}: {msg} (exit 3; "
+                   "HARNESS_DEBUG=1 shows the traceback)", err=True)
         sys.exit(EXIT_HARNESS)
     sys.exit(rv if isinstance(rv, int) else 0)

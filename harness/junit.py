@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -148,11 +149,33 @@ def xml_text(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+class JunitError(OSError):
+    """The XML could not be written there; the message names the path and why."""
+
+
 def write_xml(root: ET.Element, path: Path) -> None:
-    """Write the document at `path` in UTF-8 (parent folders are created)."""
+    """Write the document at `path` in UTF-8 (parent folders are created). Raises JunitError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(xml_text(root), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(xml_text(root), encoding="utf-8")
+    except OSError as e:
+        raise JunitError(f"cannot write the JUnit XML to {path}: {e.strerror or e}") from e
+
+
+def writable_file_error(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (checked before a long run), or None. Makes the
+    missing parent folders, as the writer would."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create {path.parent}: {e.strerror or e}"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"{path.parent} is not writable"
+    return None
 
 
 def write_junit(results: dict[str, Any], path: Path) -> None:

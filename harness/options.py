@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,24 @@ def cluster_from_options(nodes: int, n: int, r: int, w: int, q: int, sloppy: boo
     return cluster
 
 
+FLOAT_FLAGS = ("time_limit", "rate", "nemesis_interval", "nemesis_jitter", "quiesce_timeout")
+
+
+def writable_dir_error(path: Path) -> str | None:
+    """Why run directories cannot be made under `path` (said before anything starts), or None.
+    Makes `path` if it is missing, as the run would."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create {path}: {e.strerror or e}"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None
+
+
 def offered_faults(store: str) -> frozenset[str] | None:
     """The faults a store can be tested under (None: an unknown store, refused later)."""
     try:
@@ -122,6 +142,10 @@ def offered_faults(store: str) -> frozenset[str] | None:
 def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, out: Path,
                           **kw: Any) -> TestSettings:
     """Settings from the flags, or a click.UsageError naming every bad flag."""
+    bad = [f"--{k.replace('_', '-')} must be a finite number (got {kw[k]})" for k in FLOAT_FLAGS
+           if isinstance(kw.get(k), float) and not math.isfinite(kw[k])]
+    if bad:  # nan passes every comparison, and test.json would hold a bare NaN (not JSON)
+        raise click.UsageError("; ".join(bad))
     try:
         faults = parse_faults(nemesis_spec, offered_faults(kw.get("store", DEFAULT_STORE)))
     except ValueError as e:
@@ -162,4 +186,7 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
             find_libfaketime()
         except PlatformError as e:
             raise click.UsageError(str(e)) from None
+    why = writable_dir_error(out)  # last: a usage error above must leave no folder behind
+    if why:
+        raise click.BadParameter(why, param_hint="--out")
     return settings

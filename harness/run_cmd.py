@@ -111,6 +111,12 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
             raise click.BadParameter(str(e), param_hint="--node-setting") from None
         extra[key] = value
     cluster.update(bugs=list(dict.fromkeys(bugs)), node_settings=extra)
+    if junit is not None:
+        from harness.junit import writable_file_error
+
+        why = writable_file_error(junit)
+        if why:
+            raise click.BadParameter(why, param_hint="--junit")
     base_seed = seed if seed is not None else secrets.randbits(31)
     codes = []
     for i in range(test_count):
@@ -128,11 +134,15 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
         if test_count > 1:
             click.echo(f"test {i + 1} of {test_count} (seed {settings.seed})")
         outcome = run_test(settings, display_mode=display)
+        junit_error = None
         if junit is not None and outcome.results is not None:
-            from harness.junit import write_junit
+            from harness.junit import JunitError, write_junit
 
             target = junit if test_count == 1 else junit.with_stem(f"{junit.stem}-{i + 1}")
-            write_junit(outcome.results, target)
+            try:
+                write_junit(outcome.results, target)
+            except JunitError as e:
+                junit_error = str(e)  # said below, after the verdict, which must not be lost
         click.echo(f"run directory: {outcome.run_dir}")
         report = outcome.run_dir / "report.html"
         if report.exists():
@@ -150,6 +160,9 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
                 click.echo(f"{node} {url}")
         click.echo(f"verdict: {outcome.verdict or 'none'} (exit {outcome.exit_code})")
         codes.append(outcome.exit_code)
+        if junit_error:
+            click.echo(f"harness error: {junit_error} (exit {EXIT_HARNESS})", err=True)
+            codes.append(EXIT_HARNESS)
     return worst(codes)
 
 

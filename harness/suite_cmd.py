@@ -56,12 +56,25 @@ def suite(suite_file: Path, out: Path, junit: Path | None, only: tuple[str, ...]
 
     # a CI log is not a terminal: give the table room rather than rich's 80 columns
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    from harness.junit import writable_file_error
+    from harness.options import writable_dir_error
+    from harness.suite_nodecheck import node_settings_refusals
+
     try:
         loaded = expand(load_suite(suite_file))
         tests = select(loaded, list(only))
+        refusals = node_settings_refusals(tests)  # what the node would refuse at start
+        if refusals:
+            raise SuiteError("; ".join(refusals))
     except SuiteError as e:
         click.echo(f"error: {e}", err=True)
         return EXIT_BAD_SUITE
+    for flag, why in ([] if dry_run else  # a dry run makes nothing
+                      [("--out", writable_dir_error(out)),
+                       ("--junit", junit and writable_file_error(junit))]):
+        if why:
+            click.echo(f"error: {flag}: {why}", err=True)
+            return EXIT_BAD_SUITE
     if dry_run:
         for t in tests:
             click.echo(f"{t.name}: harness {' '.join(run_args(t, out / t.name, seed))}")
@@ -86,10 +99,16 @@ def suite(suite_file: Path, out: Path, junit: Path | None, only: tuple[str, ...]
         (out / "suite.json").write_text(json.dumps(summary_json(loaded, outcomes), indent=2)
                                         + "\n", encoding="utf-8")
     console.print(table(outcomes))
-    if junit is not None:
-        junit.parent.mkdir(parents=True, exist_ok=True)
-        junit.write_text(junit_xml(loaded, outcomes), encoding="utf-8")
     failed = [o.test.name for o in outcomes if not o.passed]
+    if junit is not None:
+        try:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(junit_xml(loaded, outcomes), encoding="utf-8")
+        except OSError as e:
+            # after the table: the outcomes are already said
+            click.echo(f"error: cannot write the JUnit XML to {junit}: {e.strerror or e}",
+                       err=True)
+            return EXIT_BAD_SUITE
     if failed:
         console.print(f"[red]{len(failed)} of {len(outcomes)} tests missed their expectation:"
                       f"[/] {', '.join(failed)}")

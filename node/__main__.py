@@ -23,6 +23,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="enable a seeded defect (repeatable; adds to the cluster file's bugs)")
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
                    help="event loop: uvloop if installed (auto), or the standard one")
+    p.add_argument("--check", action="store_true",
+                   help="only check the cluster file and --id, then exit (0: the node would "
+                        "start with them; 2: what is wrong)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     return p.parse_args(argv)
@@ -36,19 +39,31 @@ async def run(args: argparse.Namespace, log: logging.Logger) -> None:
     data_dir = config.node_data_dir(args.id)
     storage = SqliteStorage(data_dir / "store.sqlite3", config.fsync, log)
     peers = {e.id: (e.host, e.peer_port) for e in config.nodes if e.id != me.id}
-    transport = TcpTransport(me.id, me.host, me.peer_port, peers, log,
+    if config.insecure:
+        log.warning("cluster file: insecure = true: internode frames and client contexts are "
+                    "not authenticated; anyone who reaches a peer port can write any data")
+    transport = TcpTransport(me.id, me.bind_host, me.peer_port, peers, log,
                              max_frame=config.max_frame_bytes,
-                             connect_timeout=config.connect_timeout_ms / 1000)
+                             connect_timeout=config.connect_timeout_ms / 1000,
+                             secret=config.cluster_secret, cluster=config.name)
     node = Node(config, me.id, SystemClock(), system_random(), storage, transport, log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(node, me.host, me.client_port, stop)
+    await serve(node, me.bind_host, me.client_port, stop)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.check:
+        try:
+            load_cluster(args.cluster, tuple(args.bug)).node(args.id)
+        except ConfigError as e:
+            print(f"dynamo-node: {e}", file=sys.stderr)
+            sys.exit(2)
+        print(f"dynamo-node: {args.cluster} is a cluster file node {args.id} accepts")
+        return
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s {args.id}: %(message)s")

@@ -22,6 +22,8 @@ Pure functions only: no clock, no randomness, no I/O.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -202,13 +204,53 @@ def encode_context(vv: Mapping[str, tuple[int, int]]) -> str:
     return CONTEXT_PREFIX + base64.urlsafe_b64encode(packed).rstrip(b"=").decode("ascii")
 
 
+def context_key(cluster_secret: str) -> bytes | None:
+    """The key that signs client contexts, derived from the cluster secret (None: unsigned)."""
+    if not cluster_secret:
+        return None
+    return hmac.new(cluster_secret.encode(), b"dynamo client context v1", hashlib.sha256).digest()
+
+
+def _context_tag(unsigned: str, key: bytes) -> str:
+    tag = hmac.new(key, unsigned.encode("ascii"), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(tag).rstrip(b"=").decode("ascii")
+
+
+def seal_context(vv: Mapping[str, tuple[int, int]], key: bytes | None) -> str:
+    """The context string a client gets: `encode_context`, plus `.` and a 128-bit HMAC tag when
+    the cluster has a secret, so that a client can hand back only what some node issued (a
+    forged counter of 2**63-1 once locked a key for good: issue 17)."""
+    text = encode_context(vv)
+    return text if key is None else f"{text}.{_context_tag(text, key)}"
+
+
+def open_context(text: str | None, key: bytes | None, max_entries: int = 1 << 20) -> VV:
+    """Read and check a client's context: its tag (when `key`), then its contents. Raises
+    ContextError saying what is wrong."""
+    if text is None or text == "":
+        return {}
+    if key is not None:
+        unsigned, dot, tag = text.rpartition(".")
+        if not dot or unsigned in ("", "c1") or not hmac.compare_digest(
+                tag.encode("ascii", "replace"), _context_tag(unsigned, key).encode("ascii")):
+            raise ContextError("context was not issued by this cluster (its signature does "
+                               "not match): pass back a context exactly as a read returned it")
+    vv = decode_context(text)
+    if len(vv) > max_entries:
+        raise ContextError(f"context has {len(vv)} entries, over the limit of {max_entries}")
+    if any(not a for a in vv):
+        raise ContextError("context names an empty actor")
+    return vv
+
+
 def decode_context(text: str | None) -> VV:
-    """Read a client's context; None or "" is the empty context. Raises ContextError."""
+    """Read a client's context (its tag, if any, is ignored: see `open_context`); None or "" is
+    the empty context. Raises ContextError."""
     if text is None or text == "":
         return {}
     if not isinstance(text, str) or not text.startswith(CONTEXT_PREFIX):
         raise ContextError("context is not one this store produced (expected 'c1.' prefix)")
-    body = text[len(CONTEXT_PREFIX):]
+    body = text[len(CONTEXT_PREFIX):].partition(".")[0]
     try:
         packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         raw = msgpack.unpackb(packed, raw=False)

@@ -27,6 +27,17 @@ BACKGROUND_INTS: dict[str, tuple[int, int, int]] = {
 }
 
 
+# Bounds on what comes from outside (issue 17): (setting, default, lowest, highest). Each is
+# documented in docs/node-api.md with what happens when it is exceeded.
+LIMIT_INTS: dict[str, tuple[int, int, int]] = {
+    "max_siblings": (100, 1, 100_000),            # versions of one key a client write may leave
+    "max_sibling_bytes": (4 << 20, 1024, 1 << 30),  # encoded size of one key's sibling set
+    "max_context_entries": (1000, 1, 1_000_000),  # actors in a client's context
+    "max_key_bytes": (1024, 1, 65_536),
+    "max_hints_per_peer": (100_000, 1, 100_000_000),  # hinted keys held for one owner
+}
+
+
 # The node's replication defaults, in this one place of node/ (the harness's copy, which node may
 # not import, is checkers/read_your_writes.py's Quorum; tests/test_defaults.py holds them equal).
 DEFAULT_N, DEFAULT_R, DEFAULT_W = 3, 2, 2
@@ -43,6 +54,12 @@ class NodeEntry:
     client_port: int
     peer_port: int
     data_dir: Path | None = None
+    # where the sockets listen; None: `host` (a wildcard is allowed, never implied)
+    bind: str | None = None
+
+    @property
+    def bind_host(self) -> str:
+        return self.bind if self.bind is not None else self.host
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,17 @@ class ClusterConfig:
     aae_max_keys: int = 10_000
     tombstone_grace_ms: int = 60_000
     reap_interval_ms: int = 5_000
+    # issue 17: who may talk to the node, and how much
+    name: str = "dynamo"          # the cluster's name, bound into every internode handshake
+    cluster_secret: str = ""      # internode HMAC key; "" only with insecure = true (or in-process)
+    insecure: bool = False        # internode frames unauthenticated, contexts unsigned
+    client_token: str = ""        # when set, /kv needs "Authorization: Bearer <token>"
+    admin_reads: str = "open"     # "token": /admin reads need X-Admin-Token too
+    max_siblings: int = 100
+    max_sibling_bytes: int = 4 << 20
+    max_context_entries: int = 1000
+    max_key_bytes: int = 1024
+    max_hints_per_peer: int = 100_000
     ignored_keys: tuple[str, ...] = field(default=())
 
     def node(self, node_id: str) -> NodeEntry:
@@ -147,8 +175,11 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
         node_dir = raw.get("data_dir")
         if node_dir is not None and not isinstance(node_dir, str):
             raise ConfigError(f"{where}: data_dir must be a string")
+        bind = raw.get("bind")
+        if bind is not None and (not isinstance(bind, str) or not bind):
+            raise ConfigError(f"{where}: bind must be a non-empty address string")
         nodes.append(NodeEntry(node_id, host, client_port, peer_port,
-                               _path(node_dir, base_dir) if node_dir else None))
+                               _path(node_dir, base_dir) if node_dir else None, bind))
 
     where = "[cluster]"
     count = len(nodes)
@@ -161,8 +192,8 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
     if q < count:
         raise ConfigError(f"{where}: q ({q}) must be at least the number of nodes ({count})")
     flags = {}
-    for name in ("sloppy_quorum", "read_repair", "anti_entropy"):
-        flags[name] = cluster.get(name, True)
+    for name in ("sloppy_quorum", "read_repair", "anti_entropy", "insecure"):
+        flags[name] = cluster.get(name, name != "insecure")
         if not isinstance(flags[name], bool):
             raise ConfigError(f"{where}: {name} must be true or false")
     sloppy = flags["sloppy_quorum"]
@@ -181,7 +212,9 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
 
     known_keys = {"n", "r", "w", "q", "sloppy_quorum", "request_timeout_ms", "data_dir", "fsync",
                   "admin_token", "bugs", "clock_prune_max", "max_body_bytes", "max_frame_bytes",
-                  "connect_timeout_ms", "read_repair", "anti_entropy", *BACKGROUND_INTS}
+                  "connect_timeout_ms", "read_repair", "anti_entropy", *BACKGROUND_INTS,
+                  "name", "cluster_secret", "insecure", "client_token", "admin_reads",
+                  *LIMIT_INTS}
     ignored = tuple(sorted(k for k in cluster if k not in known_keys))
     typos = [k for k in ignored if k not in FUTURE_CLUSTER_KEYS]
     if typos:
@@ -199,6 +232,37 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
             f"({request_timeout_ms}), i.e. {2 * request_timeout_ms}: a repair message may "
             "still be in flight that long and would bring a reaped key's old value back")
 
+    limits = {name: _int(cluster, name, default, where, lo, hi)
+              for name, (default, lo, hi) in LIMIT_INTS.items()}
+    max_frame = _int(cluster, "max_frame_bytes", 16 << 20, where, 1024, 1 << 30)
+    if max_frame < 2 * limits["max_sibling_bytes"] + 65_536:
+        # a sibling set must always fit in the frame that carries it (the hostile-input probe
+        # of issue 17: a 20 MB set broke every connection that carried it)
+        raise ConfigError(
+            f"{where}: max_frame_bytes ({max_frame}) must be at least twice max_sibling_bytes "
+            f"({limits['max_sibling_bytes']}) plus 65536, so that a sibling set always fits in "
+            "a frame")
+    admin_reads = _str(cluster, "admin_reads", "open", where)
+    if admin_reads not in ("open", "token"):
+        raise ConfigError(f"{where}: admin_reads must be \"open\" or \"token\", got "
+                          f"{admin_reads!r}")
+    if admin_reads == "token" and not cluster.get("admin_token"):
+        raise ConfigError(f"{where}: admin_reads = \"token\" needs an admin_token")
+    name = _str(cluster, "name", "dynamo", where)
+    if not name or len(name) > 200:
+        raise ConfigError(f"{where}: name must be 1 to 200 characters")
+    secret = _str(cluster, "cluster_secret", "", where)
+    if flags["insecure"]:
+        if secret:
+            raise ConfigError(f"{where}: cluster_secret and insecure = true contradict each other")
+    elif len(secret) < 16:
+        raise ConfigError(
+            f"{where}: cluster_secret is required (at least 16 characters; "
+            "`python3 -c 'import secrets; print(secrets.token_hex(32))'` makes one): it "
+            "authenticates internode frames and client contexts. Set insecure = true to run "
+            "without it (anyone who reaches a peer port can then write any data)"
+            + (f"; got {len(secret)} characters" if secret else ""))
+
     return ClusterConfig(
         nodes=tuple(nodes), n=n, r=r, w=w, q=q, sloppy_quorum=sloppy,
         request_timeout_ms=request_timeout_ms,
@@ -208,10 +272,14 @@ def parse_cluster(text: str, base_dir: Path, extra_bugs: tuple[str, ...] = ()) -
         bugs=bugs,
         clock_prune_max=_int(cluster, "clock_prune_max", 0, where, 0, 1 << 20),
         max_body_bytes=_int(cluster, "max_body_bytes", 1 << 20, where, 1024, 1 << 30),
-        max_frame_bytes=_int(cluster, "max_frame_bytes", 16 << 20, where, 1024, 1 << 30),
+        max_frame_bytes=max_frame,
         connect_timeout_ms=_int(cluster, "connect_timeout_ms", 500, where, 1, 600_000),
         read_repair=flags["read_repair"], anti_entropy=flags["anti_entropy"],
         **background,
+        name=name, cluster_secret=secret, insecure=flags["insecure"],
+        client_token=_str(cluster, "client_token", "", where),
+        admin_reads=admin_reads,
+        **limits,
         ignored_keys=ignored,
     )
 

@@ -35,7 +35,7 @@ from typing import Any
 from node import clocks
 from node.bugs import last_write_wins
 from node.clocks import VV, Version
-from node.replica import Replica
+from node.replica import ForgedContext, Replica, SiblingLimit
 from node.ring import Ring
 from node.transport import PeerError
 
@@ -164,6 +164,7 @@ class Coordinator:
     read_repair_on: bool = True
     stats: dict[str, int] = field(default_factory=dict)
     bugs: frozenset[str] = frozenset()  # seeded defects (docs/bugs.md)
+    context_key: bytes | None = None  # signs the contexts given to clients (clocks.seal_context)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     # ---- the sloppy quorum ----
@@ -260,7 +261,7 @@ class Coordinator:
         body = {
             "key": key,
             "values": _RawJson([v.value for v in live]),
-            "context": clocks.encode_context(ctx),
+            "context": clocks.seal_context(ctx, self.context_key),
             "clock": clocks.vv_counters(ctx),
             "replicas": rnd.replicas(),
         }
@@ -304,7 +305,12 @@ class Coordinator:
         if self.node_id not in pref:
             return await self._forward(pref, key, value, ctx, tombstone, w, pw, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
-        new, siblings, durable = self.replica.coordinate(key, value, ctx, tombstone)
+        try:
+            new, siblings, durable = self.replica.coordinate(key, value, ctx, tombstone)
+        except SiblingLimit as e:
+            return 413, {"error": "too_many_siblings", "message": str(e)}
+        except ForgedContext as e:
+            return 400, {"error": "bad_context", "message": str(e)}
         blob = clocks.encode_versions(siblings)
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:
@@ -335,7 +341,7 @@ class Coordinator:
             body["version"] = new.id
             return 503, body
         return 200, {
-            "context": clocks.encode_context(new.clock()),
+            "context": clocks.seal_context(new.clock(), self.context_key),
             "clock": clocks.vv_counters(new.clock()),
             "replicas": rnd.replicas(),
             "version": new.id,

@@ -7,7 +7,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from node import clocks
 from node.coordinator import dumps
@@ -15,7 +16,6 @@ from node.coordinator import dumps
 if TYPE_CHECKING:
     from node.server import Node
 
-MAX_KEY_BYTES = 1024
 MAX_TIMEOUT_MS = 600_000
 LOG = web.AppKey("log", logging.Logger)
 KV_PARAMS = frozenset({"r", "w", "pr", "pw", "timeout_ms"})
@@ -67,13 +67,15 @@ class Api:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.cfg = node.config
+        self.context_key = clocks.context_key(node.config.cluster_secret)
 
     # ---- request parsing ----
 
     def _key(self, request: web.Request) -> str:
         key = request.match_info["key"]
-        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-            raise BadRequest("bad_key", f"key is longer than {MAX_KEY_BYTES} bytes")
+        limit = self.cfg.max_key_bytes
+        if len(key.encode("utf-8", "surrogatepass")) > limit:
+            raise BadRequest("bad_key", f"key is longer than {limit} bytes (max_key_bytes)")
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
@@ -127,25 +129,32 @@ class Api:
             raise BadRequest("malformed_json", "body must be a JSON object")
         return doc
 
-    @staticmethod
-    def _context(doc: dict) -> clocks.VV:
+    def _context(self, doc: dict) -> clocks.VV:
         ctx = doc.get("context")
         if ctx is not None and not isinstance(ctx, str):
             raise BadRequest("bad_context", "context must be a string or null")
         try:
-            return clocks.decode_context(ctx)
+            return clocks.open_context(ctx, self.context_key, self.cfg.max_context_entries)
         except clocks.ContextError as e:
             raise BadRequest("bad_context", str(e)) from e
+
+    def _client_auth(self, request: web.Request) -> None:
+        token = self.cfg.client_token
+        if token and not _bearer_ok(request, token):
+            raise BadRequest("unauthorized", "missing or wrong \"Authorization: Bearer\" "
+                                             "token (the cluster file sets client_token)", 401)
 
     # ---- client API ----
 
     async def get(self, request: web.Request) -> web.Response:
+        self._client_auth(request)
         key = self._key(request)
         r, pr, timeout = self._params(request, "r")
         status, body = await self.node.coordinator.get(key, r, pr, timeout)
         return reply(status, body)
 
     async def put(self, request: web.Request) -> web.Response:
+        self._client_auth(request)
         key = self._key(request)
         w, pw, timeout = self._params(request, "w")
         doc = await self._body(request)
@@ -156,10 +165,20 @@ class Api:
             raise BadRequest("bad_body", "body needs a \"value\" field")
         ctx = self._context(doc)
         value = json.dumps(doc["value"], separators=(",", ":"), ensure_ascii=False)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # JSON allows "\ud800"; stored values are UTF-8, which has no lone surrogates
+            raise BadRequest("bad_value", "value holds a lone UTF-16 surrogate "
+                                          f"({e.object[e.start:e.end]!r}), which is not "
+                                          "Unicode text and cannot be stored") from None
         status, body = await self.node.coordinator.put(key, value, ctx, False, w, pw, timeout)
+        if status in (400, 413):  # a limit or a forged context: said where it happened too
+            self.node.log.info("refused PUT %s: %s", request.path, body.get("message"))
         return reply(status, body)
 
     async def delete(self, request: web.Request) -> web.Response:
+        self._client_auth(request)
         key = self._key(request)
         w, pw, timeout = self._params(request, "w")
         doc = await self._body(request) if await _has_body(request) else {}
@@ -173,28 +192,37 @@ class Api:
     # ---- admin API ----
 
     async def status(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, self.node.status())
 
     async def stats(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, self.node.stats_view())
 
     async def aae(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, self.node.aae_status())
 
     async def replicas(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         key = self._key(request)
         timeout = _int_param(request, "timeout_ms", 1, MAX_TIMEOUT_MS,
                              self.cfg.request_timeout_ms) / 1000
         return reply(200, await self.node.coordinator.replicas_view(key, timeout))
 
     async def clock(self, request: web.Request) -> web.Response:
+        self._admin_read(request)
         return reply(200, {"wall_ms": self.node.clock.wall_ms()})
 
-    def _authorise(self, request: web.Request) -> None:
+    def _admin_read(self, request: web.Request) -> None:
+        if self.cfg.admin_reads == "token":
+            self._authorise(request, "admin reads")
+
+    def _authorise(self, request: web.Request, what: str = "fault injection") -> None:
         token = self.cfg.admin_token
         given = request.headers.get("X-Admin-Token", "")
         if not token:
-            raise BadRequest("forbidden", "fault injection is off: the cluster file sets no "
+            raise BadRequest("forbidden", f"{what} is off: the cluster file sets no "
                                           "admin_token", 403)
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise BadRequest("forbidden", "missing or wrong X-Admin-Token", 403)
@@ -218,6 +246,37 @@ class Api:
         self.node.transport.set_drop_from(())
         self.node.log.warning("fault: partition healed")
         return reply(200, {"drop_from": []})
+
+
+def _bearer_ok(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), token.encode())
+
+
+class _OneLineBadHttp(logging.Filter):
+    """aiohttp logs each malformed request at ERROR with a traceback; one WARNING line naming
+    the client and the fault says as much without flooding the log under a fuzzer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, http_exceptions.HttpProcessingError | RequestPayloadError):
+            # RequestPayloadError: a body that does not decode (Content-Encoding: gzip over
+            # garbage, found by benchmarks/fuzz.py), met again when aiohttp drains it
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s: %s", (
+                remote, " ".join(str(exc).split()) or type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def http_logger(log: logging.Logger) -> logging.Logger:
+    """The logger for aiohttp's request handler: the node's, with bad requests on one line."""
+    child = log.getChild("http")
+    if not any(isinstance(f, _OneLineBadHttp) for f in child.filters):
+        child.addFilter(_OneLineBadHttp())
+    return child
 
 
 async def _has_body(request: web.Request) -> bool:

@@ -67,9 +67,31 @@ class DotCounter:
         return counter
 
 
+class SiblingLimit(ValueError):
+    """A client write would leave the key with more siblings, or more bytes, than allowed."""
+
+
+class HintLimit(ValueError):
+    """This node already holds `max_hints_per_peer` hinted keys for that owner."""
+
+
+class ForgedContext(ValueError):
+    """A client's context names a counter of this actor that this actor never issued."""
+
+
 class Replica:
-    def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0) -> None:
+    def __init__(self, storage: Storage, actor: str, clock: Clock, prune_max: int = 0,
+                 max_siblings: int = 0, max_bytes: int = 0, max_hints: int = 0) -> None:
         self.storage = storage
+        # 0: unbounded. Checked on client writes only: a merge from a peer never drops data, so
+        # a replica may hold up to a few times this after concurrent writes elsewhere
+        self.max_siblings = max_siblings
+        self.max_bytes = max_bytes
+        self.max_hints = max_hints  # hinted keys per owner; 0: unbounded
+        # owner -> hinted keys (an upper bound: handoff deletes behind our back, so it is
+        # recounted from storage, at most once a second, when it reaches the limit)
+        self._hint_count: dict[str, int] = {}
+        self._hint_recount_at: dict[str, float] = {}
         self.actor = actor
         self.clock = clock
         self.prune_max = prune_max
@@ -88,6 +110,12 @@ class Replica:
         """Make a new version at this actor; returns it, the new sibling set and its durability.
 
         Runs without awaiting between read and put, so it is atomic per key (see storage)."""
+        mine = ctx.get(self.actor, (0, 0))[0]
+        if mine > self.dots.top and "reuse-dots" not in self.bugs:  # that bug skips the counter
+            # only a forged context can hold it (unsigned contexts: insecure = true); taking it
+            # would push the key's counter towards 2**63, past which no context is accepted
+            raise ForgedContext(f"context holds counter {mine} of {self.actor}, which was "
+                                f"never issued (the highest is {self.dots.top})")
         local = self.read(key)
         if "blind-overwrite" in self.bugs:
             # BUG: the new version claims to have seen everything this coordinator holds
@@ -101,9 +129,24 @@ class Replica:
         if "lww" in self.bugs:
             siblings = last_write_wins(siblings)
         blob = clocks.encode_versions(siblings)
+        self._check_limits(key, siblings, blob)
         durable = self.storage.put(key, blob)
         self._changed(key, siblings, blob)
         return new, siblings, durable
+
+    def _check_limits(self, key: str, siblings: list[Version], blob: bytes) -> None:
+        # Refused before anything is stored (so the dot taken is merely skipped): one key's set
+        # must stay small enough to travel in one frame and to be read without exhausting memory
+        if self.max_siblings and len(siblings) > self.max_siblings:
+            raise SiblingLimit(
+                f"the write would leave {len(siblings)} siblings of {key!r}, over the limit of "
+                f"{self.max_siblings} (max_siblings): read the key and write with its context "
+                "to replace them")
+        if self.max_bytes and len(blob) > self.max_bytes:
+            raise SiblingLimit(
+                f"the write would leave {len(blob)} bytes of siblings of {key!r}, over the "
+                f"limit of {self.max_bytes} (max_sibling_bytes): read the key and write with "
+                "its context to replace them")
 
     def merge(self, key: str, incoming: list[Version]) -> Awaitable[None]:
         """Merge a sibling set from a peer; the awaitable completes once the result is durable."""
@@ -141,8 +184,26 @@ class Replica:
     # ---- hints: sibling sets held as a fallback, for a primary ----
 
     def hint(self, owner: str, key: str, incoming: list[Version]) -> Awaitable[None]:
-        merged = clocks.sync(clocks.decode_versions(self.storage.hint_get(owner, key)), incoming)
+        """Hold `incoming` for `owner`; raises HintLimit when `owner` already has the most
+        hinted keys allowed (a long-dead owner must not fill this node's disk)."""
+        held = self.storage.hint_get(owner, key)
+        if held is None and self.max_hints:
+            self._count_new_hint(owner)
+        merged = clocks.sync(clocks.decode_versions(held), incoming)
         return self.storage.hint_put(owner, key, clocks.encode_versions(merged))
+
+    def _count_new_hint(self, owner: str) -> None:
+        count = self._hint_count.get(owner)
+        now = self.clock.monotonic()
+        if count is None or (count >= self.max_hints
+                             and now - self._hint_recount_at.get(owner, -1.0) >= 1.0):
+            count = len(self.storage.hint_keys(owner, limit=self.max_hints + 1))
+            self._hint_recount_at[owner] = now
+        if count >= self.max_hints:
+            self._hint_count[owner] = count
+            raise HintLimit(f"already holding {count} hinted keys for {owner} "
+                            f"(max_hints_per_peer = {self.max_hints})")
+        self._hint_count[owner] = count + 1
 
     def hints_for(self, key: str, owners: list[str]) -> dict[str, bytes]:
         out = {}

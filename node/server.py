@@ -61,11 +61,14 @@ class Node:
                                 ring_hash(self.ring), log)
         # counters for the report (`/admin/stats`)
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
-        self.replica = Replica(storage, self.actor, clock, config.clock_prune_max)
+        self.replica = Replica(storage, self.actor, clock, config.clock_prune_max,
+                               config.max_siblings, config.max_sibling_bytes,
+                               config.max_hints_per_peer)
         self.coordinator = Coordinator(node_id, self.ring, self.replica, self.call,
                                        config.r, config.w, is_up=self.peers.is_up,
                                        sloppy=config.sloppy_quorum,
-                                       read_repair_on=config.read_repair, stats=self.stats)
+                                       read_repair_on=config.read_repair, stats=self.stats,
+                                       context_key=clocks.context_key(config.cluster_secret))
         timeout = config.request_timeout_ms / 1000
         self.handoff = Handoff(self.replica, self.call, self.peers.is_up, self.others,
                                config.handoff_batch, max(timeout, 1.0), self.stats, log)
@@ -281,12 +284,13 @@ def _key(raw: Any) -> str:
 
 async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) -> None:
     """Run the node's transport and HTTP API until `stop` is set."""
-    from node.http_api import make_app
+    from node.http_api import http_logger, make_app
 
     await node.transport.start()
     node.start_background()
     app = make_app(node)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                           logger=http_logger(node.log))
     await runner.setup()
     site = web.TCPSite(runner, host, client_port, reuse_address=True, backlog=1024)
     await site.start()

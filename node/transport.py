@@ -8,6 +8,15 @@ Each node opens one outbound connection per peer for its own requests (replies c
 and accepts inbound connections for the peers' requests. A malformed or oversized frame closes
 that connection and is logged; the node keeps serving. Frames carry the sender's id so that
 `drop_from` can simulate a partition: every frame received from a listed peer is discarded.
+
+With a cluster secret (node/peerauth.py) every connection starts with a mutual challenge-response
+and every frame carries a MAC over an implicit sequence number; the sender id in a frame must be
+the one the handshake proved. A peer that fails either is logged with its address and
+disconnected. None of this shows in the `Transport` interface the node uses.
+
+A frame this node would send over the peer's limit is never sent: the request fails with
+PeerError "too_large" (a reply becomes an error reply), so one oversized key cannot tear down
+the connection that every other key's requests share (issue 17).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import msgpack
+
+from node.peerauth import HANDSHAKE_MAX, TAG_BYTES, AuthError, Channel, Handshake
 
 _HEADER = struct.Struct(">I")
 REQUEST, REPLY = 0, 1
@@ -56,15 +67,33 @@ class PeerError(Exception):
 
     @property
     def maybe_delivered(self) -> bool:
-        return self.reason != "unreachable"
+        return self.reason not in ("unreachable", "too_large")
 
 
 class FrameError(ValueError):
     pass
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> list | None:
-    """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed."""
+async def read_frame(reader: asyncio.StreamReader, max_frame: int,
+                     channel: Channel | None = None) -> list | None:
+    """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed
+    (or, with a `channel`, if its MAC does not verify)."""
+    payload = await read_payload(reader, max_frame)
+    if payload is None:
+        return None
+    if channel is not None:
+        try:
+            payload = channel.open(payload)
+        except AuthError as e:
+            raise FrameError(str(e)) from e
+    frame = decode(payload)
+    if channel is not None and frame[2] != channel.peer:
+        raise FrameError(f"frame claims sender {frame[2]!r} on {channel.peer!r}'s connection")
+    return frame
+
+
+async def read_payload(reader: asyncio.StreamReader, max_frame: int) -> bytes | None:
+    """One frame's bytes, or None at a clean end of stream."""
     try:
         header = await reader.readexactly(4)
     except asyncio.IncompleteReadError as e:
@@ -78,6 +107,10 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> list | Non
         payload = await reader.readexactly(length)
     except asyncio.IncompleteReadError as e:
         raise FrameError("connection closed inside a frame") from e
+    return payload
+
+
+def decode(payload: bytes) -> list:
     try:
         frame = msgpack.unpackb(payload, raw=False)
     except Exception as e:  # msgpack raises several unrelated types on garbage
@@ -90,9 +123,29 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> list | Non
     return frame
 
 
-def pack_frame(frame: list) -> bytes:
-    payload = msgpack.packb(frame, use_bin_type=True)
+def pack_frame(frame: list, channel: Channel | None = None) -> bytes:
+    return seal(msgpack.packb(frame, use_bin_type=True), channel)
+
+
+def seal(payload: bytes, channel: Channel | None) -> bytes:
+    """The frame on the wire for a packed payload (the channel's sequence advances)."""
+    if channel is not None:
+        payload = channel.seal(payload)
     return _HEADER.pack(len(payload)) + payload
+
+
+async def _read_hello(reader: asyncio.StreamReader) -> object:
+    payload = await read_payload(reader, HANDSHAKE_MAX)
+    if payload is None:
+        raise FrameError("connection closed during the handshake")
+    try:
+        return msgpack.unpackb(payload, raw=False)
+    except Exception as e:  # msgpack raises several unrelated types on garbage
+        raise FrameError(f"undecodable handshake message: {type(e).__name__}") from e
+
+
+def _send_raw(writer: asyncio.StreamWriter, msg: list) -> None:
+    writer.write(pack_frame(msg))
 
 
 class _Corked:
@@ -126,6 +179,7 @@ class _Outbound:
         self.peer = peer
         self.writer: asyncio.StreamWriter | None = None
         self.corked: _Corked | None = None
+        self.channel: Channel | None = None
         self.pending: dict[int, asyncio.Future] = {}
         self.connecting: asyncio.Future | None = None
         self.reader_task: asyncio.Task | None = None
@@ -145,21 +199,44 @@ class _Outbound:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port), self.t.connect_timeout)
+            channel = None
+            if self.t.auth is not None:
+                channel = await asyncio.wait_for(self._handshake(reader, writer),
+                                                 self.t.handshake_timeout)
         except (TimeoutError, OSError) as e:
             raise PeerError(self.peer, "unreachable", str(e) or type(e).__name__) from e
+        except (AuthError, FrameError) as e:
+            self.t.log.warning("transport: peer %s at %s:%s failed the handshake, "
+                               "disconnecting: %s", self.peer, host, port, e)
+            writer.close()
+            raise PeerError(self.peer, "unreachable", f"handshake failed: {e}") from e
         finally:
             self.connecting = None
         self.writer = writer
+        self.channel = channel
         self.corked = _Corked(writer)
-        self.reader_task = asyncio.ensure_future(self._read_replies(reader, writer))
+        self.reader_task = asyncio.ensure_future(self._read_replies(reader, writer, channel))
         return self.corked
 
+    async def _handshake(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> Channel:
+        try:
+            hello, nonce = self.t.auth.hello(self.peer)
+            _send_raw(writer, hello)
+            reply, channel = self.t.auth.answer_challenge(self.peer, nonce,
+                                                          await _read_hello(reader))
+            _send_raw(writer, reply)
+            return channel
+        except BaseException:
+            writer.close()
+            raise
+
     async def _read_replies(self, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
+                            writer: asyncio.StreamWriter, channel: Channel | None) -> None:
         reason = "connection closed"
         try:
             while True:
-                frame = await read_frame(reader, self.t.max_frame)
+                frame = await read_frame(reader, self.t.max_frame, channel)
                 if frame is None:
                     break
                 if frame[0] != REPLY:
@@ -193,8 +270,12 @@ class _Outbound:
 class TcpTransport:
     def __init__(self, self_id: str, host: str, port: int, peers: dict[str, tuple[str, int]],
                  log: logging.Logger, max_frame: int = 16 << 20,
-                 connect_timeout: float = 0.5) -> None:
+                 connect_timeout: float = 0.5, secret: str = "", cluster: str = "dynamo",
+                 handshake_timeout: float = 5.0) -> None:
+        """`secret`: the cluster secret; "" runs the unauthenticated protocol (insecure)."""
         self.self_id = self_id
+        self.auth = Handshake(secret, cluster, self_id) if secret else None
+        self.handshake_timeout = max(handshake_timeout, connect_timeout)
         self.host = host
         self.port = port
         self.peers = dict(peers)
@@ -243,9 +324,14 @@ class TcpTransport:
         corked = await out.ensure(timeout)
         self._next_id += 1
         rid = self._next_id
+        payload = msgpack.packb([REQUEST, rid, self.self_id, kind, body], use_bin_type=True)
+        if len(payload) + TAG_BYTES > self.max_frame:
+            # sending it would make the peer close the connection every other request shares
+            raise PeerError(peer, "too_large", f"a {kind} request of {len(payload)} bytes is "
+                                               f"over max_frame_bytes ({self.max_frame})")
         fut = loop.create_future()
         out.pending[rid] = fut
-        corked.send(pack_frame([REQUEST, rid, self.self_id, kind, body]))
+        corked.send(seal(payload, out.channel))
         if corked.writer.transport.get_write_buffer_size() > (1 << 20):
             try:
                 await corked.writer.drain()
@@ -262,20 +348,38 @@ class TcpTransport:
             raise PeerError(peer, "remote", str(frame[4]))
         return frame[4]
 
+    async def _accept(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> Channel | None:
+        if self.auth is None:
+            return None
+        msg, transcript, sender = self.auth.challenge(await _read_hello(reader),
+                                                      set(self.peers))
+        _send_raw(writer, msg)
+        return self.auth.verify_auth(await _read_hello(reader), transcript, sender)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._inbound.add(writer)
         corked = _Corked(writer)
         addr = writer.get_extra_info("peername")
         try:
+            try:
+                channel = await asyncio.wait_for(self._accept(reader, writer),
+                                                 self.handshake_timeout)
+            except (OSError, asyncio.IncompleteReadError):
+                return
+            except Exception as e:  # noqa: BLE001 - whatever a stranger sends, it is logged
+                self.log.warning("transport: bad frame or failed handshake from %s, "
+                                 "disconnecting: %s", addr, str(e) or type(e).__name__)
+                return
             while True:
-                frame = await read_frame(reader, self.max_frame)
+                frame = await read_frame(reader, self.max_frame, channel)
                 if frame is None:
                     break
                 if frame[0] != REQUEST:
                     raise FrameError("a reply arrived on an inbound connection")
                 if frame[2] in self.drop_from:
                     continue
-                task = asyncio.ensure_future(self._dispatch(frame, corked))
+                task = asyncio.ensure_future(self._dispatch(frame, corked, channel))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         except FrameError as e:
@@ -286,7 +390,7 @@ class TcpTransport:
             self._inbound.discard(writer)
             writer.close()
 
-    async def _dispatch(self, frame: list, corked: _Corked) -> None:
+    async def _dispatch(self, frame: list, corked: _Corked, channel: Channel | None) -> None:
         _, rid, sender, kind, body = frame
         try:
             if self._handler is None:
@@ -297,7 +401,15 @@ class TcpTransport:
         except Exception as e:
             self.log.warning("transport: %s request from %s failed: %s", kind, sender, e)
             reply = [REPLY, rid, self.self_id, False, f"{type(e).__name__}: {e}"]
-        corked.send(pack_frame(reply))
+        payload = msgpack.packb(reply, use_bin_type=True)
+        if len(payload) + TAG_BYTES > self.max_frame:
+            self.log.warning("transport: the reply to %s's %s request is %d bytes, over "
+                             "max_frame_bytes (%d): answering an error instead",
+                             sender, kind, len(payload), self.max_frame)
+            payload = msgpack.packb(
+                [REPLY, rid, self.self_id, False,
+                 f"reply of {len(payload)} bytes is over max_frame_bytes ({self.max_frame})"])
+        corked.send(seal(payload, channel))
 
 
 def _expire(fut: asyncio.Future, peer: str) -> None:

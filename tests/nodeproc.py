@@ -72,6 +72,8 @@ class LocalCluster:
         self.peer_ports = {nid: ports[2 * i + 1] for i, nid in enumerate(self.ids)}
         self.settings = {"n": 3, "r": 2, "w": 2, "q": 64, "request_timeout_ms": 1000,
                          "data_dir": "data", "fsync": "always", "admin_token": "test-token",
+                         **({} if "insecure" in settings else
+                            {"cluster_secret": "test-cluster-secret-0123456789"}),
                          **settings}
         self.cluster_file = self.workdir / "cluster.toml"
         self.cluster_file.write_text(self.toml())

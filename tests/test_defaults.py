@@ -30,7 +30,7 @@ def test_harness_cluster_defaults_are_the_checkers_quorum() -> None:
 
 
 def test_the_node_defaults_equal_the_harness_defaults(tmp_path: Path) -> None:
-    parsed = parse_cluster("[cluster]\n" + FIVE_NODES, tmp_path)
+    parsed = parse_cluster("[cluster]\ninsecure = true\n" + FIVE_NODES, tmp_path)
     c = ClusterSettings()
     for cfg in (parsed, ClusterConfig(nodes=())):
         assert (cfg.n, cfg.r, cfg.w, cfg.sloppy_quorum) == (c.n, c.r, c.w, c.sloppy)

@@ -17,6 +17,7 @@ q = 64
 fsync = "os"
 data_dir = "d"
 bugs = []
+cluster_secret = "0123456789abcdef"
 
 [[nodes]]
 id = "n1"

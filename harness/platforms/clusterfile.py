@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -16,8 +17,15 @@ class Spec(Protocol):
     peer_port: int
 
 
-def cluster_toml(cluster: ClusterSettings, token: str, specs: Sequence[Spec]) -> str:
-    """`[cluster]` from the settings and one `[[nodes]]` per spec; data in `<id>/data`."""
+def cluster_toml(cluster: ClusterSettings, token: str, specs: Sequence[Spec],
+                 secret: str | None = None) -> str:
+    """`[cluster]` from the settings and one `[[nodes]]` per spec; data in `<id>/data`.
+    `secret` authenticates the nodes to each other (node/peerauth.py); None makes a fresh one,
+    so every run (every cluster file written) has its own. A --node-setting of
+    `cluster_secret` or `insecure` takes its place."""
+    own = {"cluster_secret", "insecure"} & set(cluster.node_settings)
+    if secret is None:
+        secret = secrets.token_hex(32)
     lines = [
         "[cluster]",
         f"n = {cluster.n}",
@@ -29,6 +37,7 @@ def cluster_toml(cluster: ClusterSettings, token: str, specs: Sequence[Spec]) ->
         'data_dir = "."',
         f"fsync = {json.dumps(cluster.fsync)}",
         f"admin_token = {json.dumps(token)}",
+        *([] if own else [f"cluster_secret = {json.dumps(secret)}"]),
         *cluster.extra_toml_lines(),  # bugs = [...] and --node-setting lines
     ]
     for s in specs:
