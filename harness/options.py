@@ -94,6 +94,8 @@ def check_ssh(kw: dict[str, Any], platform: str, faults: list[str]) -> None:
         if fault in faults:
             raise click.UsageError(f"--nemesis {fault} is not available on the ssh platform "
                                    "(use --platform netns or docker)")
+    if kw.get("leave_running"):  # `harness cluster` drives local processes only
+        raise click.UsageError("--leave-running is not available on the ssh platform")
     ctx = click.get_current_context(silent=True)
     if (ctx is not None and "nodes" in ctx.params
             and ctx.get_parameter_source("nodes") != click.core.ParameterSource.COMMANDLINE):
