@@ -1,22 +1,27 @@
 """Time from `harness run` to its first client operation, per platform (the image build excluded).
 
-    python benchmarks/platform_startup.py [--platforms local,netns,docker] [--repeat 3]
+    python benchmarks/platform_startup.py [--platforms local,netns,docker,ssh] [--repeat 3]
+                                          [--hosts hosts.toml]
 
 Each sample starts `harness run --nemesis none --time-limit 2 --nodes 5` in a fresh state
 directory and watches its history file for the first client `invoke`; it also reports the whole
 command's wall time. A platform this machine cannot run (no root, no Docker engine or image) is
-reported as skipped. Bounded: each run is killed after 120 s.
+reported as skipped. Bounded: each run is killed after 120 s. For ssh without --hosts, five
+test hosts are made for the measurement (tests/sshhosts.py: namespaces with an sshd each, root)
+and removed after it; their making is not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +42,7 @@ def first_invoke_seen(out: Path) -> bool:
     return False
 
 
-def sample(platform: str) -> tuple[float, float]:
+def sample(platform: str, hosts: Path | None = None) -> tuple[float, float]:
     """(seconds to the first operation, seconds for the whole command)."""
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         out = Path(tmp) / "reports"
@@ -45,7 +50,8 @@ def sample(platform: str) -> tuple[float, float]:
         t0 = time.monotonic()
         proc = subprocess.Popen(
             CLI + ["run", "--platform", platform, "--nemesis", "none", "--workload", "cart",
-                   "--time-limit", "2", "--nodes", "5", "--display", "quiet", "--out", str(out)],
+                   "--time-limit", "2", "--nodes", "5", "--display", "quiet", "--out", str(out)]
+            + (["--hosts", str(hosts)] if hosts else []),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = None
         try:
@@ -69,6 +75,11 @@ def usable(platform: str) -> str | None:
     """None if the platform can run here, else why not."""
     if platform == "netns" and os.geteuid() != 0:
         return "needs root"
+    if platform == "ssh":
+        sys.path.insert(0, str(ROOT / "tests"))
+        import sshhosts
+
+        return sshhosts.missing()
     if platform == "docker":
         from harness.platforms.base import PlatformError
         from harness.platforms.docker import DEFAULT_IMAGE, docker_client
@@ -82,18 +93,38 @@ def usable(platform: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def ssh_hosts(platform: str, given: Path | None) -> Iterator[Path | None]:
+    """The hosts file for an ssh sample: the one given, or five test hosts made for it."""
+    if platform != "ssh" or given is not None:
+        yield given
+        return
+    import sshhosts
+
+    with tempfile.TemporaryDirectory(prefix="bench-sshhosts-") as tmp:
+        sshhosts.up(Path(tmp))
+        try:
+            yield Path(tmp) / "hosts.toml"
+        finally:
+            sshhosts.down(Path(tmp))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--platforms", default="local,netns,docker")
+    ap.add_argument("--platforms", default="local,netns,docker,ssh")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--hosts", type=Path, default=None,
+                    help="ssh: this hosts file (default: make five test hosts here)")
     args = ap.parse_args()
     print(f"{'platform':<8} {'to first op (s), median [min-max]':<36} whole run (s, 2 s workload)")
     for platform in args.platforms.split(","):
-        why = usable(platform)
+        why = None if platform == "ssh" and args.hosts else usable(platform)
         if why:
             print(f"{platform:<8} skipped: {why}")
             continue
-        firsts, totals = zip(*(sample(platform) for _ in range(args.repeat)), strict=True)
+        with ssh_hosts(platform, args.hosts) as hosts:
+            firsts, totals = zip(*(sample(platform, hosts) for _ in range(args.repeat)),
+                                 strict=True)
         print(f"{platform:<8} {statistics.median(firsts):6.2f} [{min(firsts):.2f}-"
               f"{max(firsts):.2f}]{'':<20} {statistics.median(totals):6.2f}")
 

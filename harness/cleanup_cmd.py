@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from harness.options import ssh_options
 from harness.platforms.leftovers import describe_leftovers, remove_leftovers
 from harness.rundir import write_json
 from harness.state import Session, kill_recorded, owner_alive, sessions, state_dir
@@ -73,7 +74,9 @@ def cleanup_sessions(force: bool = False, keep_clusters: bool = False,
 @click.option("--keep-clusters", is_flag=True,
               help="spare clusters started by `harness cluster up` or `run --leave-running`")
 @click.option("--dry-run", is_flag=True, help="only say what would be stopped")
-def cleanup(force: bool, keep_clusters: bool, dry_run: bool) -> int:
+@ssh_options
+def cleanup(force: bool, keep_clusters: bool, dry_run: bool, hosts: Path | None = None,
+            known_hosts: Path | None = None, insecure_accept_host_keys: bool = False) -> int:
     """Stop every node process that a crashed or interrupted run left behind.
 
     On the netns and docker platforms it also removes the run's namespaces, bridge, veth pairs,
@@ -83,10 +86,33 @@ def cleanup(force: bool, keep_clusters: bool, dry_run: bool) -> int:
     ~/.cache/dynamo-harness) are touched, and only while their pid, start time and command line
     still match the record: nothing is ever killed by name. Paused nodes are resumed first, and
     the faults die with the processes. Running it twice is harmless.
+
+    With --hosts hosts.toml (the ssh platform) it also reaches every host of that file and
+    removes the run folders ended runs left under each host's `dir`: their processes (by the
+    recorded pid and start time), their iptables chain and their files. Runs still going on
+    this machine, and runs started from another machine, are left alone unless --force.
     """
     lines = cleanup_sessions(force=force, keep_clusters=keep_clusters, dry_run=dry_run)
+    # -- the ssh platform: what runs left on the machines of a hosts file (issue 16) --
+    if hosts is not None:
+        lines += cleanup_ssh_hosts(hosts, known_hosts, insecure_accept_host_keys, force, dry_run)
     if not lines:
         click.echo(f"nothing to clean up (state directory {state_dir()})")
     for line in lines:
         click.echo(line)
     return 0
+
+
+def cleanup_ssh_hosts(hosts: Path, known_hosts: Path | None, accept: bool, force: bool,
+                      dry_run: bool) -> list[str]:
+    """`--hosts`: the ssh platform's leftovers on every host of the file."""
+    from harness.platforms.base import PlatformError
+    from harness.platforms.ssh import cleanup_hosts, make_trust
+    from harness.platforms.ssh_hosts import HostsFileError, load_hosts
+
+    try:
+        parsed = load_hosts(hosts)
+        trust = make_trust(parsed, str(known_hosts) if known_hosts else None, accept)
+    except (HostsFileError, PlatformError) as e:
+        raise click.UsageError(str(e)) from None
+    return cleanup_hosts(parsed, trust, force=force, dry_run=dry_run)

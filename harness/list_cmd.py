@@ -17,6 +17,8 @@ PLATFORM_HELP = {
              "tc netem (root)",
     "docker": "a container per node on a network in 198.18.0.0/15; iptables partitions, "
               "tc netem (`harness image build` first)",
+    "ssh": "a process per host of --hosts hosts.toml, reached over SSH; iptables partitions in "
+           "a chain of the run's own, libfaketime, kill -9, SIGSTOP (docs/platforms.md)",
 }
 
 

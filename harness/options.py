@@ -38,6 +38,73 @@ def cluster_options(fn: Callable) -> Callable:
     return fn
 
 
+def ssh_options(fn: Callable) -> Callable:
+    """--hosts, --known-hosts, --insecure-accept-host-keys: the ssh platform's machines and how
+    their host keys are checked (harness/platforms/ssh.py)."""
+    options = [
+        click.option("--hosts", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     envvar="HARNESS_SSH_HOSTS",
+                     help="--platform ssh: the hosts file (TOML: address, port, user, key or "
+                          "agent, sudo, dir per host; docs/platforms.md) [env HARNESS_SSH_HOSTS]"),
+        click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, envvar="HARNESS_SSH_KNOWN_HOSTS",
+                     help="--platform ssh: check host keys against this known_hosts file "
+                          "[default: the hosts file's known_hosts, else ~/.ssh/known_hosts]"),
+        click.option("--insecure-accept-host-keys", is_flag=True,
+                     help="--platform ssh: accept whatever host keys the hosts present (their "
+                          "fingerprints are recorded in test.json and the report)"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def check_ssh(kw: dict[str, Any], platform: str, faults: list[str]) -> None:
+    """Validate the ssh flags (a UsageError naming the problem); on the ssh platform, --nodes
+    left at its default becomes the number of hosts."""
+    hosts = kw.get("hosts")
+    if platform != "ssh":
+        if hosts or kw.get("known_hosts") or kw.get("insecure_accept_host_keys"):
+            # the environment variable alone is not a mistake: it may be set for a suite
+            ctx = click.get_current_context(silent=True)
+            given = [f for f in ("hosts", "known_hosts", "insecure_accept_host_keys")
+                     if kw.get(f) and (ctx is None or ctx.get_parameter_source(f)
+                                       == click.core.ParameterSource.COMMANDLINE)]
+            if given:
+                raise click.UsageError(
+                    f"--{given[0].replace('_', '-')} is for --platform ssh")
+        kw.pop("hosts", None)
+        kw.pop("known_hosts", None)
+        kw.pop("insecure_accept_host_keys", None)
+        return
+    from harness.platforms.ssh import make_trust
+    from harness.platforms.ssh_hosts import HostsFileError, load_hosts
+
+    if not hosts:
+        raise click.UsageError("--platform ssh needs --hosts hosts.toml (the machines to use; "
+                               "docs/platforms.md shows one)")
+    if kw.get("known_hosts") and kw.get("insecure_accept_host_keys"):
+        raise click.UsageError("give --known-hosts or --insecure-accept-host-keys, not both")
+    try:
+        parsed = load_hosts(hosts)
+        make_trust(parsed, kw.get("known_hosts"), bool(kw.get("insecure_accept_host_keys")))
+    except (HostsFileError, PlatformError) as e:
+        raise click.UsageError(str(e)) from None
+    for fault in ("packet", "power"):
+        if fault in faults:
+            raise click.UsageError(f"--nemesis {fault} is not available on the ssh platform "
+                                   "(use --platform netns or docker)")
+    if kw.get("leave_running"):  # `harness cluster` drives local processes only
+        raise click.UsageError("--leave-running is not available on the ssh platform")
+    ctx = click.get_current_context(silent=True)
+    if (ctx is not None and "nodes" in ctx.params
+            and ctx.get_parameter_source("nodes") != click.core.ParameterSource.COMMANDLINE):
+        kw["nodes"] = len(parsed.hosts)  # one node per host unless --nodes says fewer
+    if int(kw.get("nodes", ClusterSettings.nodes)) > len(parsed.hosts):
+        raise click.UsageError(f"--nodes {kw.get('nodes')}: {parsed.path} lists only "
+                               f"{len(parsed.hosts)} hosts (one node per host)")
+
+
 def cluster_from_options(nodes: int, n: int, r: int, w: int, q: int, sloppy: bool,
                          request_timeout_ms: int, fsync: str) -> ClusterSettings:
     cluster = ClusterSettings(nodes=nodes, n=n, r=r, w=w, q=q, sloppy=sloppy,
@@ -85,6 +152,7 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
         faults = parse_faults(nemesis_spec, offered_faults(kw.get("store", DEFAULT_STORE)))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--nemesis") from None
+    check_ssh(kw, platform, faults)
     cluster_keys = ("nodes", "n", "r", "w", "q", "sloppy", "request_timeout_ms", "fsync", "bugs",
                     "node_settings")
     cluster = ClusterSettings(**{k: kw.pop(k) for k in cluster_keys if k in kw})
@@ -113,7 +181,7 @@ def settings_from_options(*, workload: str, nemesis_spec: str, platform: str, ou
         except PlatformError as e:
             raise click.UsageError(str(e)) from None
     # on the docker platform libfaketime comes with the image, not from this host
-    if "clock" in faults and platform not in ("docker", "sim"):
+    if "clock" in faults and platform not in ("docker", "sim", "ssh"):  # ssh: the hosts have it
         from harness.platforms.local import find_libfaketime
 
         try:

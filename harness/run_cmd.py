@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.options import cluster_options, settings_from_options
+from harness.options import cluster_options, settings_from_options, ssh_options
 from harness.settings import PLATFORMS, TestSettings, parse_node_setting
 from harness.stores import DEFAULT_STORE, STORES
 from harness.workloads import WORKLOADS
@@ -25,8 +25,10 @@ EXIT_HARNESS = 3
                    "store supports)")
 @click.option("--platform", type=click.Choice(PLATFORMS), default="local",
               help="where the cluster runs: local processes, network namespaces (root), "
-                   "Docker containers, or sim: the reference store in one process on virtual "
-                   "time, deterministic per seed (see docs/platforms.md)")
+                   "Docker containers, your own machines over SSH, or sim: the reference "
+                   "store in one process on virtual time, deterministic per seed (see "
+                   "docs/platforms.md)")
+@ssh_options
 @click.option("--store", type=click.Choice(list(STORES)), default=DEFAULT_STORE,
               help="the system under test: the reference dynamo store, etcd (Debian's "
                    "etcd-server; workload cas-register) or redis (with Sentinel; workload set) "
@@ -81,7 +83,9 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
         nemesis_jitter: float, partitions_spec: str,
         seed: int | None, test_count: int, quiesce_timeout: float, out: Path, leave_running: bool,
         junit: Path | None, display: str, bugs: tuple[str, ...], node_settings: tuple[str, ...],
-        schedule: str | None = None, **cluster: object) -> int:
+        schedule: str | None = None, hosts: Path | None = None,
+        known_hosts: Path | None = None, insecure_accept_host_keys: bool = False,
+        **cluster: object) -> int:
     """Run a Jepsen-style test: start a cluster, drive clients, inject faults, check, report.
 
     Each run goes through setup, the workload with faults, heal, quiesce (waiting for the
@@ -89,6 +93,9 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
     OUT/<workload>-<nemesis>/<timestamp>/ (OUT/latest points at it).
 
     Example: harness run --nemesis partition --workload cart --time-limit 20
+
+    Your own machines: harness run --platform ssh --hosts hosts.toml --nemesis partition
+    (one node per host; host keys checked against --known-hosts, default ~/.ssh/known_hosts)
 
     Another store: harness run --store etcd --workload cas-register --nemesis partition
     (--nodes sets the members; the Dynamo flags --n/--r/--w/--q/--bug do not apply), or
@@ -133,7 +140,10 @@ def run(workload: str, nemesis_spec: str, platform: str, store: str,
             ops_per_key=ops_per_key, partitions=_shapes(partitions_spec),
             nemesis_interval=nemesis_interval, nemesis_jitter=nemesis_jitter,
             seed=base_seed + i, schedule=schedule,
-            quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running, **cluster)
+            quiesce_timeout=quiesce_timeout, out=out, leave_running=leave_running,
+            hosts=str(hosts) if hosts else None,
+            known_hosts=str(known_hosts) if known_hosts else None,
+            insecure_accept_host_keys=insecure_accept_host_keys, **cluster)
         if test_count > 1:
             click.echo(f"test {i + 1} of {test_count} (seed {settings.seed})")
         outcome = run_test(settings, display_mode=display)

@@ -96,6 +96,10 @@ def make_platform(settings: TestSettings, root: Path, session: Session,
 
         return DockerPlatform(root, settings.cluster, session, clock=clock, store=store,
                               power="power" in settings.nemesis)
+    if settings.platform == "ssh":
+        from harness.platforms.ssh import SshPlatform
+
+        return SshPlatform.from_settings(root, settings, session, store, clock)
     raise ValueError(f"unknown platform {settings.platform!r}")
 
 
@@ -393,6 +397,7 @@ class Run:
             "mechanisms": ({f: p.mechanisms.get(base_fault(f), "") for f in self.settings.nemesis}
                            if p else {}),
             "nodes": {n: p.client_url(n) for n in p.node_ids()} if p else {},
+            **(p.test_info() if p else {}),
             "schedule": [{"at": a.at, "f": a.f, "fault": a.fault, "value": a.value}
                          for a in self.schedule],
             "timings": self.timings,

@@ -13,7 +13,7 @@ from checkers.read_your_writes import DEFAULT_QUORUM
 from harness.workloads import WORKLOADS, workload_for  # the one list of workloads, by name
 from nemesis.schedule import parse_shapes
 
-PLATFORMS = ("local", "netns", "docker", "sim")
+PLATFORMS = ("local", "netns", "docker", "sim", "ssh")
 FSYNC_POLICIES = ("always", "os", "none")
 MAX_LOCAL_NODES = 200  # 127.R.S.2 .. 127.R.S.201
 
@@ -150,6 +150,10 @@ class TestSettings:
     leave_running: bool = False
     #: a schedule file (`harness hunt` writes them) played instead of the seeded plan
     schedule: str | None = None
+    # the ssh platform (harness/platforms/ssh.py): the hosts file and how host keys are checked
+    hosts: str | None = None
+    known_hosts: str | None = None
+    insecure_accept_host_keys: bool = False
 
     @property
     def client_timeout_s(self) -> float:

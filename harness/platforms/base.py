@@ -117,6 +117,10 @@ class Platform(ABC):
     def pids(self) -> dict[str, int]:
         """OS process ids of the running nodes (for resource sampling)."""
 
+    def test_info(self) -> dict[str, Any]:
+        """Further facts about where the nodes ran, for test.json and the report."""
+        return {}
+
     def log_path(self, node: str) -> Path:
         return self.node_dir(node) / "node.log"
 

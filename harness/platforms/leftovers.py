@@ -31,6 +31,10 @@ def describe_leftovers(extra: dict[str, Any]) -> list[str]:
         from harness.platforms.faultdisks import describe_recorded
 
         out += describe_recorded(extra["faultfs"])
+    if "ssh" in extra:
+        from harness.platforms.ssh import describe_recorded as describe_ssh
+
+        out += describe_ssh(extra["ssh"])
     return out
 
 
@@ -68,6 +72,12 @@ def remove_leftovers(extra: dict[str, Any], owner: str) -> tuple[list[str], bool
         from harness.platforms.faultdisks import remove_recorded as remove_faultfs
 
         removed, all_gone = remove_faultfs(extra["faultfs"])
+        done += removed
+        complete = complete and all_gone
+    if "ssh" in extra:  # the hosts the run touched, reached again over SSH
+        from harness.platforms.ssh import remove_recorded as remove_ssh
+
+        removed, all_gone = remove_ssh(extra["ssh"], owner)
         done += removed
         complete = complete and all_gone
     return done, complete

@@ -49,7 +49,8 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
         return [f"unknown store {name!r}; choose from {', '.join(STORES)}"]
     cls = STORES[name]
     errs: list[str] = []
-    missing = cls.missing() if platform != "docker" else None  # docker: the image has it
+    # docker: the image has the programs; ssh: the hosts do (checked when they are reached)
+    missing = cls.missing() if platform not in ("docker", "ssh") else None
     if missing:
         errs.append(missing)
     for option in options:

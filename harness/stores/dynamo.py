@@ -33,7 +33,7 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
     description = "the reference Dynamo store in node/ (siblings, vector clocks, sloppy quorum)"
     client_class = NodeClient
     faults = ALL_FAULTS
-    platforms = ("local", "netns", "docker", "sim")
+    platforms = ("local", "netns", "docker", "sim", "ssh")
     ready_probe = "/admin/status"
     partition_mechanism = ("simulated in the node transport (PUT /admin/faults/partition drops "
                            "internode frames; no real network fault)")

@@ -146,7 +146,7 @@ class EtcdStore(Store):
                  "libfaketime cannot reach it",
         "packet": "not wired for outside stores yet",
     }
-    platforms = ("local", "netns", "docker")
+    platforms = ("local", "netns", "docker", "ssh")
     options = {SERIALIZABLE: "reads with serializable = true: any member answers from its own "
                              "state, which may be stale (etcd documents it)"}
     ready_probe = "/health"

@@ -195,7 +195,7 @@ class RedisStore(Store, Sidecars, Roles):
         "crash": "not wired for Redis yet (a restarted node must rejoin as what Sentinel says)",
         "packet": "not wired for outside stores yet",
     }
-    platforms = ("local", "netns", "docker")
+    platforms = ("local", "netns", "docker", "ssh")
     options = {
         WAIT: "WAIT 1 after each add: acknowledged once a replica has it; an add no replica "
               "took is unknown (Redis keeps it on the primary)",
