@@ -37,6 +37,10 @@ class RegisterWorkload(Workload):
                    "an old one); read siblings; sometimes delete what a read returned; keys "
                    "retire after 50 operations by default")
     default_ops_per_key = 50
+    # half the retiring keys make way for a long-idle one (keys.py): its tombstones have been
+    # reaped by then (the harness gives the reference store a 3 s grace), and the contexts held
+    # from its first life come back with it
+    revisit = 0.5
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
