@@ -151,7 +151,16 @@ def _replication(inp: CheckInput) -> Verdict:
 
 def _handoff(inp: CheckInput) -> Verdict:
     """Hinted handoff: no node still holds hints after the heal and a bounded wait."""
-    return check_handoff(inp.replicas)
+    return check_handoff(inp.replicas, node_setting(inp.test, "handoff_interval_ms"))
+
+
+def node_setting(test: dict[str, Any], name: str) -> int | None:
+    """A positive integer node setting the test gave the store (`--node-setting`), or None."""
+    cluster = test_settings(test).get("cluster")
+    node = cluster.get("node_settings") if isinstance(cluster, dict) else None
+    value = node.get(name) if isinstance(node, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
 
 
 def stated_n(test: dict[str, Any]) -> int | None:

@@ -46,3 +46,22 @@ def test_handoff_is_a_default_for_the_dynamo_workloads_only() -> None:
         assert "handoff" in DEFAULTS[workload]
     assert "handoff" not in DEFAULTS["cas-register"]
     assert resolve(["hints"], "cart") == ["handoff"]
+
+
+def test_a_handoff_interval_longer_than_the_wait_is_not_applicable() -> None:
+    doc = _doc({"n1": 4, "n2": 0}, waited_ms=6000)
+    v = check_handoff(doc, interval_ms=3_600_000)  # the smoke suite's "handoff off"
+    assert v.verdict == "n/a" and "every 3600000 ms" in v.summary
+    assert check_handoff(doc, interval_ms=1000).verdict == "invalid"
+    assert check_handoff(_doc({"n1": 0}, waited_ms=10), interval_ms=3_600_000).verdict == "valid"
+
+
+def test_the_registry_reads_the_interval_from_test_json() -> None:
+    from checkers.registry import CheckInput, run_checkers
+
+    test = {"settings": {"workload": "cart",
+                         "cluster": {"node_settings": {"handoff_interval_ms": 3_600_000}}}}
+    inp = CheckInput([], test=test, replicas=_doc({"n1": 4}, waited_ms=6000))
+    assert run_checkers(inp, ["handoff"])["checkers"]["handoff"]["verdict"] == "n/a"
+    inp.test = {"settings": {"workload": "cart"}}
+    assert run_checkers(inp, ["handoff"])["checkers"]["handoff"]["verdict"] == "invalid"
