@@ -15,6 +15,7 @@ from typing import Any
 from checkers.convergence import check_convergence
 from checkers.deletes import check_deletes
 from checkers.faults import FaultTimeline, fault_intervals
+from checkers.handoff import check_handoff
 from checkers.history import Call, Op
 from checkers.linearizability import Budget, Semantics, check_linearizable
 from checkers.models import MODELS
@@ -148,6 +149,20 @@ def _replication(inp: CheckInput) -> Verdict:
     return check_replication(inp.replicas, stated_n(inp.test))
 
 
+def _handoff(inp: CheckInput) -> Verdict:
+    """Hinted handoff: no node still holds hints after the heal and a bounded wait."""
+    return check_handoff(inp.replicas, node_setting(inp.test, "handoff_interval_ms"))
+
+
+def node_setting(test: dict[str, Any], name: str) -> int | None:
+    """A positive integer node setting the test gave the store (`--node-setting`), or None."""
+    cluster = test_settings(test).get("cluster")
+    node = cluster.get("node_settings") if isinstance(cluster, dict) else None
+    value = node.get(name) if isinstance(node, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
+
+
 def stated_n(test: dict[str, Any]) -> int | None:
     """N as test.json states it (top level or under "cluster"), or None."""
     flat = test_settings(test)
@@ -187,6 +202,7 @@ CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
     "read-your-writes": _ryw,
     "convergence": _convergence,
     "replication": _replication,
+    "handoff": _handoff,
     "phantoms": _phantoms,
     "deletes": _deletes,
     "sibling-preservation": _preservation,
@@ -195,16 +211,16 @@ CHECKERS: dict[str, Callable[[CheckInput], Verdict]] = {
 ALIASES = {
     "linearizability": "linearizable", "lost-writes": "set", "sets": "set",
     "ryw": "read-your-writes", "performance": "perf",
-    "phantom-reads": "phantoms", "resurrection": "deletes",
+    "phantom-reads": "phantoms", "resurrection": "deletes", "hints": "handoff",
 }
 # Linearizability is not promised by a Dynamo store, so it is asked for, not a default. The set
 # workload only adds (then one final read by a fresh process), so read-your-writes has nothing to
 # judge there.
 DEFAULTS: dict[str, list[str]] = {
-    "cart": ["set", "read-your-writes", "convergence", "replication", "perf"],
-    "set": ["set", "convergence", "replication", "perf"],
+    "cart": ["set", "read-your-writes", "convergence", "replication", "handoff", "perf"],
+    "set": ["set", "convergence", "replication", "handoff", "perf"],
     "register": ["phantoms", "read-your-writes", "deletes", "sibling-preservation",
-                 "convergence", "replication", "perf"],
+                 "convergence", "replication", "handoff", "perf"],
     "cas-register": ["linearizable", "perf"],  # Jepsen's etcd test: linearizable is promised
     "generic": ["linearizable", "perf"],
 }

@@ -79,3 +79,55 @@ def replicas_document(heal_time: int | None, converged_time: int | None,
         if "error" in view:
             keys[key]["error"] = view["error"]
     return {"heal_time": heal_time, "converged_time": converged_time, "keys": keys}
+
+
+
+NO_ANSWER = -1  # fetch_hints: the node did not answer (down, paused, slow)
+
+
+async def fetch_hints(session: aiohttp.ClientSession, url: str,
+                      timeout_s: float) -> int | None:
+    """The `hints_pending` counter of one node's `/admin/stats`: NO_ANSWER if the node did not
+    answer, None if it answered without such a counter (it keeps no hints)."""
+    try:
+        async with session.get(f"{url}/admin/stats",
+                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            if resp.status != 200:
+                return NO_ANSWER
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return NO_ANSWER
+    value = body.get("hints_pending") if isinstance(body, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def wait_hints_drained(urls: dict[str, str], timeout_s: float, now: Callable[[], int],
+                             poll_s: float = 0.5,
+                             request_timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """After heal, poll every node's `hints_pending` until all are 0 or the time is up.
+
+    Every node is up and reachable again, so a store with hinted handoff must deliver every hint
+    it holds: one still held after a bounded wait never reached its owner (checkers/handoff.py).
+    Returns `{"pending": {node: count, or None if it did not answer}, "drained_time": history
+    time or None, "waited_ms"}`; None when the nodes answer without the counter (no hints)."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            counts = await asyncio.gather(*(fetch_hints(session, url, request_timeout_s)
+                                            for url in urls.values()))
+            if counts and all(c is None for c in counts):
+                return None
+            pending = {n: (None if c in (None, NO_ANSWER) else c)
+                       for n, c in zip(urls, counts, strict=True)}
+            if all(c == 0 for c in pending.values()):
+                return _hints(pending, now(), started)
+            if time.monotonic() + poll_s > deadline:
+                return _hints(pending, None, started)
+            await asyncio.sleep(poll_s)
+
+
+def _hints(pending: dict[str, int | None], drained: int | None,
+           started: float) -> dict[str, Any]:
+    return {"pending": pending, "drained_time": drained,
+            "waited_ms": round((time.monotonic() - started) * 1000)}

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from harness import quiesce
 from harness.client import Client, client_session
 from harness.history import History
 from harness.live import Stats, display
@@ -42,6 +43,9 @@ EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_HARNESS = 0, 1, 2, 3
 FINAL_READ_CONCURRENCY = 10
 DRAIN_GRACE_S = 3.0
 NEMESIS_GRACE_S = 25.0  # a restart waits up to 20 s for the node to answer
+# however long the hints took, the replicas' views are still polled for a few seconds
+MIN_CONVERGE_WAIT_S = 3.0
+HANDOFF_ROUNDS = 3  # as checkers/handoff.py: the wait must span this many handoff rounds
 
 
 @dataclass
@@ -283,18 +287,37 @@ class Run:
         assert self.platform is not None
         self.stats.phase = "quiesce"
         t0 = time.monotonic()
+        hints = None
+        if isinstance(self.store, NodeCounters):
+            # hinted handoff first: a hint may hold a version no replica has yet, and every
+            # hint must reach its owner now that all are up (checkers/handoff.py)
+            by_node = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
+            hints = await quiesce.wait_hints_drained(by_node, self._hint_wait_s(),
+                                                     self.history.now)
+            self.timings["hints_drained"] = bool(hints and hints["drained_time"] is not None)
         if isinstance(self.store, FinalState):
             urls = [self.platform.client_url(n) for n in self.platform.node_ids()]
             keys = sorted(self.workload.written_keys)
+            left = self.settings.quiesce_timeout - (time.monotonic() - t0)
             converged, views = await self.store.final_state(
-                urls, keys, self.settings.quiesce_timeout, self.history.now)
-            write_json(self.run_dir / "replicas.json",
-                       self.store.replicas_document(self.heal_time, converged, views))
+                urls, keys, max(left, MIN_CONVERGE_WAIT_S), self.history.now)
+            document = self.store.replicas_document(self.heal_time, converged, views)
+            if hints is not None:
+                document["hints"] = hints
+            write_json(self.run_dir / "replicas.json", document)
             self.timings["converged"] = converged is not None
         else:
             # no replica view: wait (bounded) until every node is ready again
             self.timings["ready"] = await asyncio.to_thread(self._wait_all_ready)
         self.timings["quiesce_s"] = round(time.monotonic() - t0, 3)
+
+    def _hint_wait_s(self) -> float:
+        """The quiesce's budget for hints to drain; none (one look) when the test told the store
+        to hand off too seldom for the wait to see it (the smoke suite turns handoff off so)."""
+        every = self.settings.cluster.node_settings.get("handoff_interval_ms")
+        if isinstance(every, int) and every * HANDOFF_ROUNDS > self.settings.quiesce_timeout * 1e3:
+            return 0.0
+        return self.settings.quiesce_timeout
 
     def _holder(self, role: str) -> str | None:
         """The node holding `role` now, for partitions aimed at it (None: cannot tell)."""

@@ -57,10 +57,10 @@ def test_valid_run_dir_exits_0_and_writes_results(tmp_path: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     assert results["verdict"] == "valid"
     assert set(results["checkers"]) == {"set", "read-your-writes", "convergence", "replication",
-                                        "perf"}
+                                        "handoff", "perf"}
     assert results["test"]["workload"] == "cart"
     for r in results["checkers"].values():
-        assert r["verdict"] in ("valid", "invalid", "unknown") and r["summary"]
+        assert r["verdict"] in ("valid", "invalid", "unknown", "n/a") and r["summary"]
     assert results["checkers"]["convergence"]["evidence"]["converged_after_ms"] == 0.004
 
 
@@ -78,7 +78,7 @@ def test_lost_write_exits_1_and_check_run_agrees(tmp_path: Path) -> None:
     assert out.returncode == 1 and "misses {'a'}" in out.stdout  # the lost add, seen as a set
     stored = json.loads((run / "results.json").read_text())
     assert set(stored["checkers"]) == {"set", "read-your-writes", "convergence", "replication",
-                                       "perf", "linearizable"}
+                                       "handoff", "perf", "linearizable"}
     assert stored["verdict"] == "invalid"
 
 

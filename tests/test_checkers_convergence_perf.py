@@ -74,7 +74,7 @@ def test_perf_latency_throughput_and_availability_per_fault() -> None:
 def test_registry_defaults_and_quorum_from_test() -> None:
     assert resolve(None, "register") == ["phantoms", "read-your-writes", "deletes",
                                          "sibling-preservation", "convergence", "replication",
-                                         "perf"]
+                                         "handoff", "perf"]
     assert "linearizable" not in resolve(None, "register")
     assert resolve(None, "cart")[0] == "set"
     assert resolve(["linearizability", "ryw"], "set") == ["linearizable", "read-your-writes"]

@@ -29,3 +29,36 @@ def test_a_default_cart_run_covers_many_keys_each_with_a_bounded_history() -> No
     assert max(per_key.values()) <= 50
     fixed = make_workload("cart", 10, random.Random(1), ops_per_key=0)
     assert len({fixed.next_op().key for _ in range(6000)}) == 10
+
+
+def test_register_revisits_long_idle_keys_and_cart_does_not() -> None:
+    wl = make_workload("register", 10, random.Random(1))
+    ops = [wl.next_op() for _ in range(3000)]  # 30 s at the default 100 ops/s
+    seen: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        seen.setdefault(op.key, []).append(i)
+    # a revisited key comes back only after a generation of keys (10 x 50 operations)
+    idle = {k: max((b - a for a, b in zip(v, v[1:], strict=False)), default=0)
+            for k, v in seen.items()}
+    revisited = [k for k, gap in idle.items() if gap >= 500]
+    assert len(revisited) >= 5
+    assert not [k for k, gap in idle.items() if 100 < gap < 500]  # else: a key in play
+    assert max(map(len, seen.values())) <= 150  # three lives of 50 operations at most
+    assert wl.all_keys() == sorted(seen, key=lambda k: int(k[1:]))  # final reads read them all
+    cart = make_workload("cart", 10, random.Random(1))
+    where: dict[str, list[int]] = {}
+    for i in range(3000):
+        where.setdefault(cart.next_op().key, []).append(i)
+    assert max(b - a for v in where.values() for a, b in zip(v, v[1:], strict=False)) < 500
+
+
+def test_revisits_leave_the_key_sequence_alone_until_a_key_is_idle_long_enough() -> None:
+    from harness.workloads.keys import KeySpace
+
+    plain = KeySpace("k", 4, random.Random(7), ops_per_key=5)
+    revisiting = KeySpace("k", 4, random.Random(7), ops_per_key=5, revisit=1.0)
+    # the first 20 operations (4 x 5) are the same: no key has been idle long enough
+    assert [plain.pick() for _ in range(20)] == [revisiting.pick() for _ in range(20)]
+    later = [revisiting.pick() for _ in range(400)]
+    assert revisiting.next_index < plain.next_index + 400 // 5  # old keys came back
+    assert set(later) <= set(revisiting.all())

@@ -133,3 +133,16 @@ def test_a_stale_write_uses_an_earlier_read_and_says_so(outcome: str) -> None:
     assert done.type == outcome
     assert now.sent == ["old"]  # the held read's context, not a fresh read's
     assert done.extra["read"] == [5] and done.extra["stale"] is True
+
+
+def test_stale_writes_use_the_oldest_held_reads_first_and_up_to_three() -> None:
+    w = RegisterWorkload(keys=1, rng=random.Random(3), ops_per_key=0)
+    for i in range(5):  # five reads of the key: the first three are held, oldest first
+        asyncio.run(w.execute(FakeClient([i]), Request("read", "r0")))  # type: ignore[arg-type]
+    assert [r.values for r in w.held["r0"]] == [[0], [1], [2]]
+    stale = []
+    for _ in range(400):
+        op = w.next_op()
+        if op.f == "write" and op.value in w.stale:
+            stale.append(w.stale.pop(op.value).values)
+    assert stale == [[0], [1], [2]] and w.held["r0"] == []  # each held read is used once

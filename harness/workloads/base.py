@@ -45,11 +45,15 @@ class Workload(ABC):
     #: keys retire after this many operations unless --ops-per-key says otherwise (0: never),
     #: as Jepsen's `independent` generator does: a run covers many keys, each history stays short
     default_ops_per_key: int = 0
+    #: with rotation, how often a retiring key is replaced by a long-idle retired one instead of
+    #: a fresh key (keys.py: a user coming back, with the contexts read before)
+    revisit: float = 0.0
 
     def __init__(self, keys: int, rng: random.Random, ops_per_key: int = 0) -> None:
         self.keys = keys
         self.rng = rng
-        self.keyspace = KeySpace(self.key_prefix or f"{self.name}-", keys, rng, ops_per_key)
+        self.keyspace = KeySpace(self.key_prefix or f"{self.name}-", keys, rng, ops_per_key,
+                                 self.revisit)
         self.written_keys: set[str] = set()
         self._counter = 0
 
