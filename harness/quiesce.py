@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -101,33 +101,28 @@ async def fetch_hints(session: aiohttp.ClientSession, url: str,
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-async def wait_hints_drained(urls: dict[str, str], timeout_s: float, now: Callable[[], int],
-                             poll_s: float = 0.5,
-                             request_timeout_s: float = 2.0) -> dict[str, Any] | None:
-    """After heal, poll every node's `hints_pending` until all are 0 or the time is up.
+HintCount = Callable[[str], Awaitable[int | None]]  # node -> hints_pending, NO_ANSWER or None
+
+
+async def wait_hints_drained(nodes: Sequence[str], count: HintCount, timeout_s: float,
+                             now: Callable[[], int], poll_s: float = 0.5) -> dict[str, Any] | None:
+    """After heal, poll every node's `hints_pending` (through `count`) until all are 0 or the
+    time is up; the loop's clock, so the wait is virtual on the sim platform.
 
     Every node is up and reachable again, so a store with hinted handoff must deliver every hint
     it holds: one still held after a bounded wait never reached its owner (checkers/handoff.py).
     Returns `{"pending": {node: count, or None if it did not answer}, "drained_time": history
     time or None, "waited_ms"}`; None when the nodes answer without the counter (no hints)."""
-    started = time.monotonic()
-    deadline = started + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while True:
-            counts = await asyncio.gather(*(fetch_hints(session, url, request_timeout_s)
-                                            for url in urls.values()))
-            if counts and all(c is None for c in counts):
-                return None
-            pending = {n: (None if c in (None, NO_ANSWER) else c)
-                       for n, c in zip(urls, counts, strict=True)}
-            if all(c == 0 for c in pending.values()):
-                return _hints(pending, now(), started)
-            if time.monotonic() + poll_s > deadline:
-                return _hints(pending, None, started)
-            await asyncio.sleep(poll_s)
-
-
-def _hints(pending: dict[str, int | None], drained: int | None,
-           started: float) -> dict[str, Any]:
-    return {"pending": pending, "drained_time": drained,
-            "waited_ms": round((time.monotonic() - started) * 1000)}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        counts = await asyncio.gather(*(count(n) for n in nodes))
+        if counts and all(c is None for c in counts):
+            return None
+        pending = {n: (None if c in (None, NO_ANSWER) else c)
+                   for n, c in zip(nodes, counts, strict=True)}
+        drained = all(c == 0 for c in pending.values())
+        if drained or loop.time() + poll_s > started + timeout_s:
+            return {"pending": pending, "drained_time": now() if drained else None,
+                    "waited_ms": round((loop.time() - started) * 1000)}
+        await asyncio.sleep(poll_s)

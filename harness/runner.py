@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 
-from harness import quiesce
 from harness.client import Client, client_session
 from harness.history import History
 from harness.live import Stats, display
@@ -292,8 +291,8 @@ class Run:
             # hinted handoff first: a hint may hold a version no replica has yet, and every
             # hint must reach its owner now that all are up (checkers/handoff.py)
             by_node = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
-            hints = await quiesce.wait_hints_drained(by_node, self._hint_wait_s(),
-                                                     self.history.now)
+            hints = await self.store.wait_hints_drained(by_node, self._hint_wait_s(),
+                                                        self.history.now)
             self.timings["hints_drained"] = bool(hints and hints["drained_time"] is not None)
         if isinstance(self.store, FinalState):
             urls = [self.platform.client_url(n) for n in self.platform.node_ids()]

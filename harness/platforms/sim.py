@@ -250,6 +250,16 @@ class SimDynamoStore(DynamoStore):
         live.transport.set_drop_from([p.id for p in peers])
         return None
 
+    async def wait_hints_drained(self, urls: dict[str, str], timeout_s: float,
+                                 now: Callable[[], int]) -> dict[str, Any] | None:
+        async def count(node: str) -> int | None:
+            live = self.sim.node(node)
+            if live is None or self.sim.is_paused(node):
+                return quiesce.NO_ANSWER
+            return int(live.stats_view()["hints_pending"])
+
+        return await quiesce.wait_hints_drained(list(urls), count, timeout_s, now)
+
     async def final_state(self, urls: Sequence[str], keys: Sequence[str], timeout_s: float,
                           now: Callable[[], int]) -> tuple[int | None, dict[str, Any]]:
         """Poll every key's replicas (from a live node, rotating) until they agree or the
