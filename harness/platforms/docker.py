@@ -48,7 +48,10 @@ from harness.platforms import iptables
 from harness.platforms.base import NodeSpec, PlatformError, SpecPlatform
 from harness.platforms.faultdisks import MECHANISM as POWER_MECHANISM
 from harness.platforms.faultdisks import FaultDisks
-from harness.platforms.local import SIDECAR_SEP  # exec key of a store's helper: "<node>/<name>"
+from harness.platforms.local import (  # SIDECAR_SEP: exec key of a store's helper: "<node>/<name>"
+    FAKETIME_ENV,
+    SIDECAR_SEP,
+)
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
 from harness.settings import ClusterSettings
 from harness.state import Session
@@ -303,8 +306,7 @@ class DockerPlatform(SpecPlatform):
         if self.clock:
             env = {"LD_PRELOAD": LIBFAKETIME_IN_IMAGE,
                    "FAKETIME_TIMESTAMP_FILE": f"{MOUNT}/{node}/faketime.rc",
-                   # re-read the offset on every time call: bumps take effect at once
-                   "FAKETIME_NO_CACHE": "1"}
+                   **FAKETIME_ENV}
         argv = in_container(self.store.command(self._spec(node), Path(MOUNT)))
         self._exec(node, node, argv, f"{MOUNT}/{node}/node.log", env)
 

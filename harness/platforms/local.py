@@ -53,6 +53,11 @@ LOOPBACK_MECHANISM = (
     "packets are dropped")
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Offsets re-read on every time call, so bumps and strobes take effect at once; the monotonic
+# clock left alone, as an NTP step leaves it: a faked one jumps back with every bump undone and
+# stalls the node's timers (asyncio's, threads' waits) for that long. Python's time.sleep fails
+# with EINVAL under it, and neither the node nor aiohttp calls it.
+FAKETIME_ENV = {"FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 LIBFAKETIME_CANDIDATES = (
     LIBFAKETIME,
     Path("/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"),
@@ -246,8 +251,7 @@ class LocalPlatform(SpecPlatform):
                 "LD_PRELOAD": ":".join(filter(None, [str(self.libfaketime),
                                                      env.get("LD_PRELOAD")])),
                 "FAKETIME_TIMESTAMP_FILE": str(self._faketime_file(node)),
-                # re-read the offset on every time call: bumps and strobes take effect at once
-                "FAKETIME_NO_CACHE": "1",
+                **FAKETIME_ENV,
             })
         return env
 

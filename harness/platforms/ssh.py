@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.platforms.base import NodeSpec, PlatformError, SpecPlatform
-from harness.platforms.local import LIBFAKETIME_CANDIDATES, SIDECAR_SEP
+from harness.platforms.local import FAKETIME_ENV, LIBFAKETIME_CANDIDATES, SIDECAR_SEP
 from harness.platforms.ssh_conn import Fleet, Trust
 from harness.platforms.ssh_hosts import Host, HostsFile
 from harness.settings import ClusterSettings
@@ -469,8 +469,7 @@ class SshPlatform(SpecPlatform):
         if self.clock:
             env.update({"LD_PRELOAD": self.faketime[self.host(node).name],
                         "FAKETIME_TIMESTAMP_FILE": f"{self.remote_node_dir(node)}/faketime.rc",
-                        # re-read the offset on every time call: bumps take effect at once
-                        "FAKETIME_NO_CACHE": "1"})
+                        **FAKETIME_ENV})
         return env
 
     def _launch(self, node: str) -> None:
