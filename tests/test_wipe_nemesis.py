@@ -138,3 +138,25 @@ def test_a_store_that_does_not_say_where_its_data_is_is_not_wiped(
                              store=STORES["etcd"](cluster))
     with pytest.raises(PlatformError, match="does not say where"):
         platform.wipe(["n1"])  # refused before anything is killed
+
+
+@pytest.mark.parametrize("bug", [None, "aae-noop"])
+def test_wipe_on_the_sim_platform(tmp_path: Path, env: dict[str, str],  # noqa: F811
+                                  bug: str | None) -> None:
+    out = tmp_path / "reports"
+    proc = run_cli(["run", "--platform", "sim", "--out", str(out), "--display", "lines",
+                    "--seed", "7", *WIPE, *(["--bug", bug] if bug else [])], env)
+    run_dir = (out / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    checkers = {name: c["verdict"] for name, c in results["checkers"].items()}
+    ops = [o["value"] for o in history(run_dir) if o.get("fault") == "wipe"]
+    wiped = [v for v in ops if "wiped" in v]
+    assert len(wiped) >= 2 and len({v["nodes"][0] for v in wiped}) == 1
+    new = [inc for v in ops for inc in v.get("incarnations", {}).values()]
+    assert len(new) == len(set(new)) >= 2, new  # a new incarnation at every restart
+    if bug is None:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert checkers["convergence"] == checkers["replication"] == "valid", checkers
+    else:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "invalid" in (checkers["convergence"], checkers["replication"]), checkers
