@@ -37,7 +37,8 @@ class NodeStatsSampler:
     """Polls `urls()` (node id -> client base URL) every `interval_s`, appending rows to `path`."""
 
     def __init__(self, path: Path, urls: Callable[[], dict[str, str]], now: Callable[[], int],
-                 interval_s: float = 1.0, timeout_s: float = 0.5) -> None:
+                 interval_s: float = 1.0, timeout_s: float = 0.5,
+                 headers: dict[str, str] | None = None) -> None:
         if interval_s <= 0 or timeout_s <= 0:
             raise ValueError("interval_s and timeout_s must be positive")
         self.path = path
@@ -45,6 +46,7 @@ class NodeStatsSampler:
         self.now = now
         self.interval_s = interval_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.headers = headers or {}
         self.samples = 0
         self.skipped = 0
 
@@ -67,7 +69,7 @@ class NodeStatsSampler:
     async def run(self) -> None:
         """Sample until cancelled; flushed every tick, so a crash keeps what was seen."""
         connector = aiohttp.TCPConnector(limit=1)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector, headers=self.headers) as session:
             with self.path.open("a", encoding="utf-8") as fh:
                 next_tick = time.monotonic()
                 while True:

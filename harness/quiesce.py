@@ -46,14 +46,15 @@ async def fetch_view(session: aiohttp.ClientSession, urls: Sequence[str], key: s
 
 async def wait_converged(urls: Sequence[str], keys: Sequence[str], timeout_s: float,
                          now: Callable[[], int], poll_s: float = 0.5,
-                         request_timeout_s: float = 3.0) -> tuple[int | None, dict[str, Any]]:
+                         request_timeout_s: float = 3.0, headers: dict[str, str] | None = None
+                         ) -> tuple[int | None, dict[str, Any]]:
     """Poll until every key's replicas agree or the time is up.
 
     Returns (the history time when they first all agreed, or None; the last view of each key).
     """
     deadline = time.monotonic() + timeout_s
     views: dict[str, Any] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=headers) as session:
         while True:
             rotated = list(urls)
             fetched = await asyncio.gather(*(

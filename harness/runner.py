@@ -390,7 +390,8 @@ class Run:
     def _stats_sampler(self) -> NodeStatsSampler:
         assert self.platform is not None
         urls = {n: self.platform.client_url(n) for n in self.platform.node_ids()}
-        return NodeStatsSampler(self.run_dir / "stats.jsonl", lambda: urls, self.history.now)
+        return NodeStatsSampler(self.run_dir / "stats.jsonl", lambda: urls, self.history.now,
+                                headers=self.store.admin_headers())
 
     def _faults(self) -> list[str]:
         return self.nemesis.describe_active() if self.nemesis else []

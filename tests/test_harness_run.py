@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,9 @@ def test_run_end_to_end(tmp_path: Path, env: dict[str, str], workload: str, neme
     assert replicas["keys"], "the keys written are in replicas.json"
     for view in replicas["keys"].values():
         assert len(view["preference_list"]) == 3
+    # the counters come through the admin token the run's cluster file asks for on admin reads
+    stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert {r["node"] for r in stats} == {"n1", "n2", "n3"}
     resources = [json.loads(x) for x in (run_dir / "resources.jsonl").read_text().splitlines()]
     assert {r["node"] for r in resources} == {"n1", "n2", "n3"}
     assert all(r["rss_bytes"] > 0 for r in resources)
@@ -229,6 +233,12 @@ def test_cluster_commands(tmp_path: Path, env: dict[str, str]) -> None:
         put = requests.put(f"{urls['n1']}/kv/hello", json={"value": 1, "context": None},
                            timeout=5)
         assert put.status_code == 200, put.text
+        # admin reads need the token the harness wrote into the cluster file
+        token = tomllib.loads(next(root.rglob("cluster.toml")).read_text())["cluster"][
+            "admin_token"]
+        assert requests.get(f"{urls['n1']}/admin/status", timeout=5).status_code == 403
+        assert requests.get(f"{urls['n1']}/admin/status", headers={"X-Admin-Token": token},
+                            timeout=5).status_code == 200
 
         again = run_cli(["cluster", "up", "--nodes", "3", "--name", "t"], env)
         assert again.returncode == 3 and "already up" in again.stderr

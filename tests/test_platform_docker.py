@@ -34,6 +34,12 @@ from harness.state import Session
 pytestmark = pytest.mark.cluster
 LABEL = "dynamo-harness.session"
 
+def admin_status(cluster, node: str, timeout: float) -> requests.Response:
+    """The node's /admin/status, with the admin token the harness's cluster files ask for."""
+    return requests.get(f"{cluster.client_url(node)}/admin/status",
+                        headers=cluster.admin_headers, timeout=timeout)
+
+
 
 @pytest.fixture(scope="session")
 def image() -> str:
@@ -90,7 +96,7 @@ def test_nodes_are_containers_on_our_network(cluster) -> None:
         nets = container.attrs["NetworkSettings"]["Networks"]
         assert list(nets) == [cluster.record["network"]]
         assert nets[cluster.record["network"]]["IPAddress"] == cluster._spec(node).host
-        assert requests.get(f"{cluster.client_url(node)}/admin/status", timeout=2).ok
+        assert admin_status(cluster, node, 2).ok
     # the node's log is written straight into the run directory
     assert "harness: starting n1" in cluster.log_path("n1").read_text()
 
@@ -102,7 +108,7 @@ def test_isolate_one_partition_is_real_and_heals(cluster) -> None:
         f"-A DJ-PART -s {cluster._spec(p).host}/32 -j DROP" for p in ("n2", "n3")]
     assert probe_from(cluster, "n2", "n1") == "timeout"
     assert probe_from(cluster, "n2", "n3") == "ok"
-    assert requests.get(f"{cluster.client_url('n1')}/admin/status", timeout=2).ok
+    assert admin_status(cluster, 'n1', 2).ok
     assert cluster.heal_partition() == {}
     assert cluster.partition_rules("n1") == []
     assert probe_from(cluster, "n2", "n1") == "ok"

@@ -33,6 +33,12 @@ from harness.state import Session
 
 pytestmark = pytest.mark.cluster
 
+def admin_status(cluster, node: str, timeout: float) -> requests.Response:
+    """The node's /admin/status, with the admin token the harness's cluster files ask for."""
+    return requests.get(f"{cluster.client_url(node)}/admin/status",
+                        headers=cluster.admin_headers, timeout=timeout)
+
+
 
 @pytest.fixture(autouse=True)
 def _needs_root_and_tools() -> None:
@@ -91,7 +97,7 @@ def test_nodes_live_in_their_own_namespaces_without_default_route(cluster) -> No
         assert cluster._spec(node).host in addr and addr.split()[2].startswith("198.18.")
         # the pid the harness records is the node itself, inside that namespace
         assert str(cluster.pids()[node]) in sh(f"ip netns pids {ns}").split()
-        assert requests.get(f"{cluster.client_url(node)}/admin/status", timeout=2).ok
+        assert admin_status(cluster, node, 2).ok
 
 
 def test_isolate_one_partition_is_real_and_heals(cluster) -> None:
@@ -102,7 +108,7 @@ def test_isolate_one_partition_is_real_and_heals(cluster) -> None:
     assert probe_from(cluster, "n1", "n3") == "timeout"
     assert probe_from(cluster, "n2", "n3") == "ok"  # the majority still talks
     # the harness (on the host) still reaches the isolated node's client API
-    assert requests.get(f"{cluster.client_url('n1')}/admin/status", timeout=2).ok
+    assert admin_status(cluster, 'n1', 2).ok
     assert cluster.heal_partition() == {}
     assert probe_from(cluster, "n2", "n1") == "ok"
     assert cluster.partition_rules("n1") == []
@@ -153,9 +159,9 @@ def test_crash_restart_and_pause_keep_the_partition(cluster) -> None:
     assert probe_from(cluster, "n3", "n1") == "timeout"  # the namespace kept its rules
     cluster.pause("n2")
     with pytest.raises(requests.RequestException):
-        requests.get(f"{cluster.client_url('n2')}/admin/status", timeout=0.5)
+        admin_status(cluster, 'n2', 0.5)
     assert cluster.heal_all() == {}
-    assert requests.get(f"{cluster.client_url('n2')}/admin/status", timeout=2).ok
+    assert admin_status(cluster, 'n2', 2).ok
     assert probe_from(cluster, "n3", "n1") == "ok"
 
 
@@ -168,7 +174,7 @@ def test_packet_fault_delays_or_says_why_not(cluster) -> None:
         assert "netem" in str(e)
         pytest.skip(f"this kernel cannot do netem: {e}")
     t0 = time.monotonic()
-    requests.get(f"{cluster.client_url('n3')}/admin/status", timeout=5)
+    admin_status(cluster, 'n3', 5)
     assert time.monotonic() - t0 >= 0.2
     assert cluster.heal_all() == {}
 

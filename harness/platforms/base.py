@@ -37,6 +37,8 @@ class Platform(ABC):
     #: how long a starting node may take to answer its readiness probe
     ready_timeout_s: float = 20.0
     ready_probe: str = "/admin/status"
+    #: what the store's admin reads need (`Store.admin_headers`); set with the store
+    admin_headers: dict[str, str] = {}  # noqa: RUF012 (replaced, never mutated)
     #: fault -> how this platform produces it, in words for the report
     mechanisms: dict[str, str] = {}
 
@@ -142,7 +144,8 @@ class Platform(ABC):
     def status(self, node: str) -> dict[str, Any] | None:
         """The node's `/admin/status`, or None when it does not answer."""
         try:
-            resp = requests.get(f"{self.client_url(node)}/admin/status", timeout=ADMIN_TIMEOUT_S)
+            resp = requests.get(f"{self.client_url(node)}/admin/status",
+                                headers=self.admin_headers, timeout=ADMIN_TIMEOUT_S)
             return resp.json() if resp.status_code == 200 else None
         except (requests.RequestException, ValueError):
             return None
@@ -309,7 +312,7 @@ class SpecPlatform(Platform):
             try:
                 before = time.time()
                 resp = requests.get(f"{self.client_url(node)}/admin/clock",
-                                    timeout=ADMIN_TIMEOUT_S)
+                                    headers=self.admin_headers, timeout=ADMIN_TIMEOUT_S)
                 after = time.time()
                 return round(resp.json()["wall_ms"] / 1000 - (before + after) / 2, 3)
             except (requests.RequestException, ValueError, KeyError, TypeError):

@@ -22,7 +22,8 @@ def cluster_toml(cluster: ClusterSettings, token: str, specs: Sequence[Spec],
     """`[cluster]` from the settings and one `[[nodes]]` per spec; data in `<id>/data`.
     `secret` authenticates the nodes to each other (node/peerauth.py); None makes a fresh one,
     so every run (every cluster file written) has its own. A --node-setting of
-    `cluster_secret` or `insecure` takes its place."""
+    `cluster_secret` or `insecure` takes its place. Admin reads need the token too
+    (`admin_reads = "token"`) unless a --node-setting says otherwise."""
     own = {"cluster_secret", "insecure"} & set(cluster.node_settings)
     if secret is None:
         secret = secrets.token_hex(32)
@@ -37,6 +38,7 @@ def cluster_toml(cluster: ClusterSettings, token: str, specs: Sequence[Spec],
         'data_dir = "."',
         f"fsync = {json.dumps(cluster.fsync)}",
         f"admin_token = {json.dumps(token)}",
+        *([] if "admin_reads" in cluster.node_settings else ['admin_reads = "token"']),
         *([] if own else [f"cluster_secret = {json.dumps(secret)}"]),
         *cluster.extra_toml_lines(),  # bugs = [...] and --node-setting lines
     ]

@@ -136,6 +136,7 @@ class DockerPlatform(SpecPlatform):
 
         self.store = store if store is not None else DynamoStore(cluster, token=token)
         self.ready_probe = self.store.ready_probe
+        self.admin_headers = self.store.admin_headers()
         self.client = docker_client()
         try:
             labels = self.client.images.get(image).labels

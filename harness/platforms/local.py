@@ -112,6 +112,7 @@ class LocalPlatform(SpecPlatform):
         self.store = store if store is not None else DynamoStore(cluster, token=token)
         self.token = str(getattr(self.store, "token", token or secrets.token_hex(16)))
         self.ready_probe = self.store.ready_probe
+        self.admin_headers = self.store.admin_headers()
         if not isinstance(self.store, SelfPartitioning):
             self.mechanisms = {**self.mechanisms, "partition": LOOPBACK_MECHANISM}
         self.specs = specs or self._allocate(cluster.nodes)

@@ -224,6 +224,7 @@ class SshPlatform(SpecPlatform):
         self.clock = clock
         self.store = store if store is not None else DynamoStore(cluster)
         self.ready_probe = self.store.ready_probe
+        self.admin_headers = self.store.admin_headers()
         self.trust = trust
         self.connect_timeout = hosts.connect_timeout
         chosen = hosts.hosts[:cluster.nodes]

@@ -71,6 +71,10 @@ class Store(ABC):
         """The argv that runs one node in the foreground, logging to stdout/stderr. Restarting
         a killed node runs it again with the same data."""
 
+    def admin_headers(self) -> dict[str, str]:
+        """Headers the nodes' admin reads need (the reference store: its admin token)."""
+        return {}
+
     @abstractmethod
     def is_ready(self, spec: NodeSpec) -> bool:
         """One bounded probe: does the node serve clients now?"""
@@ -141,7 +145,8 @@ class NodeCounters:
         """After heal, wait (bounded) until no node holds a hint (harness/quiesce.py)."""
         from harness import quiesce
 
-        async with aiohttp.ClientSession() as session:
+        headers = self.admin_headers()  # type: ignore[attr-defined] (mixed into a Store)
+        async with aiohttp.ClientSession(headers=headers) as session:
             async def count(node: str) -> int | None:
                 return await quiesce.fetch_hints(session, urls[node], 2.0)
 

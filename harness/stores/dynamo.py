@@ -71,9 +71,13 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
         return [sys.executable, "-m", "node", "--cluster", str(root / CLUSTER_FILE),
                 "--id", spec.id]
 
+    def admin_headers(self) -> dict[str, str]:
+        return {"X-Admin-Token": self.token}
+
     def is_ready(self, spec: NodeSpec) -> bool:
         try:
-            resp = requests.get(f"{spec.url}/admin/status", timeout=ADMIN_TIMEOUT_S)
+            resp = requests.get(f"{spec.url}/admin/status", headers=self.admin_headers(),
+                                timeout=ADMIN_TIMEOUT_S)
             return resp.status_code == 200 and resp.json() is not None
         except (requests.RequestException, ValueError):
             return False
@@ -105,7 +109,8 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
 
     async def final_state(self, urls: Sequence[str], keys: Sequence[str], timeout_s: float,
                           now: Callable[[], int]) -> tuple[int | None, dict[str, Any]]:
-        return await quiesce.wait_converged(urls, keys, timeout_s, now)
+        return await quiesce.wait_converged(urls, keys, timeout_s, now,
+                                            headers=self.admin_headers())
 
     def replicas_document(self, heal_time: int | None, converged_time: int | None,
                           views: dict[str, Any]) -> dict[str, Any]:
