@@ -110,10 +110,14 @@ class NemesisRunner:
                 (base_fault(action.fault), action.f)]
             errors = await asyncio.to_thread(_each, fn, v["nodes"])
             return {"errors": errors} if errors else {}
-        if action.fault == "power":
-            if action.f == "start":  # kill -9, then drop what its disk held unsynced
-                return await asyncio.to_thread(_power_cut, p, v["nodes"])
+        if action.fault in ("power", "wipe"):
+            if action.f == "start":  # kill -9, then the disk loses what was unsynced, or all
+                hurt = p.power_cut if action.fault == "power" else p.wipe
+                return await asyncio.to_thread(_disk_fault, hurt, v["nodes"], action.fault)
             errors = await asyncio.to_thread(_each, p.restart, v["nodes"])
+            if action.fault == "wipe":  # the identity it came back with (a new incarnation)
+                return {"incarnations": await asyncio.to_thread(_incarnations, p, v["nodes"]),
+                        **({"errors": errors} if errors else {})}
             return {"errors": errors} if errors else {}
         if action.fault == "packet":
             if action.f == "start":
@@ -155,16 +159,27 @@ class NemesisRunner:
             await asyncio.sleep(period)
 
 
-def _power_cut(platform: Platform, nodes: list[str]) -> dict[str, Any]:
-    """Cut the nodes' power (all killed first, then every disk cut); what each cut dropped,
-    and the errors."""
+def _disk_fault(hurt: Callable[[list[str]], dict[str, dict[str, Any]]], nodes: list[str],
+                fault: str) -> dict[str, Any]:
+    """A power cut or wipe of the nodes (all killed first, then every disk hurt): what each
+    disk lost (`dropped` by a cut, `wiped`), and the errors."""
     try:
-        result = platform.power_cut(nodes)
+        result = hurt(nodes)
     except Exception as e:  # recorded; heal restarts whatever is down
         return {"errors": {node: f"{type(e).__name__}: {e}" for node in nodes}}
     errors = {n: str(r["error"]) for n, r in result.items() if "error" in r}
-    dropped = {n: r for n, r in result.items() if "error" not in r}
-    return {"dropped": dropped, **({"errors": errors} if errors else {})}
+    lost = {n: r for n, r in result.items() if "error" not in r}
+    key = "dropped" if fault == "power" else "wiped"
+    return {key: lost, **({"errors": errors} if errors else {})}
+
+
+def _incarnations(platform: Platform, nodes: list[str]) -> dict[str, str | None]:
+    """Each node's incarnation from its status (None when it does not say)."""
+    out: dict[str, str | None] = {}
+    for node in nodes:
+        status = platform.status(node)
+        out[node] = str(status["incarnation"]) if status and "incarnation" in status else None
+    return out
 
 
 def _each(fn: Any, nodes: list[str]) -> dict[str, str]:

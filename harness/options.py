@@ -90,8 +90,8 @@ def check_ssh(kw: dict[str, Any], platform: str, faults: list[str]) -> None:
         make_trust(parsed, kw.get("known_hosts"), bool(kw.get("insecure_accept_host_keys")))
     except (HostsFileError, PlatformError) as e:
         raise click.UsageError(str(e)) from None
-    for fault in ("packet", "power"):
-        if fault in faults:
+    for fault in ("packet", "power", "wipe"):
+        if fault in faults:  # wipe: the data is on the remote hosts, not under the run dir
             raise click.UsageError(f"--nemesis {fault} is not available on the ssh platform "
                                    "(use --platform netns or docker)")
     if kw.get("leave_running"):  # `harness cluster` drives local processes only

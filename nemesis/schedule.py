@@ -15,13 +15,16 @@ from typing import Any
 
 from nemesis.grudges import GRUDGES, TARGETED, grudge_to_json, isolate_node
 
-FAULTS = ("partition", "clock", "crash", "crash-many", "pause", "packet", "power")
+FAULTS = ("partition", "clock", "crash", "crash-many", "pause", "packet", "power", "wipe")
 # a fault that is another done harder: stores and platforms offer the base one
 BASE_FAULT = {"crash-many": "crash"}
 # `all` means the faults every platform can produce; packet needs tc netem on a real platform,
 # power a FUSE mount (faultfs) on the local platform
 ALL_FAULTS = ("partition", "clock", "crash", "pause")
-# `mix`, `harness run`'s default: the same kinds, less those the store cannot be tested under
+# `mix`, `harness run`'s default: the same kinds, less those the store cannot be tested under.
+# Not wipe: its verdict on a correct store depends on settings a default run may be given (W = 1
+# keeps an acknowledged write on one disk; anti-entropy off never rebuilds the wiped node), and
+# every mix seed's schedule would change (README "Faults")
 MIX = ALL_FAULTS
 HEAL_CRASH_CHANCE = 1 / 3  # a partition is followed by a crash at its heal (handoff, AAE)
 FAULT_HELP = {
@@ -35,6 +38,9 @@ FAULT_HELP = {
     "packet": "tc netem delay and loss on a random minority's interface (netns, docker)",
     "power": "power cut: kill -9 and drop every write not fsynced (faultfs, local platform), "
              "of the whole cluster and of a random minority in turn; restarted when it ends",
+    "wipe": "a lost disk: kill -9 of one node (the same one all run, chosen by the seed), its "
+            "data deleted (data, hints, identity), restarted empty with a new identity when the "
+            "fault ends; only anti-entropy rebuilds what nobody rewrites (not in mix)",
     "all": "partition, clock, crash and pause combined on one schedule; with partition and "
            "crash, a third of the partitions end with a crash of one node as they heal (while "
            "hints are handed off and anti-entropy repairs)",
@@ -107,6 +113,8 @@ def plan(
     When partition and crash are both chosen, a partition period that ran alone is followed, a
     third of the time, by a crash of one node starting at its heal and lasting half an interval:
     the node dies while hints and anti-entropy repair what the partition split.
+    `wipe` always takes the same node, drawn once from the seed (only one disk is ever lost, so
+    what W >= 2 nodes acknowledged keeps a copy); the faults of its period pick other nodes.
     """
     if not 0 <= jitter < 1:
         raise ValueError(f"jitter must be in [0, 1) (got {jitter})")
@@ -120,6 +128,9 @@ def plan(
     actions: list[Action] = []
     next_id = 1
     power_cuts = 0
+    # one node loses its disk, as often as the schedule says: every write acknowledged by W >= 2
+    # nodes keeps a copy elsewhere (drawn only for wipe, so other schedules stay as they were)
+    wiped = rng.choice(list(nodes)) if "wipe" in faults else None
     t = scaled(interval * rng.uniform(0.3, 0.6))
     while faults and t < time_limit:
         stop_at = min(t + scaled(interval), time_limit)
@@ -127,9 +138,10 @@ def plan(
         if len(faults) > 1 and rng.random() < 1 / 3:
             kinds = rng.sample(list(faults), 2)
         free = list(nodes)
-        for kind in sorted(kinds, key=FAULTS.index):
+        # wipe first: its node is fixed, and the faults it shares a period with take others
+        for kind in sorted(kinds, key=lambda k: (k != "wipe", FAULTS.index(k))):
             value = _choose(kind, nodes, free, rng, shapes, replicas,
-                            whole=power_cuts % 2 == 0)
+                            whole=power_cuts % 2 == 0, wiped=wiped)
             power_cuts += kind == "power"
             actions.append(Action(round(t, 3), "start", kind, value, next_id))
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
@@ -162,7 +174,8 @@ def base_fault(fault: str) -> str:
 
 
 def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random,
-            shapes: Sequence[str], replicas: int, whole: bool = False) -> dict:
+            shapes: Sequence[str], replicas: int, whole: bool = False,
+            wiped: str | None = None) -> dict:
     if kind == "partition":
         shape = rng.choice(list(shapes))
         if shape in TARGETED:
@@ -173,6 +186,10 @@ def _choose(kind: str, nodes: Sequence[str], free: list[str], rng: random.Random
         return {"kind": shape, "grudge": grudge_to_json(GRUDGES[shape](nodes, rng))}
     if kind == "clock":
         return _clock(nodes, rng)
+    if kind == "wipe":
+        assert wiped is not None
+        free.remove(wiped)  # first of its period: always free
+        return {"nodes": [wiped]}
     if kind == "power" and whole:
         targets = sorted(free or nodes)
         free.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,15 @@ import requests
 
 if TYPE_CHECKING:
     from harness.state import Session
+    from harness.stores.base import Store
 
 Grudge = Mapping[str, Set[str]]  # node -> nodes whose frames it drops
 ADMIN_TIMEOUT_S = 1.0
 CLOCK_READS = 5  # read_clock_offsets: at most this many reads per node...
 CLOCK_GOOD_RTT_S = 0.02  # ...stopping at one whose round trip bounds the error to 10 ms
+WIPE_MECHANISM = ("SIGKILL of the node process, then everything its store keeps for it deleted "
+                  "from the run's nodes/ folder on the host (data, hints, identity; the folder "
+                  "fsynced), restarted empty by the harness")
 
 
 class PlatformError(RuntimeError):
@@ -75,13 +79,24 @@ class Platform(ABC):
             raise PlatformError("the power nemesis needs the cluster started with faultfs "
                                 "(choose the power nemesis on the local, netns or docker "
                                 "platform)")
-        for node in nodes:  # every node goes down first, as when the power goes...
+        return self._kill_then(nodes, self.disks.cut)
+
+    def wipe(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
+        """Kill the nodes (kill -9), then delete everything the store keeps on disk for each
+        (the wipe nemesis: a disk replaced); per node, what was deleted (or {"error": ...}).
+        `restart` starts them empty: for the reference store, a new incarnation (actor)."""
+        raise PlatformError(f"the {self.name} platform cannot wipe a node's data")
+
+    def _kill_then(self, nodes: list[str],
+                   disk_fault: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Kill every node first (as when the power goes), then hurt each one's disk."""
+        for node in nodes:
             self.kill(node)
         out: dict[str, dict[str, Any]] = {}
-        for node in nodes:  # ...then each disk loses what it had not synced
+        for node in nodes:
             try:
-                out[node] = self.disks.cut(node)
-            except PlatformError as e:
+                out[node] = disk_fault(node)
+            except (PlatformError, OSError) as e:
                 out[node] = {"error": str(e)}
         return out
 
@@ -216,9 +231,11 @@ class SpecPlatform(Platform):
     `root`, clocks offset through each node's libfaketime file, and a grudge kept in the session
     record so that a restarted node (or `harness cleanup`) finds it.
 
-    Subclasses set `root`, `specs`, `_by_id`, `session`, `clock`, `_paused` and `_grudge`."""
+    Subclasses set `root`, `specs`, `_by_id`, `session`, `clock`, `store`, `_paused` and
+    `_grudge`."""
 
     root: Path
+    store: Store
     specs: list[NodeSpec]
     _by_id: dict[str, NodeSpec]
     session: Session
@@ -249,6 +266,14 @@ class SpecPlatform(Platform):
 
     def _faketime_file(self, node: str) -> Path:
         return self.node_dir(node) / "faketime.rc"
+
+    def wipe(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
+        # the data lives under `root` on this machine (docker: the bind-mounted nodes/ folder)
+        paths = {n: self.store.data_paths(self._spec(n), self.root) for n in nodes}
+        if any(p is None for p in paths.values()):
+            raise PlatformError(f"the {self.store.name} store does not say where its nodes keep "
+                                "their data, so the wipe nemesis cannot delete it")
+        return self._kill_then(nodes, lambda n: erase(paths[n] or []))
 
     @abstractmethod
     def _apply_grudge(self, nodes: list[str]) -> dict[str, str]:
@@ -319,3 +344,28 @@ class SpecPlatform(Platform):
             except PlatformError as e:
                 errors[node] = str(e)
         return errors
+
+
+def erase(paths: list[Path]) -> dict[str, int]:
+    """Delete the files under each path (a folder stays, emptied: it may be a faultfs
+    mountpoint), then fsync each folder so that a later power cut cannot bring them back; how
+    many files and bytes went."""
+    files = size = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        victims = [path] if not path.is_dir() else sorted(path.rglob("*"), reverse=True)
+        for victim in victims:  # deepest first: a folder is empty when its turn comes
+            if victim.is_dir() and not victim.is_symlink():
+                victim.rmdir()
+                continue
+            files += 1
+            size += victim.lstat().st_size
+            victim.unlink()
+        folder = path if path.is_dir() else path.parent
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return {"files": files, "bytes": size}

@@ -45,7 +45,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 
 from harness.platforms import iptables
-from harness.platforms.base import NodeSpec, PlatformError, SpecPlatform
+from harness.platforms.base import WIPE_MECHANISM, NodeSpec, PlatformError, SpecPlatform
 from harness.platforms.faultdisks import MECHANISM as POWER_MECHANISM
 from harness.platforms.faultdisks import FaultDisks
 from harness.platforms.local import (  # SIDECAR_SEP: exec key of a store's helper: "<node>/<name>"
@@ -126,6 +126,7 @@ class DockerPlatform(SpecPlatform):
         "packet": "tc netem (delay, loss) on the container's eth0",
         "power": POWER_MECHANISM + "; the mount is made on the host before the container and "
                  "reaches it through the bind mount of the run's nodes/ folder",
+        "wipe": WIPE_MECHANISM + " (the container's bind mount of it; the container lives on)",
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,

@@ -31,6 +31,7 @@ import psutil
 
 from harness.platforms import iptables
 from harness.platforms.base import (
+    WIPE_MECHANISM,
     NodeSpec,
     PlatformError,
     SpecPlatform,
@@ -101,6 +102,7 @@ class LocalPlatform(SpecPlatform):
         "crash": "SIGKILL of the node process, restarted by the harness",
         "pause": "SIGSTOP / SIGCONT of the node process",
         "power": POWER_MECHANISM,
+        "wipe": WIPE_MECHANISM,
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,

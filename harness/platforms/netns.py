@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from harness.platforms import iptables
-from harness.platforms.base import PlatformError
+from harness.platforms.base import WIPE_MECHANISM, PlatformError
 from harness.platforms.faultdisks import MECHANISM as POWER_MECHANISM
 from harness.platforms.local import SIDECAR_SEP, LocalPlatform, NodeSpec
 from harness.platforms.netalloc import Subnet, claim_subnet, new_tag, release_subnet
@@ -195,6 +195,7 @@ class NetnsPlatform(LocalPlatform):
         "pause": "SIGSTOP / SIGCONT of the node process",
         "packet": "tc netem (delay, loss) on the node's eth0 inside its namespace",
         "power": POWER_MECHANISM,
+        "wipe": WIPE_MECHANISM,
     }
 
     def __init__(self, root: Path, cluster: ClusterSettings, session: Session,

@@ -39,6 +39,8 @@ MECHANISMS = {
     "pause": "simulated SIGSTOP: the node's callbacks are held until resume",
     "packet": "simulated: per-message delay, jitter and loss on the node's messages",
     "power": "simulated power cut: kill, and the disk keeps only what was fsynced",
+    "wipe": "simulated lost disk: kill, and the node restarts on a new empty disk (a new "
+            "incarnation)",
 }
 
 
@@ -97,6 +99,9 @@ class SimPlatform(Platform):
 
     def power_cut(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
         return {n: self.cluster.kill(self._known(n), power=True) for n in nodes}
+
+    def wipe(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
+        return {n: self.cluster.wipe(self._known(n)) for n in nodes}
 
     def pause(self, node: str) -> None:
         self.cluster.pause(self._known(node))

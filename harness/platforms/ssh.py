@@ -532,6 +532,11 @@ class SshPlatform(SpecPlatform):
         self._paused.discard(node)
         self._save_faults()
 
+    def wipe(self, nodes: list[str]) -> dict[str, dict[str, Any]]:
+        # the data is on the remote hosts; `root` here only receives it at teardown
+        raise PlatformError("the ssh platform does not wipe nodes' data (it lives on the remote "
+                            "hosts); use --platform local, netns or docker")
+
     def restart(self, node: str) -> None:
         if self.is_running(node):
             return

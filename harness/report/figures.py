@@ -25,6 +25,7 @@ FAULT_COLORS = {
     "pause": "#c9a227",
     "packet": "#16a085",
     "power": "#b5179e",
+    "wipe": "#5c4033",
 }
 FALLBACK_FAULT_COLOR = "#888888"
 EXACT_TIMELINE_LIMIT = 10_000  # ops drawn one by one; above this the timeline aggregates

@@ -120,6 +120,15 @@ class SimCluster:
         sim.log.warning("fault: %s", "power cut" if power else "killed")
         return sim.disk.power_cut() if power else sim.disk.crash()
 
+    def wipe(self, node_id: str) -> dict[str, int]:
+        """kill -9, then a new empty disk (a replaced drive): the node restarts with a new
+        incarnation; what the old disk held."""
+        self.kill(node_id)
+        sim = self.nodes[node_id]
+        old, sim.disk = sim.disk, SimDisk(self.config.fsync)
+        sim.log.warning("fault: disk wiped")
+        return {"keys": len(list(old.keys())), "hints": len(old.hint_keys())}
+
     def pause(self, node_id: str) -> None:
         gate = self.nodes[node_id].gate
         if gate.state is RUNNING:

@@ -23,7 +23,10 @@ DEFAULT_STORE = "dynamo"
 # why a store whose `faults` leave one out cannot take it, unless the store says otherwise
 UNSUPPORTED_WHY = {
     "power": "its data directory is not laid on faultfs yet (only the reference store's is)",
+    "wipe": "the harness does not know where its nodes keep their data (Store.data_paths)",
 }
+# the wipe nemesis loses one node's disk: with W = 1 an acknowledged write may have been on it alone
+WIPE_MIN_W = 2
 
 
 def store_class(name: str) -> type[Store]:
@@ -69,6 +72,10 @@ def store_errors(name: str, workload: str, faults: Sequence[str], platform: str,
         if base_fault(fault) not in cls.faults:
             why = cls.unsupported_faults.get(fault) or UNSUPPORTED_WHY.get(fault, "not supported")
             errs.append(f"the {name} store cannot be tested under the {fault} nemesis: {why}")
+    if "wipe" in faults and cluster.w < WIPE_MIN_W:
+        errs.append(f"the wipe nemesis deletes one node's data, so it needs W >= {WIPE_MIN_W} "
+                    f"(got W = {cluster.w}): a write acknowledged by one node alone may be lost "
+                    "with its disk, which the store never promised to survive")
     if platform == "sim" and platform not in cls.platforms:
         errs.append(f"the sim platform runs the reference dynamo store's own code in one process "
                     f"on virtual time; the {name} store needs real processes: run it on "

@@ -20,7 +20,7 @@ from harness.client import Client
 from harness.platforms.base import NodeSpec
 from harness.settings import ClusterSettings
 
-ALL_FAULTS = frozenset({"partition", "clock", "crash", "pause", "packet", "power"})
+ALL_FAULTS = frozenset({"partition", "clock", "crash", "pause", "packet", "power", "wipe"})
 
 
 class Store(ABC):
@@ -95,6 +95,11 @@ class Store(ABC):
         """How many nodes hold each key: `crash-many` kills one fewer. By default every node
         holds everything (Raft, primary and replicas)."""
         return self.cluster.nodes
+
+    def data_paths(self, spec: NodeSpec, root: Path) -> list[Path] | None:
+        """Everything one node keeps on disk (its data, hints, identity), under `root` on the
+        harness's machine: what the wipe nemesis deletes. None: not known (wipe is refused)."""
+        return None
 
     def version(self) -> str | None:
         """The store's version, for test.json."""

@@ -58,6 +58,11 @@ class DynamoStore(Store, SelfPartitioning, FinalState, NodeCounters):
     def copies(self) -> int:
         return self.cluster.n
 
+    def data_paths(self, spec: NodeSpec, root: Path) -> list[Path] | None:
+        # the SQLite file and its WAL: sibling sets, hints, the dot lease and the incarnation
+        # (so a wiped node restarts as a new actor); the cluster file and log stay
+        return [root / spec.id / "data"]
+
     def layout(self, root: Path, specs: Sequence[NodeSpec]) -> None:
         (root / CLUSTER_FILE).write_text(cluster_toml(self.cluster, self.token, specs),
                                          encoding="utf-8")

@@ -145,6 +145,8 @@ class EtcdStore(Store):
         "clock": "etcd is a Go program, which reads the clock through the vDSO where "
                  "libfaketime cannot reach it",
         "packet": "not wired for outside stores yet",
+        "wipe": "a member that lost its data must be removed and added again (etcdctl member "
+                "remove/add) before it may rejoin; the harness does not do that",
     }
     platforms = ("local", "netns", "docker", "ssh")
     options = {SERIALIZABLE: "reads with serializable = true: any member answers from its own "

@@ -194,6 +194,8 @@ class RedisStore(Store, Sidecars, Roles):
         "clock": "not wired for Redis yet",
         "crash": "not wired for Redis yet (a restarted node must rejoin as what Sentinel says)",
         "packet": "not wired for outside stores yet",
+        "wipe": "not wired for Redis yet (a primary restarted empty before Sentinel fails it "
+                "over would hand its empty data set to its replicas)",
     }
     platforms = ("local", "netns", "docker", "ssh")
     options = {
