@@ -223,10 +223,11 @@ class TornLineWarning(UserWarning):
     dropped."""
 
 
-def read_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
-                    ) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every line of a JSON Lines file: the one policy for every JSONL
-    file the harness reads (`history.jsonl`, `resources.jsonl`, `stats.jsonl`; docs/history.md).
+def iter_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
+                    ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every line of a JSON Lines file, read a line at a time: the one
+    policy for every JSONL file the harness reads (`history.jsonl`, `resources.jsonl`,
+    `stats.jsonl`; docs/history.md).
 
     Blank lines are skipped. A line that is not UTF-8, not JSON, or not a JSON object raises
     HistoryError naming the file, the line and what is wrong, with one exception: the last line
@@ -236,36 +237,41 @@ def read_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
     bad line otherwise."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 - closed below; lines are read one ahead
     except OSError as e:
         raise HistoryError(source, None, f"cannot read: {e}") from e
-    lines = data.split(b"\n")
-    # the last line may be torn only if the file does not end in a newline
-    torn_at = len(lines) if not data.endswith(b"\n") else None
-    rows: list[tuple[int, dict[str, Any]]] = []
     loads = json.loads
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        problem = None
-        try:
-            obj = loads(raw.decode("utf-8"))
-        except json.JSONDecodeError as e:
-            problem = f"not valid JSON: {e.msg} (column {e.colno})"
-        except UnicodeDecodeError as e:
-            problem = f"not UTF-8 ({e.reason} at byte {e.start + 1})"
-        else:
-            if not isinstance(obj, dict):
-                problem = f"expected a JSON object, got {type(obj).__name__}"
-        if problem is not None:
-            if n == torn_at:
-                (warn or _default_warn)(
-                    f"{source} line {n}: the last line is incomplete ({problem}), as a writer "
-                    "killed mid-line leaves it; it is ignored")
-                break
-            raise HistoryError(source, n, problem)
-        rows.append((n, obj))
-    return rows
+    with f:
+        n, raw = 0, f.readline()
+        while raw:
+            n += 1
+            nxt = f.readline()
+            if raw.strip():
+                problem = None
+                try:
+                    obj = loads(raw.decode("utf-8"))
+                except json.JSONDecodeError as e:
+                    problem = f"not valid JSON: {e.msg} (column {e.colno})"
+                except UnicodeDecodeError as e:
+                    problem = f"not UTF-8 ({e.reason} at byte {e.start + 1})"
+                else:
+                    if not isinstance(obj, dict):
+                        problem = f"expected a JSON object, got {type(obj).__name__}"
+                if problem is not None:
+                    if not nxt and not raw.endswith(b"\n"):  # the torn last line
+                        (warn or _default_warn)(
+                            f"{source} line {n}: the last line is incomplete ({problem}), as a "
+                            "writer killed mid-line leaves it; it is ignored")
+                        return
+                    raise HistoryError(source, n, problem)
+                yield n, obj
+            raw = nxt
+
+
+def read_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
+                    ) -> list[tuple[int, dict[str, Any]]]:
+    """`iter_jsonl_rows`, as a list."""
+    return list(iter_jsonl_rows(path, warn))
 
 
 def read_jsonl(path: Path, warn: Callable[[str], None] | None = None) -> list[Op]:

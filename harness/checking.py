@@ -16,6 +16,7 @@ from typing import Any
 from checkers.history import (
     HistoryError,
     Op,
+    iter_jsonl_rows,
     looks_independent,
     op_from_dict,
     pair,
@@ -64,39 +65,12 @@ def stream_history(path: Path, warn: Callable[[str], None]) -> list[Op]:
         return read_history(path, warn)
     source = str(path)
     ops: list[Op] = []
-    loads = json.loads
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; lines are read one ahead
-    except OSError as e:
-        raise HistoryError(source, None, f"cannot read: {e}") from e
-    with f:
-        n, raw = 0, f.readline()
-        while raw:
-            n += 1
-            nxt = f.readline()
-            if raw.strip():
-                problem = None
-                try:
-                    obj = loads(raw.decode("utf-8"))
-                except json.JSONDecodeError as e:
-                    problem = f"not valid JSON: {e.msg} (column {e.colno})"
-                except UnicodeDecodeError as e:
-                    problem = f"not UTF-8 ({e.reason} at byte {e.start + 1})"
-                else:
-                    if not isinstance(obj, dict):
-                        problem = f"expected a JSON object, got {type(obj).__name__}"
-                if problem is not None:
-                    if not nxt and not raw.endswith(b"\n"):  # the torn last line
-                        warn(f"{source} line {n}: the last line is incomplete ({problem}), as "
-                             "a writer killed mid-line leaves it; it is ignored")
-                        break
-                    raise HistoryError(source, n, problem)
-                for name in _INTERNED:  # a few distinct strings, repeated on every line
-                    v = obj.get(name)
-                    if type(v) is str:
-                        obj[name] = intern(v)
-                ops.append(op_from_dict(obj, source, n, len(ops)))
-            raw = nxt
+    for n, obj in iter_jsonl_rows(path, warn):
+        for name in _INTERNED:  # a few distinct strings, repeated on every line
+            v = obj.get(name)
+            if type(v) is str:
+                obj[name] = intern(v)
+        ops.append(op_from_dict(obj, source, n, len(ops)))
     return ops
 
 

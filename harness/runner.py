@@ -207,7 +207,7 @@ class Run:
         t0 = time.monotonic()
         self.stats.phase = "workload"
         self.workload_started_ns = self.history.now()
-        limiter = RateLimiter(self.settings.rate)
+        limiter = self._rate_limiter()
         nemesis_task = asyncio.create_task(
             self.nemesis.run(self.schedule, self.workload_started_ns, self.stop))
         workers = [asyncio.create_task(self._worker(i, limiter))
@@ -226,6 +226,9 @@ class Run:
         nemesis_task.cancel()
         await asyncio.gather(nemesis_task, return_exceptions=True)
         self.timings["workload_s"] = round(time.monotonic() - t0, 3)
+
+    def _rate_limiter(self) -> RateLimiter:
+        return RateLimiter(self.settings.rate)
 
     async def _worker(self, index: int, limiter: RateLimiter) -> None:
         assert self.platform is not None

@@ -342,11 +342,11 @@ def test_cleanup_hosts_finds_a_run_without_its_session_record(hosts: dict[str, A
 def test_hosts_file_defaults_and_errors() -> None:
     from harness.platforms.ssh_hosts import HostsFileError
 
-    parsed = parse_hosts('[defaults]\nkey = "~/k"\nsudo = true\n[[hosts]]\naddress = "10.9.9.9"\n'
+    parsed = parse_hosts('[defaults]\nkey = "~/k"\nsudo = true\n[[hosts]]\naddress = "198.18.9.9"\n'
                          '[[hosts]]\nname = "b"\naddress = "db2.example"\nport = 2222\n'
                          'agent = true\n')
     a, b = parsed.hosts
-    assert (a.name, a.user, a.port, a.sudo, a.key) == ("10.9.9.9", "root", 22, True,
+    assert (a.name, a.user, a.port, a.sudo, a.key) == ("198.18.9.9", "root", 22, True,
                                                        str(Path("~/k").expanduser()))
     assert (b.port, b.agent, b.key) == (2222, True, None)
     assert b.where == "b (root@db2.example:2222)"

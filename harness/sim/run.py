@@ -10,7 +10,6 @@ schedule) gives the same history, byte for byte.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import inspect
 import random
@@ -25,14 +24,12 @@ from harness.history import History
 from harness.nemesis_runner import NemesisRunner
 from harness.platforms.sim import SimDynamoStore, SimPlatform
 from harness.rundir import make_run_dir, point_latest, write_json
-from harness.runner import EXIT_HARNESS, NEMESIS_GRACE_S, Run, RunOutcome, check_and_report
+from harness.runner import EXIT_HARNESS, Run, RunOutcome, check_and_report
 from harness.schedule_file import load_schedule
 from harness.settings import ClusterSettings, TestSettings
 from harness.sim.loop import VirtualLoop
 from harness.workloads import Request
 from nemesis.schedule import Action, plan
-
-DRAIN_GRACE_S = 3.0
 
 
 class SimHistory(History):
@@ -97,29 +94,8 @@ class SimRun(Run):
         self.nemesis = NemesisRunner(self.platform, self.history, self._holder)
         self.timings["setup_s"] = round(time.monotonic() - t0, 3)
 
-    async def _workload_phase(self) -> None:
-        assert self.nemesis is not None
-        t0 = time.monotonic()
-        self.stats.phase = "workload"
-        self.workload_started_ns = self.history.now()
-        limiter = VirtualRateLimiter(self.settings.rate)
-        nemesis_task = asyncio.create_task(
-            self.nemesis.run(self.schedule, self.workload_started_ns, self.stop))
-        workers = [asyncio.create_task(self._worker(i, limiter))
-                   for i in range(self.settings.concurrency)]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=self.settings.time_limit)
-        self.stop.set()
-        self.stats.phase = "draining"
-        _, pending = await asyncio.wait(
-            workers, timeout=self.settings.client_timeout_s + DRAIN_GRACE_S)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        await asyncio.wait([nemesis_task], timeout=NEMESIS_GRACE_S)
-        nemesis_task.cancel()
-        await asyncio.gather(nemesis_task, return_exceptions=True)
-        self.timings["workload_s"] = round(time.monotonic() - t0, 3)
+    def _rate_limiter(self) -> Any:
+        return VirtualRateLimiter(self.settings.rate)
 
     async def _worker(self, index: int, limiter: Any) -> None:
         assert self.platform is not None
