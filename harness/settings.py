@@ -230,6 +230,27 @@ class TestSettings:
                                 f", not in this {self.cluster.nodes}-node cluster")
         if self.quiesce_timeout < 0:
             errs.append(f"--quiesce-timeout must not be negative (got {self.quiesce_timeout})")
+        if "wipe" in self.nemesis:
+            errs += self._wipe_repair_errors()
+        return errs
+
+    def _wipe_repair_errors(self) -> list[str]:
+        """A wiped node is safe to lose only where the store repairs it: anti-entropy rebuilds
+        its keys, and hinted handoff delivers, before the final reads, the writes a fallback
+        holds for it (a write acknowledged by the wiped node and one fallback lives on only in
+        that fallback's hint). A test that turns either off would call the correct store
+        invalid."""
+        settings = self.cluster.node_settings
+        errs = []
+        if settings.get("anti_entropy") is False:
+            errs.append("the wipe nemesis needs anti-entropy (node setting anti_entropy = false): "
+                        "nothing else rebuilds a node that lost its disk")
+        interval = settings.get("handoff_interval_ms")
+        if isinstance(interval, int | float) and interval > self.quiesce_timeout * 1000:
+            errs.append(f"the wipe nemesis needs hinted handoff delivered before the final reads: "
+                        f"handoff_interval_ms = {interval} is longer than --quiesce-timeout "
+                        f"({self.quiesce_timeout:g} s), and a write acknowledged by the wiped "
+                        "node and a fallback lives on only in the fallback's hint")
         return errs
 
     def to_json(self) -> dict[str, Any]:

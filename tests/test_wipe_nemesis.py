@@ -74,6 +74,9 @@ def test_erase_empties_the_folder_and_keeps_it(tmp_path: Path) -> None:
     (["--store", "etcd", "--workload", "cas-register"], "wipe nemesis"),
     (["--store", "redis", "--workload", "set"], "wipe nemesis"),
     (["--workload", "cart", "--w", "1", "--r", "1"], "W >= 2"),
+    (["--workload", "cart", "--node-setting", "anti_entropy=false"], "needs anti-entropy"),
+    (["--workload", "set", "--node-setting", "handoff_interval_ms=60000"],
+     "longer than --quiesce-timeout"),
 ])
 def test_wipe_is_refused_where_it_cannot_be_judged(tmp_path: Path, env: dict[str, str],  # noqa: F811
                                                    args: list[str], said: str) -> None:
