@@ -26,12 +26,13 @@ ALL_FAULTS = ("partition", "clock", "crash", "pause")
 # keeps an acknowledged write on one disk; anti-entropy off never rebuilds the wiped node), and
 # every mix seed's schedule would change (README "Faults")
 MIX = ALL_FAULTS
-HEAL_CRASH_CHANCE = 1 / 3  # a partition is followed by a crash at its heal (handoff, AAE)
+HEAL_CRASH_CHANCE = 1 / 3  # a partition or crash is followed by a crash at its end (_heal_crash)
 FAULT_HELP = {
     "none": "no faults (a baseline run)",
     "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
     "clock": "clock skew per node through libfaketime: bumps (ms to minutes) and strobes",
-    "crash": "kill -9 of a random minority, restarted when the fault ends",
+    "crash": "kill -9 of a random minority, restarted when the fault ends; a third of the time "
+             "one node that stayed up is killed as they restart (it holds their hints)",
     "crash-many": "kill -9 of N-1 nodes at once (all but one of a key's N replicas, all but one "
                   "node for stores that copy everything), restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
@@ -110,9 +111,9 @@ def plan(
     crashed or paused by the same period: the whole data centre loses power, which replication
     cannot mask) and a random minority. With `jitter` j > 0 each fault period and each gap is
     scaled by a factor drawn from [1 - j, 1 + j], so faults do not start and end in lockstep.
-    When partition and crash are both chosen, a partition period that ran alone is followed, a
-    third of the time, by a crash of one node starting at its heal and lasting half an interval:
-    the node dies while hints and anti-entropy repair what the partition split.
+    With crash chosen, a third of the partition or crash periods that ran alone end with a crash of
+    one more node starting at their end (`_heal_crash`): it dies while hints and anti-entropy
+    repair what the period left behind.
     `wipe` always takes the same node, drawn once from the seed (only one disk is ever lost, so
     what W >= 2 nodes acknowledged keeps a copy); the faults of its period pick other nodes.
     """
@@ -147,10 +148,9 @@ def plan(
             actions.append(Action(round(stop_at, 3), "stop", kind, _stop_value(kind, value),
                                   next_id))
             next_id += 1
-        if (kinds == ["partition"] and "crash" in faults and stop_at < time_limit
-                and rng.random() < HEAL_CRASH_CHANCE):
-            end = min(stop_at + interval / 2, time_limit)
-            victim = {"nodes": [rng.choice(list(nodes))], "at_heal": True}
+        follow = _heal_crash(kinds, faults, nodes, value, interval, stop_at, time_limit, rng)
+        if follow is not None:
+            victim, end = follow
             actions.append(Action(round(stop_at, 3), "start", "crash", victim, next_id))
             actions.append(Action(round(end, 3), "stop", "crash", _stop_value("crash", victim),
                                   next_id))
@@ -160,6 +160,27 @@ def plan(
     actions.sort(key=lambda a: (a.at, a.f != "stop", a.id))  # stops before starts at equal times
     actions.append(Action(round(time_limit, 3), "heal", None, {}, 0))
     return actions
+
+
+def _heal_crash(kinds: list[str], faults: Sequence[str], nodes: Sequence[str], value: dict,
+                interval: float, stop_at: float, time_limit: float,
+                rng: random.Random) -> tuple[dict, float] | None:
+    """Now and then a period's end brings a crash of one more node, while repair runs: after a
+    partition, any node for half an interval (it dies as hints are handed off and anti-entropy
+    repairs the split); after a crash, one of the nodes that stayed up, for a whole interval (it
+    holds hints for the nodes that restart and dies before handing them off; whatever the others
+    do meanwhile, tombstone reaps included, meets those hints only when it comes back)."""
+    if stop_at >= time_limit or "crash" not in faults or kinds not in (["partition"], ["crash"]):
+        return None
+    if rng.random() >= HEAL_CRASH_CHANCE:
+        return None
+    if kinds == ["partition"]:
+        pool, length = list(nodes), interval / 2
+    else:
+        pool, length = [n for n in nodes if n not in value["nodes"]], interval
+    if not pool:
+        return None
+    return {"nodes": [rng.choice(pool)], "at_heal": True}, min(stop_at + length, time_limit)
 
 
 def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:

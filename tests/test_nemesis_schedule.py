@@ -184,12 +184,27 @@ def test_some_partitions_end_with_a_crash_at_their_heal() -> None:
         stops = {a.id: a.at for a in actions if a.f == "stop"}
         partition_ends = {stops[a.id] for a in actions if a.f == "start" and
                           a.fault == "partition"}
+        partition_ends |= {stops[a.id] for a in actions if a.f == "start" and  # crash periods
+                           a.fault == "crash" and not a.value.get("at_heal")}
         for a in actions:
             if a.f == "start" and a.value.get("at_heal"):
                 at_heal += 1
                 assert a.fault == "crash" and len(a.value["nodes"]) == 1
                 assert a.at in partition_ends  # starts the moment a partition heals
     assert at_heal >= 10
+    # after a crash, the one more node is one that stayed up (it holds the restarting ones' hints)
+    after_crash = 0
+    for seed in range(30):
+        actions = plan(NODES5, ["crash"], 3.0, 60.0, random.Random(seed))
+        crashed = {a.id: (a.at, set(a.value["nodes"])) for a in actions if a.f == "start"}
+        ends = {a.id: a.at for a in actions if a.f == "stop"}
+        for a in actions:
+            if a.f == "start" and a.value.get("at_heal"):
+                after_crash += 1
+                before = [nodes for i, (at, nodes) in crashed.items() if ends[i] == a.at]
+                assert len(before) == 1 and not before[0] & set(a.value["nodes"])
+                assert ends[a.id] - a.at == pytest.approx(3.0) or ends[a.id] == 60.0
+    assert after_crash >= 10
     # a single kind of fault keeps its schedule: no heal crash without crash chosen
     assert not any(a.value.get("at_heal") for seed in range(10)
                    for a in plan(NODES5, ["partition"], 3.0, 60.0, random.Random(seed)))
