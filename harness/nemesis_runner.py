@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,10 @@ class NemesisRunner:
                  holder: Callable[[str], str | None] | None = None) -> None:
         self.platform = platform
         self.history = history
-        self.holder = holder  # role -> the node holding it now (targeted partition shapes)
+        self.holder = holder  # role -> the node holding it now (targeted partitions and crashes)
         self.active: dict[int, Action] = {}
         self._strobes: dict[int, asyncio.Task] = {}
+        self._aimed: dict[int, list[str]] = {}  # start id -> the nodes an aimed crash took
 
     def describe_active(self) -> list[str]:
         out = []
@@ -58,8 +60,9 @@ class NemesisRunner:
             result = await self._do(action)
         except Exception as e:  # recorded, and the test goes on: heal will retry
             result = {"error": f"{type(e).__name__}: {e}"}
-        if action.f == "start":
-            self.active[action.id] = action
+        if action.f == "start":  # with the nodes it took (an aimed crash: not the stand-in)
+            self.active[action.id] = dataclasses.replace(action,
+                                                         value={**action.value, **result})
         else:
             self.active.pop(action.id, None)
         self.history.append(type="info", value={**action.value, **result}, **base)
@@ -108,8 +111,9 @@ class NemesisRunner:
             fn = {("crash", "start"): p.kill, ("crash", "stop"): p.restart,
                   ("pause", "start"): p.pause, ("pause", "stop"): p.resume}[
                 (base_fault(action.fault), action.f)]
-            errors = await asyncio.to_thread(_each, fn, v["nodes"])
-            return {"errors": errors} if errors else {}
+            aimed = await self._aim(action)
+            errors = await asyncio.to_thread(_each, fn, aimed.get("nodes", v["nodes"]))
+            return {**aimed, "errors": errors} if errors else aimed
         if action.fault in ("power", "wipe"):
             if action.f == "start":  # kill -9, then the disk loses what was unsynced, or all
                 hurt = p.power_cut if action.fault == "power" else p.wipe
@@ -128,6 +132,22 @@ class NemesisRunner:
                 errors = await asyncio.to_thread(p.heal_packet)
             return {"errors": errors} if errors else {}
         raise ValueError(f"unknown fault {action.fault!r}")
+
+    async def _aim(self, action: Action) -> dict[str, Any]:
+        """For a crash aimed at a role (`target`): whoever holds it now, unless that is a node
+        the step says is restarting, instead of the schedule's stand-in; its stop restarts the
+        same node. What is returned goes into the step's record."""
+        if action.f == "stop":
+            nodes = self._aimed.pop(action.id, None)
+            return {} if nodes is None else {"nodes": nodes}
+        role = action.value.get("target")
+        if role is None or self.holder is None:
+            return {}
+        node = await asyncio.to_thread(self.holder, role)
+        if node is None or node in action.value.get("restarting", ()):
+            return {"holder": None}
+        self._aimed[action.id] = [node]
+        return {"holder": node, "nodes": [node]}
 
     async def _clock(self, action: Action) -> dict[str, Any]:
         p, v = self.platform, action.value

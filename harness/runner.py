@@ -36,7 +36,7 @@ from harness.settings import TestSettings
 from harness.state import Session
 from harness.stores import FinalState, NodeCounters, Roles, Store, make_store
 from harness.workloads import Request, Workload, make_workload
-from nemesis.schedule import Action, base_fault, plan
+from nemesis.schedule import HINT_HOLDER, Action, base_fault, plan
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_HARNESS = 0, 1, 2, 3
 FINAL_READ_CONCURRENCY = 10
@@ -322,10 +322,26 @@ class Run:
         return self.settings.quiesce_timeout
 
     def _holder(self, role: str) -> str | None:
-        """The node holding `role` now, for partitions aimed at it (None: cannot tell)."""
-        if not isinstance(self.store, Roles) or self.platform is None:
+        """The node holding `role` now, for faults aimed at it (None: cannot tell)."""
+        if self.platform is None:
+            return None
+        if role == HINT_HOLDER:
+            return self._most_hints()
+        if not isinstance(self.store, Roles):
             return None
         return self.store.holder(role, [self.platform.spec(n) for n in self.platform.node_ids()])
+
+    def _most_hints(self) -> str | None:
+        """The node holding the most undelivered hints, by the counters its status reports (a
+        store that reports none, or a cluster holding none: None)."""
+        assert self.platform is not None
+        counts = {}
+        for node in self.platform.node_ids():
+            status = self.platform.status(node) or {}
+            pending = (status.get("stats") or {}).get("hints_pending")
+            if isinstance(pending, int) and pending > 0:
+                counts[node] = pending
+        return max(sorted(counts), key=counts.__getitem__) if counts else None
 
     def _wait_all_ready(self) -> bool:
         assert self.platform is not None

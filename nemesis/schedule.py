@@ -27,12 +27,15 @@ ALL_FAULTS = ("partition", "clock", "crash", "pause")
 # every mix seed's schedule would change (README "Faults")
 MIX = ALL_FAULTS
 HEAL_CRASH_CHANCE = 1 / 3  # a partition or crash is followed by a crash at its end (_heal_crash)
+# the role a crash after a crash aims at: the node holding the most undelivered hints
+HINT_HOLDER = "hint-holder"
+BEFORE_RESTART_S = 0.01  # that crash comes this long before the crashed nodes restart
 FAULT_HELP = {
     "none": "no faults (a baseline run)",
     "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
     "clock": "clock skew per node through libfaketime: bumps (ms to minutes) and strobes",
     "crash": "kill -9 of a random minority, restarted when the fault ends; a third of the time "
-             "one node that stayed up is killed as they restart (it holds their hints)",
+             "the node holding the most hints is killed just before they restart",
     "crash-many": "kill -9 of N-1 nodes at once (all but one of a key's N replicas, all but one "
                   "node for stores that copy everything), restarted when the fault ends",
     "pause": "SIGSTOP of a random minority, SIGCONT when the fault ends",
@@ -150,8 +153,8 @@ def plan(
             next_id += 1
         follow = _heal_crash(kinds, faults, nodes, value, interval, stop_at, time_limit, rng)
         if follow is not None:
-            victim, end = follow
-            actions.append(Action(round(stop_at, 3), "start", "crash", victim, next_id))
+            victim, begin, end = follow
+            actions.append(Action(round(begin, 3), "start", "crash", victim, next_id))
             actions.append(Action(round(end, 3), "stop", "crash", _stop_value("crash", victim),
                                   next_id))
             next_id += 1
@@ -164,23 +167,27 @@ def plan(
 
 def _heal_crash(kinds: list[str], faults: Sequence[str], nodes: Sequence[str], value: dict,
                 interval: float, stop_at: float, time_limit: float,
-                rng: random.Random) -> tuple[dict, float] | None:
-    """Now and then a period's end brings a crash of one more node, while repair runs: after a
-    partition, any node for half an interval (it dies as hints are handed off and anti-entropy
-    repairs the split); after a crash, one of the nodes that stayed up, for a whole interval (it
-    holds hints for the nodes that restart and dies before handing them off; whatever the others
-    do meanwhile, tombstone reaps included, meets those hints only when it comes back)."""
+                rng: random.Random) -> tuple[dict, float, float] | None:
+    """Now and then a period's end brings a crash of one more node, while repair runs: (value,
+    start, end). After a partition: any node, at the heal, for half an interval (it dies as hints
+    are handed off and anti-entropy repairs the split). After a crash: the node that holds the
+    most hints when the crashed ones are about to restart (`HINT_HOLDER`; a node that stayed up,
+    drawn here, for stores that keep none), killed just before they restart so that it cannot hand
+    the hints over, for a whole interval: whatever the others do meanwhile, tombstone reaps
+    included, meets those hints only when it comes back."""
     if stop_at >= time_limit or "crash" not in faults or kinds not in (["partition"], ["crash"]):
         return None
     if rng.random() >= HEAL_CRASH_CHANCE:
         return None
     if kinds == ["partition"]:
-        pool, length = list(nodes), interval / 2
-    else:
-        pool, length = [n for n in nodes if n not in value["nodes"]], interval
-    if not pool:
+        return ({"nodes": [rng.choice(list(nodes))], "at_heal": True}, stop_at,
+                min(stop_at + interval / 2, time_limit))
+    up = [n for n in nodes if n not in value["nodes"]]
+    if not up:
         return None
-    return {"nodes": [rng.choice(pool)], "at_heal": True}, min(stop_at + length, time_limit)
+    victim = {"nodes": [rng.choice(up)], "at_heal": True, "target": HINT_HOLDER,
+              "restarting": value["nodes"]}
+    return victim, stop_at - BEFORE_RESTART_S, min(stop_at + interval, time_limit)
 
 
 def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:

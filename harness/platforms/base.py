@@ -246,6 +246,15 @@ class SpecPlatform(Platform):
     def node_ids(self) -> list[str]:
         return [s.id for s in self.specs]
 
+    def _resume_all(self) -> dict[str, str]:
+        errors = {}
+        for node in sorted(self._paused):
+            try:
+                self.resume(node)
+            except PlatformError as e:  # resume the rest
+                errors[node] = str(e)
+        return errors
+
     def client_url(self, node: str) -> str:
         return self._spec(node).url
 

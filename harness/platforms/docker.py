@@ -398,18 +398,12 @@ class DockerPlatform(SpecPlatform):
     def resume(self, node: str) -> None:
         container = self._container(node)
         if container is not None and container.attrs["State"].get("Paused"):
-            container.unpause()
+            try:
+                container.unpause()
+            except APIError as e:
+                raise PlatformError(f"cannot resume {node}: {e}") from e
         self._paused.discard(node)
         self._save_faults()
-
-    def _resume_all(self) -> dict[str, str]:
-        errors = {}
-        for node in sorted(self._paused):
-            try:
-                self.resume(node)
-            except (APIError, PlatformError) as e:
-                errors[node] = str(e)
-        return errors
 
     # -- running a script inside a container --------------------------------------------------
 

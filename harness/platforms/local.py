@@ -352,11 +352,6 @@ class LocalPlatform(SpecPlatform):
         if proc is not None:
             self._apply_grudge([node])  # a change made while it slept did not reach it
 
-    def _resume_all(self) -> dict[str, str]:
-        for node in sorted(self._paused):
-            self.resume(node)
-        return {}
-
     # -- partitions ---------------------------------------------------------------------------
 
     def heal_partition(self) -> dict[str, str]:

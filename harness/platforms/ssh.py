@@ -556,15 +556,6 @@ class SshPlatform(SpecPlatform):
         self._paused.discard(node)
         self._save_faults()
 
-    def _resume_all(self) -> dict[str, str]:
-        errors = {}
-        for node in sorted(self._paused):
-            try:
-                self.resume(node)
-            except PlatformError as e:
-                errors[node] = str(e)
-        return errors
-
     # -- clocks -------------------------------------------------------------------------------
 
     def set_clock_offset(self, node: str, seconds: float) -> None:
