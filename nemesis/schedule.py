@@ -26,7 +26,8 @@ ALL_FAULTS = ("partition", "clock", "crash", "pause")
 # keeps an acknowledged write on one disk; anti-entropy off never rebuilds the wiped node), and
 # every mix seed's schedule would change (README "Faults")
 MIX = ALL_FAULTS
-HEAL_CRASH_CHANCE = 1 / 3  # a partition or crash is followed by a crash at its end (_heal_crash)
+HEAL_CRASH_CHANCE = 1 / 3  # a partition is followed by a crash at its end (_heal_crash)
+HINT_CRASH_CHANCE = 1 / 2  # a crash is followed by a crash of the node holding the most hints
 # the role a crash after a crash aims at: the node holding the most undelivered hints
 HINT_HOLDER = "hint-holder"
 BEFORE_RESTART_S = 0.01  # that crash comes this long before the crashed nodes restart
@@ -34,7 +35,7 @@ FAULT_HELP = {
     "none": "no faults (a baseline run)",
     "partition": "network partitions: halves, isolate one node, majorities ring, bridge, one-way",
     "clock": "clock skew per node through libfaketime: bumps (ms to minutes) and strobes",
-    "crash": "kill -9 of a random minority, restarted when the fault ends; a third of the time "
+    "crash": "kill -9 of a random minority, restarted when the fault ends; half the time "
              "the node holding the most hints is killed just before they restart",
     "crash-many": "kill -9 of N-1 nodes at once (all but one of a key's N replicas, all but one "
                   "node for stores that copy everything), restarted when the fault ends",
@@ -114,8 +115,8 @@ def plan(
     crashed or paused by the same period: the whole data centre loses power, which replication
     cannot mask) and a random minority. With `jitter` j > 0 each fault period and each gap is
     scaled by a factor drawn from [1 - j, 1 + j], so faults do not start and end in lockstep.
-    With crash chosen, a third of the partition or crash periods that ran alone end with a crash of
-    one more node starting at their end (`_heal_crash`): it dies while hints and anti-entropy
+    With crash chosen, a third of the partition periods and half the crash periods that ran alone
+    end with a crash of one more node (`_heal_crash`): it dies while hints and anti-entropy
     repair what the period left behind.
     `wipe` always takes the same node, drawn once from the seed (only one disk is ever lost, so
     what W >= 2 nodes acknowledged keeps a copy); the faults of its period pick other nodes.
@@ -173,11 +174,11 @@ def _heal_crash(kinds: list[str], faults: Sequence[str], nodes: Sequence[str], v
     are handed off and anti-entropy repairs the split). After a crash: the node that holds the
     most hints when the crashed ones are about to restart (`HINT_HOLDER`; a node that stayed up,
     drawn here, for stores that keep none), killed just before they restart so that it cannot hand
-    the hints over, for a whole interval: whatever the others do meanwhile, tombstone reaps
-    included, meets those hints only when it comes back."""
+    the hints over, for two intervals: whatever the others do meanwhile (a key deleted and its
+    tombstone reaped after a grace of seconds) meets those hints only when it comes back."""
     if stop_at >= time_limit or "crash" not in faults or kinds not in (["partition"], ["crash"]):
         return None
-    if rng.random() >= HEAL_CRASH_CHANCE:
+    if rng.random() >= (HEAL_CRASH_CHANCE if kinds == ["partition"] else HINT_CRASH_CHANCE):
         return None
     if kinds == ["partition"]:
         return ({"nodes": [rng.choice(list(nodes))], "at_heal": True}, stop_at,
@@ -187,7 +188,7 @@ def _heal_crash(kinds: list[str], faults: Sequence[str], nodes: Sequence[str], v
         return None
     victim = {"nodes": [rng.choice(up)], "at_heal": True, "target": HINT_HOLDER,
               "restarting": value["nodes"]}
-    return victim, stop_at - BEFORE_RESTART_S, min(stop_at + interval, time_limit)
+    return victim, stop_at - BEFORE_RESTART_S, min(stop_at + 2 * interval, time_limit)
 
 
 def minority(nodes: Sequence[str], rng: random.Random) -> list[str]:

@@ -1,4 +1,5 @@
-"""Resurrected deletes: a value an acknowledged delete removed must not be in a final read."""
+"""Resurrected values: a value an acknowledged delete removed, or an acknowledged write replaced,
+must not be in a final read."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_concurrent_rewrite_is_a_different_value_and_not_flagged() -> None:
 
 def test_failed_and_unknown_deletes_remove_nothing() -> None:
     v = run(write(0, 1) + delete(1, None, "fail") + delete(2, None, "info") + final_read(9, [1]))
-    assert v.verdict == "n/a" and "No delete was acknowledged" in v.summary
+    assert v.verdict == "n/a" and "No delete, and no write based on a read" in v.summary
 
 
 def test_no_final_reads_is_not_applicable() -> None:
@@ -116,3 +117,30 @@ def test_reap_after_follows_test_settings() -> None:
     assert reap_after_ns(grace) == 200_000_000
     assert reap_after_ns({"settings": {"nemesis": ["partition"]}}) == 60_000 * 1_000_000
     assert reap_after_ns({"settings": {"nemesis": ["clock"], "cluster": {}}}) == 0
+
+
+def write_on(p, v, read, typ="ok"):
+    """A register write with the context of a read that returned `read`."""
+    done = (p, typ, "write", v if typ == "ok" else None, {"read": read})
+    return [(p, "invoke", "write", v), done]
+
+
+def test_overwritten_value_back_in_a_final_read_is_invalid() -> None:
+    # 2 replaced 1 (its read returned 1), then a delete removed 2 and its tombstone was reaped
+    # while a hint still held 1: 1 comes back
+    v = run(write(0, 1) + write_on(1, 2, [1]) + delete(2, [2]) + final_read(9, [1]))
+    assert v.verdict == "invalid" and v.evidence["count"] == 1
+    e = v.evidence["resurrected"][0]
+    assert e["value"] == 1 and e["write"]["value"] == 2 and "delete" not in e
+    assert v.summary.startswith("Let W be the write of 2 to key 'r1' by process 1")
+    assert "the overwritten value was resurrected" in v.summary
+
+
+def test_overwritten_values_are_fine_when_absent_and_failed_writes_replace_nothing() -> None:
+    assert run(write(0, 1) + write_on(1, 2, [1]) + final_read(9, [2])).verdict == "valid"
+    # siblings: 3 was written concurrently with 2 (its read did not return 1... nor 2)
+    assert run(write(0, 1) + write_on(1, 2, [1]) + write_on(2, 3, [])
+               + final_read(9, [2, 3])).verdict == "valid"
+    # a write that failed or may not have happened replaced nothing
+    assert run(write(0, 1) + write_on(1, 2, [1], "fail") + write_on(1, 4, [1], "info")
+               + final_read(9, [1])).verdict == "n/a"
