@@ -11,13 +11,13 @@ running node runs it, a paused node keeps it until resume (SIGSTOP), a dead node
 -9: its tasks never run again).
 
 The loop is asyncio's `SelectorEventLoop` with its scheduling core replaced, for speed (a
-simulated run is nothing but callbacks): a scheduled callback is a small list
-`[callback, args, context, gate]` (a `_Soon`; a timer is `[when, sequence, callback, args,
-context, gate]`, a `_Timer`, kept in a heap in (when, sequence) order) instead of a `Handle`,
-and one `_run_once` runs turns until the loop stops or `POLL_EVERY` turns have passed. A turn
-is as asyncio's: the callbacks ready at its start, in order, then the timers due by then, in
-time order (equal times in the order they were set). Both kinds still have `cancel()`, and
-timers `when()`, as asyncio's handles.
+simulated run is nothing but callbacks): a ready callback is a plain list
+`[callback, args, context, gate]` instead of a `Handle` (so `call_soon` returns nothing one can
+cancel; nothing in a simulation does), a timer a list `[when, sequence, callback, args,
+context, gate]` (a `_Timer`, with asyncio's `cancel()` and `when()`) in a heap, in (when,
+sequence) order, and one `_run_once` runs turns until the loop stops or `POLL_EVERY` turns have
+passed. A turn is as asyncio's: the callbacks ready at its start, in order, then the timers due
+by then, in time order (equal times in the order they were set).
 
 `drive` runs a node's coroutine without a Task: its first step at once (when the node runs),
 each later step as the callback of the future it waits on, through the node's gate. The
@@ -32,6 +32,7 @@ import concurrent.futures
 import contextvars
 import heapq
 import inspect
+import itertools
 import selectors
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -39,6 +40,9 @@ from typing import Any
 
 from node.transport import PeerError
 
+_Task = asyncio.Task
+_copy_context = contextvars.copy_context
+_heappush = heapq.heappush
 RUNNING, PAUSED, DEAD = "running", "paused", "dead"
 POLL_EVERY = 512  # turns between polls of the real file descriptors
 NODE: contextvars.ContextVar[NodeGate | None] = contextvars.ContextVar("sim_node", default=None)
@@ -56,7 +60,7 @@ class NodeGate:
     def __init__(self, name: str) -> None:
         self.name = name
         self.state = RUNNING
-        self.parked: list[_Soon] = []  # held while paused, in order
+        self.parked: list[list] = []  # held while paused, in order
         self.context = contextvars.Context()
         self.context.run(NODE.set, self)
 
@@ -73,18 +77,6 @@ class NodeGate:
 
 def _cancelled(*_args: Any) -> None:
     """What a cancelled callback runs: nothing."""
-
-
-class _Soon(list):
-    """A callback in the ready queue: [callback, args, context, gate] (gate None: no node's)."""
-
-    __slots__ = ()
-
-    def cancel(self) -> None:
-        self[0], self[1] = _cancelled, ()
-
-    def cancelled(self) -> bool:
-        return self[0] is _cancelled
 
 
 class _Timer(list):
@@ -159,10 +151,11 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         self._vtime = 0.0
-        self._seq = 0
+        self._next = itertools.count(1).__next__  # timers' sequence numbers
         super().__init__(_VirtualSelector())
-        self._ready: deque[_Soon] = deque()  # type: ignore[assignment]
-        self._scheduled: list[_Timer] = []  # type: ignore[assignment]
+        self._ready: deque[list] = deque()  # type: ignore[assignment]
+        self._append = self._ready.append
+        self._scheduled: list[list] = []  # type: ignore[assignment]
         self._root = contextvars.Context()  # for asyncio's own handles
         self.set_default_executor(SyncExecutor())
         self.set_exception_handler(_quiet_dead_tasks)
@@ -173,45 +166,55 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     # -- scheduling: asyncio's API, on the lists above --
 
     def call_soon(self, callback: Callable[..., Any], *args: Any,
-                  context: contextvars.Context | None = None) -> _Soon:  # type: ignore[override]
+                  context: contextvars.Context | None = None) -> list:  # type: ignore[override]
+        """As asyncio's, but what it returns cannot be cancelled (a plain list is the cheapest
+        entry, and nothing in a simulation cancels a call_soon)."""
         if context is None:
-            context = contextvars.copy_context()
-        entry = _Soon((callback, args, context, context.get(NODE)))
-        self._ready.append(entry)
+            context = _copy_context()
+        entry = [callback, args, context, context.get(NODE)]
+        self._append(entry)
         return entry
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
                 context: contextvars.Context | None = None) -> _Timer:  # type: ignore[override]
         if context is None:
-            context = contextvars.copy_context()
-        self._seq += 1
-        timer = _Timer((when, self._seq, callback, args, context, context.get(NODE)))
-        heapq.heappush(self._scheduled, timer)
+            context = _copy_context()
+        timer = _Timer((when, self._next(), callback, args, context, context.get(NODE)))
+        _heappush(self._scheduled, timer)
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,
                    context: contextvars.Context | None = None) -> _Timer:  # type: ignore[override]
         if context is None:
-            context = contextvars.copy_context()
-        self._seq += 1
-        timer = _Timer((self._vtime + delay, self._seq, callback, args, context,
+            context = _copy_context()
+        timer = _Timer((self._vtime + delay, self._next(), callback, args, context,
                         context.get(NODE)))
-        heapq.heappush(self._scheduled, timer)
+        _heappush(self._scheduled, timer)
         return timer
 
+    def at(self, when: float, callback: Callable[..., Any], args: tuple,
+           context: contextvars.Context) -> None:
+        """A timer that is never cancelled, in a context of no node (the network's)."""
+        _heappush(self._scheduled, [when, self._next(), callback, args, context, None])
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None,
+                    context: contextvars.Context | None = None) -> asyncio.Task:
+        # asyncio's, less its checks for a closed loop and debug mode
+        return _Task(coro, loop=self, name=name, context=context)
+
     def _call_soon(self, callback: Callable[..., Any], args: tuple,
-                   context: contextvars.Context | None) -> _Soon:  # type: ignore[override]
+                   context: contextvars.Context | None) -> list:  # type: ignore[override]
         return self.call_soon(callback, *args, context=context)
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,
                              context: contextvars.Context | None = None
-                             ) -> _Soon:  # type: ignore[override]
+                             ) -> list:  # type: ignore[override]
         # no other thread runs (SyncExecutor): `asyncio.to_thread`'s answer comes this way
         return self.call_soon(callback, *args, context=context)
 
     def _add_callback(self, handle: asyncio.Handle) -> None:
         if not handle._cancelled:
-            self._ready.append(_Soon((_run_handle, (handle,), self._root, None)))
+            self._append([_run_handle, (handle,), self._root, None])
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
         return None
@@ -253,7 +256,7 @@ class VirtualLoop(asyncio.SelectorEventLoop):
                 if callback is _cancelled:
                     continue
                 if gate is not None and gate.state is not RUNNING:
-                    self._gated(gate, _Soon((callback, args, context, gate)))
+                    self._gated(gate, [callback, args, context, gate])
                     continue
                 try:
                     context.run(callback, *args)
@@ -266,7 +269,7 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         self._process_events(self._selector.select(0 if (ready or sched) else None))
 
     @staticmethod
-    def _gated(gate: NodeGate, entry: _Soon) -> None:
+    def _gated(gate: NodeGate, entry: list) -> None:
         if gate.state is PAUSED:
             gate.parked.append(entry)
         else:  # DEAD: dropped, as a killed process's work is

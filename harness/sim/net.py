@@ -104,10 +104,10 @@ class SimNetwork:
         delay = self._delay_or_loss(src, dst)
         if delay is None or src in self.grudge.get(dst, ()):
             self.dropped += 1
-            loop.call_at(deadline, _expire, fut, dst, context=self._ctx)
+            loop.at(deadline, _expire, (fut, dst), self._ctx)
         else:
-            loop.call_at(loop._vtime + delay, self._deliver, src, dst, gate, kind, payload,
-                         fut, deadline, context=self._ctx)
+            loop.at(loop._vtime + delay, self._deliver,
+                    (src, dst, gate, kind, payload, fut, deadline), self._ctx)
         return fut
 
     def _deliver(self, src: str, dst: str, gate: NodeGate, kind: str, payload: bytes,
@@ -118,10 +118,10 @@ class SimNetwork:
             # the connection dies with the process: the sender learns it, or times out first
             back = loop._vtime + self.latency_s
             if back < deadline:
-                loop.call_at(back, _fail, fut, PeerError(dst, "lost", "connection reset"),
-                             context=self._ctx)
+                loop.at(back, _fail, (fut, PeerError(dst, "lost", "connection reset")),
+                        self._ctx)
             else:
-                loop.call_at(deadline, _expire, fut, dst, context=self._ctx)
+                loop.at(deadline, _expire, (fut, dst), self._ctx)
             return
         reply = _Reply(self, src, dst, fut, deadline)
         drive(self.handlers[dst](src, kind, unpackb(payload)), gate, reply.done)
@@ -166,12 +166,12 @@ class _Reply:
                 arrive = loop._vtime + delay
         if self.timer is None:  # the handler ended at once: one timer for the sender
             if arrive is not None and arrive < self.deadline:
-                loop.call_at(arrive, _answer, self.fut, self.dst, outcome, context=net._ctx)
+                loop.at(arrive, _answer, (self.fut, self.dst, outcome), net._ctx)
             else:
-                loop.call_at(self.deadline, _expire, self.fut, self.dst, context=net._ctx)
+                loop.at(self.deadline, _expire, (self.fut, self.dst), net._ctx)
         elif arrive is not None and arrive < self.deadline:
             self.timer.cancel()
-            loop.call_at(arrive, _answer, self.fut, self.dst, outcome, context=net._ctx)
+            loop.at(arrive, _answer, (self.fut, self.dst, outcome), net._ctx)
 
 
 def _expire(fut: asyncio.Future, peer: str) -> None:
