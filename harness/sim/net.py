@@ -7,6 +7,12 @@ the partition shapes' meaning: one-way partitions are grudges on one side only).
 either end (`delay_ms`, `jitter_ms`, `loss_percent`, as netem's); independent delays reorder
 messages. Bodies are copied through msgpack, as the TCP transport encodes them, so no node ever
 shares an object with another.
+
+For speed a message costs one timer: at its arrival the receiver's handler starts at once in the
+receiver's context (`harness.sim.loop.drive`, no Task), and the answer is one more timer. The
+sender's timeout is a timer only when the answer is not decided at delivery (the message was
+lost or dropped, the handler waits, the receiver is paused); otherwise the earlier of the
+answer's arrival and the deadline is the one timer set.
 """
 
 from __future__ import annotations
