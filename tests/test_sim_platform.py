@@ -104,6 +104,43 @@ def test_one_way_partition_and_dead_nodes() -> None:
     run_in(loop, main())
 
 
+def test_a_paused_receiver_answers_at_resume_and_a_dead_one_never() -> None:
+    """A delivered message's handler runs in the receiver's context (no Task): held while the
+    receiver is paused (the sender times out meanwhile), dropped once it is dead."""
+    import random
+
+    loop = VirtualLoop()
+    net = SimNetwork(random.Random(2))
+    a, b = SimTransport(net, "a"), SimTransport(net, "b")
+    seen: list[tuple[str, float]] = []
+
+    async def slow(sender: str, kind: str, body: object) -> object:
+        seen.append((kind, loop.time()))
+        await asyncio.sleep(0.1)
+        return kind
+
+    b.set_handler(slow)
+    net.gates.update(a=NodeGate("a"), b=NodeGate("b"))
+
+    async def main() -> None:
+        assert await a.request("b", "first", None, 1.0) == "first"
+        net.gates["b"].state = PAUSED
+        with pytest.raises(PeerError) as e:
+            await a.request("b", "held", None, 0.5)
+        assert e.value.reason == "timeout" and seen[-1][0] == "first"
+        loop.resume(net.gates["b"])
+        await asyncio.sleep(0)
+        assert seen[-1] == ("held", pytest.approx(loop.time()))  # it ran at resume
+        later = a.request("b", "never", None, 0.5)
+        await asyncio.sleep(0.05)  # delivered, waiting in its sleep
+        net.gates["b"].kill()
+        with pytest.raises(PeerError) as e:
+            await later
+        assert e.value.reason == "timeout"
+
+    run_in(loop, main())
+
+
 # ---- the disk ----
 
 @pytest.mark.parametrize("fsync, after_crash, after_power", [

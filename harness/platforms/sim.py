@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from harness.client import Client, NodeClient, OpFailed, OpUnknown
 from harness.platforms.base import Grudge, NodeSpec, Platform, PlatformError
 from harness.settings import ClusterSettings
 from harness.sim.cluster import SimCluster
-from harness.sim.loop import DEAD, VirtualLoop
+from harness.sim.loop import DEAD, VirtualLoop, drive
 from harness.sim.net import Packet
 from harness.stores.dynamo import CLUSTER_FILE, DynamoStore
 from node import clocks
@@ -180,32 +181,38 @@ class SimClient(NodeClient):
             raise OpFailed("connect failed: connection refused")
         gate = self.cluster.gate(self.node)
         loop = asyncio.get_running_loop()
-        task = loop.create_task(_serve(live, method, key, payload, self.params),
-                                context=gate.new_context())
-        if not await _finished(task, self.timeout_s):
+        answer = loop.create_future()
+        # the node serves the request as its own work (a paused node holds it, a killed one
+        # drops it); the client waits for the answer or its timeout, whichever comes first
+        drive(_serve(live, method, key, payload, self.params), gate,
+              functools.partial(_answered, answer))
+        if not answer.done():
+            timer = loop.call_later(self.timeout_s, _settle, answer, _TIMEOUT)
+            try:
+                await answer
+            finally:
+                timer.cancel()
+        outcome = answer.result()
+        if outcome is _TIMEOUT:
             if gate.state is DEAD:
                 raise OpUnknown("ServerDisconnectedError: the node was killed")
             raise OpUnknown("timeout")
-        status, raw = task.result()
+        result, exc = outcome
+        if exc is not None:
+            raise exc
+        status, raw = result
         return status, json.loads(raw)
 
 
-async def _finished(task: asyncio.Task, timeout: float) -> bool:
-    """Whether the task finished within `timeout` (it is left running otherwise, as a server
-    goes on with a request whose client gave up); lighter than `asyncio.wait`."""
-    if task.done():
-        return True
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-    timer = loop.call_later(timeout, _settle, waiter, False)
-    task.add_done_callback(lambda _: _settle(waiter, True))
-    try:
-        return await waiter
-    finally:
-        timer.cancel()
+_TIMEOUT = object()
 
 
-def _settle(fut: asyncio.Future, value: bool) -> None:
+def _answered(answer: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if not answer.done():
+        answer.set_result((result, exc))
+
+
+def _settle(fut: asyncio.Future, value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
 

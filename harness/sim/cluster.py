@@ -25,15 +25,15 @@ EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: virtual wall time 0
 class SimClock:
     """A node's clock: the loop's virtual time, plus the offset the clock nemesis gives it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: VirtualLoop) -> None:
         self.loop = loop
         self.offset_s = 0.0
 
     def wall_ms(self) -> int:
-        return EPOCH_MS + int((self.loop.time() + self.offset_s) * 1000)
+        return EPOCH_MS + int((self.loop._vtime + self.offset_s) * 1000)  # type: ignore[attr-defined]
 
     def monotonic(self) -> float:
-        return self.loop.time()
+        return self.loop._vtime  # type: ignore[attr-defined]
 
 
 class _VirtualTimeFormatter(logging.Formatter):

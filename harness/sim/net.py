@@ -7,6 +7,12 @@ the partition shapes' meaning: one-way partitions are grudges on one side only).
 either end (`delay_ms`, `jitter_ms`, `loss_percent`, as netem's); independent delays reorder
 messages. Bodies are copied through msgpack, as the TCP transport encodes them, so no node ever
 shares an object with another.
+
+For speed a message costs one timer: at its arrival the receiver's handler starts at once in the
+receiver's context (`harness.sim.loop.drive`, no Task), and the answer is one more timer. The
+sender's timeout is a timer only when the answer is not decided at delivery (the message was
+lost or dropped, the handler waits, the receiver is paused); otherwise the earlier of the
+answer's arrival and the deadline is the one timer set.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from math import log as _log
 from typing import Any
 
 import msgpack
+from msgpack import unpackb
 
-from harness.sim.loop import DEAD, NodeGate
+from harness.sim.loop import DEAD, NodeGate, VirtualLoop, drive
 from node.transport import Handler, PeerError
 
+_pack = msgpack.Packer(use_bin_type=True).pack  # msgpack.packb, without a Packer per call
 BASE_LATENCY_S = 0.0002
 JITTER_S = 0.0002  # mean of the exponential extra delay
 
@@ -51,6 +60,9 @@ class SimNetwork:
         # network events (delivery, replies) belong to no node: a paused sender's messages
         # still arrive
         self._ctx = contextvars.Context()
+        self._loop: VirtualLoop | None = None
+        self._random = rng.random
+        self._lambd = 1 / jitter_s
 
     # -- faults --
 
@@ -64,7 +76,9 @@ class SimNetwork:
 
     def _delay_or_loss(self, a: str, b: str) -> float | None:
         """The delay of one message between a and b, or None when it is lost."""
-        delay = self.latency_s + self.rng.expovariate(1 / self.jitter_s)
+        delay = self.latency_s - _log(1.0 - self._random()) / self._lambd  # expovariate
+        if not self.packet:
+            return delay
         for end in (a, b):
             p = self.packet.get(end)
             if p is None:
@@ -75,61 +89,96 @@ class SimNetwork:
         return max(delay, self.latency_s)
 
     @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+    def loop(self) -> VirtualLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # type: ignore[assignment]
+        return self._loop  # type: ignore[return-value]
 
-    def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
-        self.loop.call_later(delay, fn, *args, context=self._ctx)
-
-    async def request(self, src: str, dst: str, kind: str, body: Any, timeout: float) -> Any:
+    def request(self, src: str, dst: str, kind: str, body: Any, timeout: float
+                ) -> asyncio.Future:
+        """Send a request: the future of its answer (a PeerError when it fails)."""
         if timeout <= 0:
             raise PeerError(dst, "timeout", "no time left")
         gate = self.gates.get(dst)
         if gate is None or gate.state is DEAD:
             raise PeerError(dst, "unreachable", "connection refused")
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self.loop
         fut = loop.create_future()
-        timer = loop.call_at(loop.time() + timeout, _expire, fut, dst, context=self._ctx)
+        deadline = loop._vtime + timeout
         self.sent += 1
-        payload = msgpack.packb(body, use_bin_type=True)
+        payload = _pack(body)
         delay = self._delay_or_loss(src, dst)
-        if delay is None or self.drops(src, dst):
+        if delay is None or src in self.grudge.get(dst, ()):
             self.dropped += 1
+            loop.at(deadline, _expire, (fut, dst), self._ctx)
         else:
-            self._later(delay, self._deliver, src, dst, gate, kind, payload, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+            loop.at(loop._vtime + delay, self._deliver,
+                    (src, dst, gate, kind, payload, fut, deadline), self._ctx)
+        return fut
 
     def _deliver(self, src: str, dst: str, gate: NodeGate, kind: str, payload: bytes,
-                 fut: asyncio.Future) -> None:
+                 fut: asyncio.Future, deadline: float) -> None:
+        """The request arrives: the receiver's handler starts at once (when it runs)."""
+        loop = self._loop
         if gate.state is DEAD or self.gates.get(dst) is not gate:
-            # the connection dies with the process: the sender learns it
-            self._later(self.latency_s, _fail, fut, PeerError(dst, "lost", "connection reset"))
+            # the connection dies with the process: the sender learns it, or times out first
+            back = loop._vtime + self.latency_s
+            if back < deadline:
+                loop.at(back, _fail, (fut, PeerError(dst, "lost", "connection reset")),
+                        self._ctx)
+            else:
+                loop.at(deadline, _expire, (fut, dst), self._ctx)
             return
-        body = msgpack.unpackb(payload, raw=False)
-        asyncio.get_running_loop().create_task(
-            self._serve(src, dst, self.handlers[dst], kind, body, fut),
-            context=gate.new_context())
+        reply = _Reply(self, src, dst, fut, deadline)
+        drive(self.handlers[dst](src, kind, unpackb(payload)), gate, reply.done)
+        if not reply.sent:
+            # the handler waits (or its node is paused): the sender's timeout runs meanwhile
+            reply.timer = loop.call_at(deadline, _expire, fut, dst, context=self._ctx)
 
-    async def _serve(self, src: str, dst: str, handler: Handler, kind: str, body: Any,
-                     fut: asyncio.Future) -> None:
-        """The receiving node handles the request (in its context), then the reply leaves."""
-        try:
-            result = await handler(src, kind, body)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            outcome: tuple[bool, Any] = (False, f"{type(e).__name__}: {e}")
+
+class _Reply:
+    """The answer to one delivered request, sent when its handler ends."""
+
+    __slots__ = ("net", "src", "dst", "fut", "deadline", "sent", "timer")
+
+    def __init__(self, net: SimNetwork, src: str, dst: str, fut: asyncio.Future,
+                 deadline: float) -> None:
+        self.net = net
+        self.src = src
+        self.dst = dst
+        self.fut = fut
+        self.deadline = deadline
+        self.sent = False
+        self.timer: Any = None
+
+    def done(self, result: Any, exc: BaseException | None) -> None:
+        """The handler ended (in the receiver's context): its answer leaves, unless the handler
+        was cancelled or the answer is lost or dropped."""
+        self.sent = True
+        net = self.net
+        loop = net._loop
+        arrive = None
+        if exc is None:
+            outcome: tuple[bool, Any] = (True, unpackb(_pack(result)))
+        elif isinstance(exc, asyncio.CancelledError):
+            outcome = (False, None)  # no answer
         else:
-            outcome = (True, msgpack.unpackb(msgpack.packb(result, use_bin_type=True),
-                                             raw=False))
-        delay = self._delay_or_loss(dst, src)
-        if delay is None or self.drops(dst, src):
-            self.dropped += 1
-            return
-        self.loop.call_later(delay, _answer, fut, dst, outcome, context=self._ctx)
+            outcome = (False, f"{type(exc).__name__}: {exc}")
+        if outcome[1] is not None or outcome[0]:
+            delay = net._delay_or_loss(self.dst, self.src)
+            if delay is None or self.dst in net.grudge.get(self.src, ()):
+                net.dropped += 1
+            else:
+                arrive = loop._vtime + delay
+        if self.timer is None:  # the handler ended at once: one timer for the sender
+            if arrive is not None and arrive < self.deadline:
+                loop.at(arrive, _answer, (self.fut, self.dst, outcome), net._ctx)
+            else:
+                loop.at(self.deadline, _expire, (self.fut, self.dst), net._ctx)
+        elif arrive is not None and arrive < self.deadline:
+            self.timer.cancel()
+            loop.at(arrive, _answer, (self.fut, self.dst, outcome), net._ctx)
+
 
 def _expire(fut: asyncio.Future, peer: str) -> None:
     if not fut.done():
@@ -169,8 +218,9 @@ class SimTransport:
         grudge[self.me] = self.drop_from
         self.net.set_grudge(grudge)
 
-    async def request(self, peer: str, kind: str, body: Any, timeout: float) -> Any:
-        return await self.net.request(self.me, peer, kind, body, timeout)
+    def request(self, peer: str, kind: str, body: Any, timeout: float) -> asyncio.Future:
+        # a future, not a coroutine: the node awaits it the same, one frame cheaper
+        return self.net.request(self.me, peer, kind, body, timeout)
 
     async def start(self) -> None:
         return None

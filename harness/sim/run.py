@@ -37,7 +37,7 @@ class SimHistory(History):
 
     def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        super().__init__(path, started_ns=0)
+        super().__init__(path, started_ns=0, flush_each=False)
 
     def now(self) -> int:
         return round(self.loop.time() * 1e9)

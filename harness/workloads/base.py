@@ -117,12 +117,19 @@ def write_extra(reply: Reply, read: Reply) -> dict[str, Any]:
     return {"clock": reply.clock, "context": reply.context, "read_clock": read.clock}
 
 
+_PLAIN = frozenset({str, int, float, bool})
+_STR = frozenset({str})
+
+
 def union(values: Iterable[Any]) -> set[Any]:
     """Merge siblings that each hold a list of elements (a non-list value counts as one)."""
     out: set[Any] = set()
     for value in values:
         if isinstance(value, list):
-            out.update(_hashable(v) for v in value)
+            if _PLAIN.issuperset(map(type, value)):  # the common case, without a call each
+                out.update(value)
+            else:
+                out.update(_hashable(v) for v in value)
         elif value is not None:
             out.add(_hashable(value))
     return out
@@ -144,4 +151,7 @@ async def read_then(
 
 
 def sorted_union(values: Iterable[Any]) -> list[Any]:
-    return sorted(union(values), key=lambda v: (str(type(v)), v))
+    merged = union(values)
+    if set(map(type, merged)) <= _STR:  # one type: the key's first part is moot
+        return sorted(merged)
+    return sorted(merged, key=lambda v: (str(type(v)), v))
