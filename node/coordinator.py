@@ -73,6 +73,8 @@ class Gatherer:
         self.results: dict[str, Any] = {}
         self.failed: dict[str, PeerError] = {}
         self._waiter: asyncio.Future | None = None
+        self._then: Callable[[], None] | None = None
+        self._then_timer: asyncio.TimerHandle | None = None
 
     def add(self, node: str, aw: Awaitable[Any]) -> None:
         self.order.append(node)
@@ -95,6 +97,24 @@ class Gatherer:
         else:
             self.results[node] = task.result()
         _settle(self._waiter)
+        if self._then is not None and not self.pending:
+            self._run_then()
+
+    def then(self, until: float, fn: Callable[[], None]) -> None:
+        """Call `fn` once every call ended, or at the loop time `until` (the work that follows
+        a request's answer, without a task of its own)."""
+        self._then = fn
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self._run_then)
+        else:
+            self._then_timer = asyncio.get_running_loop().call_at(until, self._run_then)
+
+    def _run_then(self) -> None:
+        fn, self._then = self._then, None
+        if self._then_timer is not None:
+            self._then_timer.cancel()
+        if fn is not None:
+            fn()
 
     @property
     def pending(self) -> list[str]:
@@ -112,12 +132,6 @@ class Gatherer:
         finally:
             timer.cancel()
             self._waiter = None
-
-    async def settle(self, until: float) -> None:
-        """Wait until every call ended or the loop time `until`."""
-        loop = asyncio.get_running_loop()
-        while self.pending and loop.time() < until:
-            await self.changed(until)
 
     def snapshot(self) -> Gathered:
         return Gathered(dict(self.results), dict(self.failed), self.pending)
@@ -266,7 +280,7 @@ class Coordinator:
         if "lww" in self.bugs:
             merged = last_write_wins(merged)
         if self.read_repair_on:
-            self._spawn(self.read_repair(key, rnd, deadline))
+            rnd.gatherer.then(deadline, functools.partial(self.read_repair, key, rnd, deadline))
         ctx = clocks.context_of(merged)
         live = [v for v in merged if not v.tombstone]
         body = {
@@ -281,10 +295,10 @@ class Coordinator:
             body["message"] = "no value" if not merged else "deleted (every sibling is a tombstone)"
         return (200 if live else 404), body
 
-    async def read_repair(self, key: str, rnd: Round, deadline: float) -> int:
-        """Once every asked replica answered (or the deadline passed), send the merged sibling
-        set to each primary that answered with a different one. Returns how many were sent."""
-        await rnd.gatherer.settle(deadline)
+    def read_repair(self, key: str, rnd: Round, deadline: float) -> int:
+        """Once every asked replica answered (or the deadline passed: `Gatherer.then`), send
+        the merged sibling set to each primary that answered with a different one. Returns how
+        many were sent."""
         if len(_distinct(rnd.gatherer.results.values())) <= 1:
             return 0  # every replica answered the same bytes: the same set (canonical encoding)
         sets = {}
@@ -344,7 +358,7 @@ class Coordinator:
         rnd = await self.sloppy_round(walk, make, enough, timeout)
         total, prim = rnd.acks()
         if total:
-            self._spawn(self.hint_missed(key, siblings, rnd, deadline))
+            rnd.gatherer.then(deadline, functools.partial(self.hint_missed, key, siblings, rnd))
         if total < w or prim < pw:
             body = self._quorum_failed(rnd, w, pw, "w")
             got = rnd.gatherer.snapshot()
@@ -360,8 +374,7 @@ class Coordinator:
             "version": new.id,
         }
 
-    async def hint_missed(self, key: str, siblings: list[Version], rnd: Round,
-                          deadline: float) -> list[str]:
+    def hint_missed(self, key: str, siblings: list[Version], rnd: Round) -> list[str]:
         """Once the write's calls have ended (or the deadline passed), keep a hint here for
         every primary that did not acknowledge it and that no fallback took a hint for.
 
@@ -370,14 +383,17 @@ class Coordinator:
         yet, a node just restarting, a slow peer) would otherwise miss the write for good
         unless anti-entropy or read repair found it. With this rule (Cassandra's) hinted
         handoff alone brings every primary up to date. Only for a write some replica stored:
-        one that stored nothing was answered as certainly not done. Returns the owners hinted."""
-        await rnd.gatherer.settle(deadline)
+        one that stored nothing was answered as certainly not done. Runs once the write's calls
+        ended or its deadline passed (`Gatherer.then`). Returns the owners hinted."""
         acked = rnd.gatherer.results
         covered = {owner for spare, owner in rnd.hinted.items() if spare in acked}
         missed = [p for p in rnd.primaries
                   if p != self.node_id and p not in acked and p not in covered]
         for owner in missed:
-            await self.replica.hint(owner, key, siblings)
+            try:
+                self._spawn(self.replica.hint(owner, key, siblings))  # durable in the background
+            except ValueError:  # HintLimit, or an unreadable stored hint: nothing kept
+                continue
             self.stats["hints_for_missed_acks"] = self.stats.get("hints_for_missed_acks", 0) + 1
         return missed
 
