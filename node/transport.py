@@ -75,6 +75,49 @@ class FrameError(ValueError):
     pass
 
 
+class FrameReader:
+    """A connection's frames after the handshake, read a chunk at a time: frames that arrived
+    together (under load a segment holds several) are taken without another await."""
+
+    __slots__ = ("reader", "max_frame", "channel", "buf")
+
+    def __init__(self, reader: asyncio.StreamReader, max_frame: int,
+                 channel: Channel | None) -> None:
+        self.reader = reader
+        self.max_frame = max_frame
+        self.channel = channel
+        self.buf = bytearray()
+
+    async def read(self) -> list | None:
+        """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed
+        (or, with a channel, if its MAC does not verify)."""
+        while True:
+            payload = self._take()
+            if payload is not None:
+                return open_frame(payload, self.channel)
+            chunk = await self.reader.read(1 << 16)
+            if not chunk:
+                if self.buf:
+                    where = "a frame header" if len(self.buf) < 4 else "a frame"
+                    raise FrameError(f"connection closed inside {where}")
+                return None
+            self.buf += chunk
+
+    def _take(self) -> bytes | None:
+        buf = self.buf
+        if len(buf) < 4:
+            return None
+        (length,) = _HEADER.unpack_from(buf)
+        if length > self.max_frame:
+            raise FrameError(f"frame of {length} bytes is over the limit of {self.max_frame}")
+        end = 4 + length
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[4:end])
+        del buf[:end]
+        return payload
+
+
 async def read_frame(reader: asyncio.StreamReader, max_frame: int,
                      channel: Channel | None = None) -> list | None:
     """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed
@@ -82,6 +125,11 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int,
     payload = await read_payload(reader, max_frame)
     if payload is None:
         return None
+    return open_frame(payload, channel)
+
+
+def open_frame(payload: bytes, channel: Channel | None) -> list:
+    """A frame's payload checked (with a channel) and decoded; raises FrameError."""
     if channel is not None:
         try:
             payload = channel.open(payload)
@@ -235,9 +283,10 @@ class _Outbound:
     async def _read_replies(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter, channel: Channel | None) -> None:
         reason = "connection closed"
+        frames = FrameReader(reader, self.t.max_frame, channel)
         try:
             while True:
-                frame = await read_frame(reader, self.t.max_frame, channel)
+                frame = await frames.read()
                 if frame is None:
                     break
                 if frame[0] != REPLY:
@@ -387,8 +436,9 @@ class TcpTransport:
                 self.log.warning("transport: bad frame or failed handshake from %s, "
                                  "disconnecting: %s", addr, str(e) or type(e).__name__)
                 return
+            frames = FrameReader(reader, self.max_frame, channel)
             while True:
-                frame = await read_frame(reader, self.max_frame, channel)
+                frame = await frames.read()
                 if frame is None:
                     break
                 if frame[0] != REQUEST:
