@@ -3,7 +3,8 @@
 `SqliteStorage` keeps a SQLite database in WAL mode, with a bounded write-through cache in front.
 Writes made during one turn of the event loop are handed as one batch to ONE writer thread, which
 commits every batch that queued up while the previous commit ran in a single transaction with a
-single fsync (group commit), then acknowledges all of them: `fsync = "always"` stays durable
+single fsync (group commit; as a few multi-row statements, see `_statements`), then acknowledges
+all of them: `fsync = "always"` stays durable
 without one fsync per write, and the loop pays one thread hand-off per turn, not per write.
 Checkpoints (copying the WAL into the database file) run on a third thread of their own, so a
 checkpoint never stalls the commits queued behind it.
