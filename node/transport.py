@@ -40,7 +40,9 @@ Handler = Callable[[str, str, Any], Awaitable[Any]]
 
 
 class Transport(Protocol):
-    """What a node needs from its network; a simulator provides an in-memory one."""
+    """What a node needs from its network; a simulator provides an in-memory one. A transport
+    may also offer `send(peer, kind, body, timeout) -> Future` (`request` without a coroutine,
+    as TcpTransport does); the node uses it on the request path when it is there."""
 
     drop_from: frozenset[str]
 
