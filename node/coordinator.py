@@ -39,6 +39,11 @@ from node.replica import ForgedContext, Replica, SiblingLimit
 from node.ring import Ring
 from node.transport import PeerError
 
+try:
+    import orjson  # optional, as uvloop: several times faster than json for response bodies
+except ImportError:  # the docker and ssh platforms' hosts may not have it
+    orjson = None
+
 # call(peer, kind, body, timeout_s) -> reply body; raises PeerError. Calls to self run locally.
 Call = Callable[[str, str, Any, float], Awaitable[Any]]
 # make(node, owner) -> the call to `node`; owner is None for a primary, else the primary it
@@ -68,9 +73,15 @@ class Gatherer:
         self.results: dict[str, Any] = {}
         self.failed: dict[str, PeerError] = {}
         self._waiter: asyncio.Future | None = None
+        self._then: Callable[[], None] | None = None
+        self._then_timer: asyncio.TimerHandle | None = None
 
     def add(self, node: str, aw: Awaitable[Any]) -> None:
         self.order.append(node)
+        if isinstance(aw, asyncio.Future) and aw.done() and not aw.cancelled() \
+                and aw.exception() is None:
+            self.results[node] = aw.result()  # already there (a local read): no task, no wait
+            return
         task = asyncio.ensure_future(aw)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
@@ -86,6 +97,24 @@ class Gatherer:
         else:
             self.results[node] = task.result()
         _settle(self._waiter)
+        if self._then is not None and not self.pending:
+            self._run_then()
+
+    def then(self, until: float, fn: Callable[[], None]) -> None:
+        """Call `fn` once every call ended, or at the loop time `until` (the work that follows
+        a request's answer, without a task of its own)."""
+        self._then = fn
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self._run_then)
+        else:
+            self._then_timer = asyncio.get_running_loop().call_at(until, self._run_then)
+
+    def _run_then(self) -> None:
+        fn, self._then = self._then, None
+        if self._then_timer is not None:
+            self._then_timer.cancel()
+        if fn is not None:
+            fn()
 
     @property
     def pending(self) -> list[str]:
@@ -103,12 +132,6 @@ class Gatherer:
         finally:
             timer.cancel()
             self._waiter = None
-
-    async def settle(self, until: float) -> None:
-        """Wait until every call ended or the loop time `until`."""
-        loop = asyncio.get_running_loop()
-        while self.pending and loop.time() < until:
-            await self.changed(until)
 
     def snapshot(self) -> Gathered:
         return Gathered(dict(self.results), dict(self.failed), self.pending)
@@ -235,6 +258,8 @@ class Coordinator:
             r, pr = 1, min(pr, 1)  # BUG: answer with the first reply, whatever R is
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:
+            if node == self.node_id and owner is None:
+                return _ready(self.replica.read_blob(key))  # its own copy: no message
             kind = "read" if owner is None else "read_hints"
             return self.call(node, kind, [key], self._remaining(deadline))
 
@@ -246,16 +271,16 @@ class Coordinator:
         total, prim = rnd.acks()
         if total < r or prim < pr:
             return 503, self._quorum_failed(rnd, r, pr, "r")
-        answered = rnd.answered()
         results = rnd.gatherer.results
         try:
-            merged = clocks.sync(*(clocks.decode_versions(results[n]) for n in answered))
+            merged = clocks.sync(*(clocks.decode_versions(b)
+                                   for b in _distinct(results[n] for n in rnd.answered())))
         except ValueError as e:
             return 500, {"error": "internal", "message": f"a replica answered garbage: {e}"}
         if "lww" in self.bugs:
             merged = last_write_wins(merged)
         if self.read_repair_on:
-            self._spawn(self.read_repair(key, rnd, deadline))
+            rnd.gatherer.then(deadline, functools.partial(self.read_repair, key, rnd, deadline))
         ctx = clocks.context_of(merged)
         live = [v for v in merged if not v.tombstone]
         body = {
@@ -270,10 +295,12 @@ class Coordinator:
             body["message"] = "no value" if not merged else "deleted (every sibling is a tombstone)"
         return (200 if live else 404), body
 
-    async def read_repair(self, key: str, rnd: Round, deadline: float) -> int:
-        """Once every asked replica answered (or the deadline passed), send the merged sibling
-        set to each primary that answered with a different one. Returns how many were sent."""
-        await rnd.gatherer.settle(deadline)
+    def read_repair(self, key: str, rnd: Round, deadline: float) -> int:
+        """Once every asked replica answered (or the deadline passed: `Gatherer.then`), send
+        the merged sibling set to each primary that answered with a different one. Returns how
+        many were sent."""
+        if len(_distinct(rnd.gatherer.results.values())) <= 1:
+            return 0  # every replica answered the same bytes: the same set (canonical encoding)
         sets = {}
         for n, blob in list(rnd.gatherer.results.items()):
             try:
@@ -306,12 +333,12 @@ class Coordinator:
             return await self._forward(pref, key, value, ctx, tombstone, w, pw, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         try:
-            new, siblings, durable = self.replica.coordinate(key, value, ctx, tombstone)
+            new, siblings, blob, durable = self.replica.coordinate_blob(key, value, ctx,
+                                                                        tombstone)
         except SiblingLimit as e:
             return 413, {"error": "too_many_siblings", "message": str(e)}
         except ForgedContext as e:
             return 400, {"error": "bad_context", "message": str(e)}
-        blob = clocks.encode_versions(siblings)
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:
             if node == self.node_id:
@@ -331,7 +358,7 @@ class Coordinator:
         rnd = await self.sloppy_round(walk, make, enough, timeout)
         total, prim = rnd.acks()
         if total:
-            self._spawn(self.hint_missed(key, siblings, rnd, deadline))
+            rnd.gatherer.then(deadline, functools.partial(self.hint_missed, key, siblings, rnd))
         if total < w or prim < pw:
             body = self._quorum_failed(rnd, w, pw, "w")
             got = rnd.gatherer.snapshot()
@@ -347,8 +374,7 @@ class Coordinator:
             "version": new.id,
         }
 
-    async def hint_missed(self, key: str, siblings: list[Version], rnd: Round,
-                          deadline: float) -> list[str]:
+    def hint_missed(self, key: str, siblings: list[Version], rnd: Round) -> list[str]:
         """Once the write's calls have ended (or the deadline passed), keep a hint here for
         every primary that did not acknowledge it and that no fallback took a hint for.
 
@@ -357,14 +383,17 @@ class Coordinator:
         yet, a node just restarting, a slow peer) would otherwise miss the write for good
         unless anti-entropy or read repair found it. With this rule (Cassandra's) hinted
         handoff alone brings every primary up to date. Only for a write some replica stored:
-        one that stored nothing was answered as certainly not done. Returns the owners hinted."""
-        await rnd.gatherer.settle(deadline)
+        one that stored nothing was answered as certainly not done. Runs once the write's calls
+        ended or its deadline passed (`Gatherer.then`). Returns the owners hinted."""
         acked = rnd.gatherer.results
         covered = {owner for spare, owner in rnd.hinted.items() if spare in acked}
         missed = [p for p in rnd.primaries
                   if p != self.node_id and p not in acked and p not in covered]
         for owner in missed:
-            await self.replica.hint(owner, key, siblings)
+            try:
+                self._spawn(self.replica.hint(owner, key, siblings))  # durable in the background
+            except ValueError:  # HintLimit, or an unreadable stored hint: nothing kept
+                continue
             self.stats["hints_for_missed_acks"] = self.stats.get("hints_for_missed_acks", 0) + 1
         return missed
 
@@ -479,6 +508,22 @@ def _versions_json(versions: list[clocks.Version]) -> dict:
             "versions": [clocks.version_json(v) for v in versions]}
 
 
+def _ready(result: Any) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(result)
+    return fut
+
+
+def _distinct(blobs: Any) -> list:
+    """The distinct replies, in order: replicas that agree hold byte-identical sibling sets (the
+    encoding is canonical), so each distinct one is decoded once, and agreement costs nothing."""
+    out: list = []
+    for b in blobs:
+        if all(b != o for o in out):
+            out.append(b)
+    return out
+
+
 def _settle(fut: asyncio.Future | None) -> None:
     if fut is not None and not fut.done():
         fut.set_result(None)
@@ -505,11 +550,20 @@ def dumps(body: dict) -> bytes:
     """JSON-encode a response body, splicing `_RawJson` lists in verbatim."""
     raw = [(k, v) for k, v in body.items() if isinstance(v, _RawJson)]
     if not raw:
-        return json.dumps(body).encode()
+        return _dumps(body)
     plain = {k: v for k, v in body.items() if not isinstance(v, _RawJson)}
-    parts = [json.dumps(plain)[:-1]]
+    parts = [_dumps(plain)[:-1]]
     for k, v in raw:
-        sep = ", " if len(parts) > 1 or plain else ""
-        parts.append(f'{sep}{json.dumps(k)}: [{", ".join(v)}]')
-    return ("".join(parts) + "}").encode()
+        sep = b", " if len(parts) > 1 or plain else b""
+        parts.append(b"%s%s: [%s]" % (sep, _dumps(k), ", ".join(v).encode()))
+    return b"".join(parts) + b"}"
+
+
+def _dumps(doc: Any) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(doc)
+        except TypeError:  # a lone surrogate, or an int over 64 bits: json takes both
+            pass
+    return json.dumps(doc).encode()
 

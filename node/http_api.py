@@ -83,6 +83,9 @@ class Api:
         return key
 
     def _params(self, request: web.Request, quorum: str) -> tuple[int, int, float]:
+        if not request.query_string:  # the common case: every default
+            default = self.cfg.r if quorum == "r" else self.cfg.w
+            return default, 0, self.cfg.request_timeout_ms / 1000
         unknown = sorted(set(request.query) - KV_PARAMS)
         if unknown:
             raise BadRequest("unknown_parameter",

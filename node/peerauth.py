@@ -10,15 +10,17 @@ Both sides prove they hold the secret over nonces the other just chose, so a rec
 is useless; the ids and the cluster name are inside the MAC, so a node of another cluster, or a
 member claiming another member's id, is refused.
 
-Frames after it: the msgpack payload, then HMAC-SHA256(direction key, seq || payload). Each
-direction has its own key derived from the transcript (so a frame cannot be reflected back, nor
-replayed on another connection) and its own counter from 0 (so a frame cannot be replayed,
-dropped or reordered on this one without the next MAC failing).
+Frames after it: the msgpack payload, then a 32-byte MAC: keyed BLAKE2b(direction key,
+seq || payload) (BLAKE2's own MAC mode, RFC 7693 section 2.9: one pass, where HMAC-SHA256 takes
+two and costs twice the CPU per frame on the request path). Each direction has its own key
+derived from the transcript (so a frame cannot be reflected back, nor replayed on another
+connection) and its own counter from 0 (so a frame cannot be replayed, dropped or reordered on
+this one without the next MAC failing).
 
 Why not TLS: the nodes need to prove membership of one cluster, not identity to the world; a
 shared secret in the cluster file (Riak's Erlang cookie does the same) needs no certificates,
-no CA and no clock, works identically on every platform the harness drives, and costs two
-SHA-256 passes per frame. It gives no confidentiality: values cross the wire in clear text.
+no CA and no clock, works identically on every platform the harness drives, and costs one
+BLAKE2b pass per frame. It gives no confidentiality: values cross the wire in clear text.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import struct
 
 import msgpack
 
-VERSION = 1
+VERSION = 2  # 2: frame MACs are keyed BLAKE2b (1: HMAC-SHA256)
 NONCE_BYTES = 32
 TAG_BYTES = 32
 HANDSHAKE_MAX = 4096  # no unauthenticated peer makes this node buffer more than this
@@ -48,6 +50,10 @@ def _mac(key: bytes, *parts: bytes) -> bytes:
     return h.digest()
 
 
+def _frame_mac(key: bytes, seq: int, payload: bytes) -> bytes:
+    return hashlib.blake2b(_SEQ.pack(seq) + payload, key=key, digest_size=TAG_BYTES).digest()
+
+
 class Channel:
     """One authenticated connection's frame sealing and opening (one per direction pair)."""
 
@@ -59,8 +65,7 @@ class Channel:
         self.peer = peer
 
     def seal(self, payload: bytes) -> bytes:
-        # hmac.digest: the one-shot C path, several times faster than hmac.new per frame
-        tag = hmac.digest(self.send_key, _SEQ.pack(self.send_seq) + payload, "sha256")
+        tag = _frame_mac(self.send_key, self.send_seq, payload)
         self.send_seq += 1
         return payload + tag
 
@@ -68,7 +73,7 @@ class Channel:
         if len(data) < TAG_BYTES:
             raise AuthError("frame shorter than its MAC")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
-        want = hmac.digest(self.recv_key, _SEQ.pack(self.recv_seq) + payload, "sha256")
+        want = _frame_mac(self.recv_key, self.recv_seq, payload)
         if not hmac.compare_digest(tag, want):
             raise AuthError(f"frame #{self.recv_seq} fails its MAC (forged, altered, replayed "
                             "or out of order)")

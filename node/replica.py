@@ -110,6 +110,13 @@ class Replica:
         """Make a new version at this actor; returns it, the new sibling set and its durability.
 
         Runs without awaiting between read and put, so it is atomic per key (see storage)."""
+        new, siblings, _, durable = self.coordinate_blob(key, value, ctx, tombstone)
+        return new, siblings, durable
+
+    def coordinate_blob(self, key: str, value: str | None, ctx: VV, tombstone: bool
+                        ) -> tuple[Version, list[Version], bytes, Awaitable[None]]:
+        """`coordinate`, with the new sibling set's encoding too (stored here, and sent as it
+        is to every other replica: encoded once)."""
         mine = ctx.get(self.actor, (0, 0))[0]
         if mine > self.dots.top and "reuse-dots" not in self.bugs:  # that bug skips the counter
             # only a forged context can hold it (unsigned contexts: insecure = true); taking it
@@ -132,7 +139,7 @@ class Replica:
         self._check_limits(key, siblings, blob)
         durable = self.storage.put(key, blob)
         self._changed(key, siblings, blob)
-        return new, siblings, durable
+        return new, siblings, blob, durable
 
     def _check_limits(self, key: str, siblings: list[Version], blob: bytes) -> None:
         # Refused before anything is stored (so the dot taken is merely skipped): one key's set

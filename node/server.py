@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
 import random
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -64,7 +66,8 @@ class Node:
         self.replica = Replica(storage, self.actor, clock, config.clock_prune_max,
                                config.max_siblings, config.max_sibling_bytes,
                                config.max_hints_per_peer)
-        self.coordinator = Coordinator(node_id, self.ring, self.replica, self.call,
+        self._send = getattr(transport, "send", None)  # TcpTransport's future-based request
+        self.coordinator = Coordinator(node_id, self.ring, self.replica, self.send,
                                        config.r, config.w, is_up=self.peers.is_up,
                                        sloppy=config.sloppy_quorum,
                                        read_repair_on=config.read_repair, stats=self.stats,
@@ -138,6 +141,24 @@ class Node:
 
     # ---- internode ----
 
+    def send(self, peer: str, kind: str, body: Any, timeout: float) -> Awaitable[Any]:
+        """`call` for the request path: over a transport that can (TCP), a future of the
+        reply, with no coroutine or task per request."""
+        if self._send is None or peer == self.id:
+            return self.call(peer, kind, body, timeout)
+        fut = self._send(peer, kind, body, timeout)
+        fut.add_done_callback(functools.partial(self._saw, peer))
+        return fut
+
+    def _saw(self, peer: str, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        error = fut.exception()
+        if error is None:
+            self.peers.saw(peer, True)
+        elif isinstance(error, PeerError):
+            self.peers.saw(peer, False, error.reason)
+
     async def call(self, peer: str, kind: str, body: Any, timeout: float) -> Any:
         if peer == self.id:
             return await self.handle(self.id, kind, body)
@@ -154,14 +175,22 @@ class Node:
             if loop.name == name:
                 loop.kick()
 
-    async def handle(self, sender: str, kind: str, body: Any) -> Any:
-        """Internode requests (and this node's own, short-circuited)."""
-        if kind == "read":
-            return self.replica.read_blob(_key(body[0]))
-        if kind == "replicate":
-            key, blob = _key(body[0]), _blob(body[1])
-            await self.replica.merge(key, clocks.decode_versions(blob))
-            return True
+    def handle(self, sender: str, kind: str, body: Any) -> Awaitable[Any]:
+        """Internode requests (and this node's own, short-circuited). The request path's two
+        kinds answer with a future, no coroutine: a read at once, a replicate once durable."""
+        try:
+            if kind == "read":
+                return _ready(self.replica.read_blob(_key(body[0])))
+            if kind == "replicate":
+                key, blob = _key(body[0]), _blob(body[1])
+                return _then(self.replica.merge(key, clocks.decode_versions(blob)), True)
+        except Exception as e:  # the same error reply as from any other kind
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(e)
+            return fut
+        return self._handle(sender, kind, body)
+
+    async def _handle(self, sender: str, kind: str, body: Any) -> Any:
         if kind == "hint":
             key, blob, owner = _key(body[0]), _blob(body[1]), _key(body[2])
             if owner not in self.others:
@@ -268,6 +297,35 @@ def ring_hash(ring: Ring) -> str:
     """A short fingerprint of the ring (nodes, q, n, owners): equal on nodes that agree."""
     text = "|".join([",".join(ring.nodes), str(ring.q), str(ring.n), ",".join(ring.owners)])
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _ready(result: Any) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(result)
+    return fut
+
+
+def _then(aw: Awaitable[Any], result: Any) -> Awaitable[Any]:
+    """`result` once `aw` completes (its error if it fails), as a future when `aw` is one."""
+    if not isinstance(aw, asyncio.Future):
+        async def wait() -> Any:
+            await aw
+            return result
+        return wait()
+    out = asyncio.get_running_loop().create_future()
+
+    def done(f: asyncio.Future) -> None:
+        if out.done():
+            return
+        if f.cancelled():
+            out.cancel()
+        elif f.exception() is not None:
+            out.set_exception(f.exception())
+        else:
+            out.set_result(result)
+
+    aw.add_done_callback(done)
+    return out
 
 
 def _blob(raw: Any) -> bytes:

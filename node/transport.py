@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,7 +40,9 @@ Handler = Callable[[str, str, Any], Awaitable[Any]]
 
 
 class Transport(Protocol):
-    """What a node needs from its network; a simulator provides an in-memory one."""
+    """What a node needs from its network; a simulator provides an in-memory one. A transport
+    may also offer `send(peer, kind, body, timeout) -> Future` (`request` without a coroutine,
+    as TcpTransport does); the node uses it on the request path when it is there."""
 
     drop_from: frozenset[str]
 
@@ -74,6 +77,49 @@ class FrameError(ValueError):
     pass
 
 
+class FrameReader:
+    """A connection's frames after the handshake, read a chunk at a time: frames that arrived
+    together (under load a segment holds several) are taken without another await."""
+
+    __slots__ = ("reader", "max_frame", "channel", "buf")
+
+    def __init__(self, reader: asyncio.StreamReader, max_frame: int,
+                 channel: Channel | None) -> None:
+        self.reader = reader
+        self.max_frame = max_frame
+        self.channel = channel
+        self.buf = bytearray()
+
+    async def read(self) -> list | None:
+        """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed
+        (or, with a channel, if its MAC does not verify)."""
+        while True:
+            payload = self._take()
+            if payload is not None:
+                return open_frame(payload, self.channel)
+            chunk = await self.reader.read(1 << 16)
+            if not chunk:
+                if self.buf:
+                    where = "a frame header" if len(self.buf) < 4 else "a frame"
+                    raise FrameError(f"connection closed inside {where}")
+                return None
+            self.buf += chunk
+
+    def _take(self) -> bytes | None:
+        buf = self.buf
+        if len(buf) < 4:
+            return None
+        (length,) = _HEADER.unpack_from(buf)
+        if length > self.max_frame:
+            raise FrameError(f"frame of {length} bytes is over the limit of {self.max_frame}")
+        end = 4 + length
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[4:end])
+        del buf[:end]
+        return payload
+
+
 async def read_frame(reader: asyncio.StreamReader, max_frame: int,
                      channel: Channel | None = None) -> list | None:
     """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed
@@ -81,6 +127,11 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int,
     payload = await read_payload(reader, max_frame)
     if payload is None:
         return None
+    return open_frame(payload, channel)
+
+
+def open_frame(payload: bytes, channel: Channel | None) -> list:
+    """A frame's payload checked (with a channel) and decoded; raises FrameError."""
     if channel is not None:
         try:
             payload = channel.open(payload)
@@ -234,9 +285,10 @@ class _Outbound:
     async def _read_replies(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter, channel: Channel | None) -> None:
         reason = "connection closed"
+        frames = FrameReader(reader, self.t.max_frame, channel)
         try:
             while True:
-                frame = await read_frame(reader, self.t.max_frame, channel)
+                frame = await frames.read()
                 if frame is None:
                     break
                 if frame[0] != REPLY:
@@ -245,7 +297,10 @@ class _Outbound:
                     continue
                 fut = self.pending.pop(frame[1], None)
                 if fut is not None and not fut.done():
-                    fut.set_result(frame)
+                    if frame[3]:
+                        fut.set_result(frame[4])
+                    else:
+                        fut.set_exception(PeerError(self.peer, "remote", str(frame[4])))
         except FrameError as e:
             reason = str(e)
             self.t.log.warning("transport: bad frame from %s, closing: %s", self.peer, e)
@@ -316,37 +371,49 @@ class TcpTransport:
             raise PeerError(peer, "unreachable", "unknown peer")
         if timeout <= 0:
             raise PeerError(peer, "timeout", "no time left")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = asyncio.get_running_loop().time() + timeout
         out = self._out.get(peer)
         if out is None:
             out = self._out[peer] = _Outbound(self, peer)
         corked = await out.ensure(timeout)
+        fut = self._send(out, corked, kind, body, deadline)
+        if corked.writer.transport.get_write_buffer_size() > (1 << 20):
+            try:
+                await corked.writer.drain()
+            except (OSError, RuntimeError) as e:
+                fut.cancel()
+                raise PeerError(peer, "lost", str(e)) from e
+        return await fut
+
+    def send(self, peer: str, kind: str, body: Any, timeout: float) -> asyncio.Future:
+        """`request` as a future of the reply body: on an open connection with room in its
+        buffer (the common case) no coroutine or task is made; otherwise it runs `request`."""
+        out = self._out.get(peer)
+        corked = out.corked if out is not None and out.writer is not None else None
+        if (corked is None or corked.writer.is_closing() or timeout <= 0
+                or corked.writer.transport.get_write_buffer_size() > (1 << 20)):
+            return asyncio.ensure_future(self.request(peer, kind, body, timeout))
+        return self._send(out, corked, kind, body, asyncio.get_running_loop().time() + timeout)
+
+    def _send(self, out: _Outbound, corked: _Corked, kind: str, body: Any,
+              deadline: float) -> asyncio.Future:
+        """Queue one request frame; the future gets the reply body or a PeerError."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._next_id += 1
         rid = self._next_id
         payload = msgpack.packb([REQUEST, rid, self.self_id, kind, body], use_bin_type=True)
         if len(payload) + TAG_BYTES > self.max_frame:
             # sending it would make the peer close the connection every other request shares
-            raise PeerError(peer, "too_large", f"a {kind} request of {len(payload)} bytes is "
-                                               f"over max_frame_bytes ({self.max_frame})")
-        fut = loop.create_future()
+            fut.set_exception(PeerError(out.peer, "too_large",
+                                        f"a {kind} request of {len(payload)} bytes is over "
+                                        f"max_frame_bytes ({self.max_frame})"))
+            return fut
         out.pending[rid] = fut
         corked.send(seal(payload, out.channel))
-        if corked.writer.transport.get_write_buffer_size() > (1 << 20):
-            try:
-                await corked.writer.drain()
-            except (OSError, RuntimeError) as e:
-                out.pending.pop(rid, None)
-                raise PeerError(peer, "lost", str(e)) from e
-        timer = loop.call_at(deadline, _expire, fut, peer)
-        try:
-            frame = await fut
-        finally:
-            timer.cancel()
-            out.pending.pop(rid, None)
-        if not frame[3]:
-            raise PeerError(peer, "remote", str(frame[4]))
-        return frame[4]
+        timer = loop.call_at(deadline, _expire, fut, out.peer)
+        fut.add_done_callback(functools.partial(_sent_done, timer, out.pending, rid))
+        return fut
 
     async def _accept(self, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> Channel | None:
@@ -371,17 +438,16 @@ class TcpTransport:
                 self.log.warning("transport: bad frame or failed handshake from %s, "
                                  "disconnecting: %s", addr, str(e) or type(e).__name__)
                 return
+            frames = FrameReader(reader, self.max_frame, channel)
             while True:
-                frame = await read_frame(reader, self.max_frame, channel)
+                frame = await frames.read()
                 if frame is None:
                     break
                 if frame[0] != REQUEST:
                     raise FrameError("a reply arrived on an inbound connection")
                 if frame[2] in self.drop_from:
                     continue
-                task = asyncio.ensure_future(self._dispatch(frame, corked, channel))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(frame, corked, channel)
         except FrameError as e:
             self.log.warning("transport: bad frame from %s, closing the connection: %s", addr, e)
         except (OSError, asyncio.IncompleteReadError):
@@ -390,17 +456,42 @@ class TcpTransport:
             self._inbound.discard(writer)
             writer.close()
 
-    async def _dispatch(self, frame: list, corked: _Corked, channel: Channel | None) -> None:
+    def _start(self, frame: list, corked: _Corked, channel: Channel | None) -> None:
+        """Hand a request to the handler. A handler that answers with a future (the node's
+        reads and replicas' writes) is answered from the future's callback, with no task."""
         _, rid, sender, kind, body = frame
+        answer = functools.partial(self._answer, corked, channel, rid, sender, kind)
         try:
             if self._handler is None:
                 raise RuntimeError("not ready")
-            reply = [REPLY, rid, self.self_id, True, await self._handler(sender, kind, body)]
+            aw = self._handler(sender, kind, body)
+        except Exception as e:
+            answer(None, e)
+            return
+        if isinstance(aw, asyncio.Future):
+            aw.add_done_callback(functools.partial(_answer_future, answer))
+            return
+        task = asyncio.ensure_future(self._dispatch(aw, answer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, aw: Awaitable[Any], answer: Callable[..., None]) -> None:
+        try:
+            result = await aw
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self.log.warning("transport: %s request from %s failed: %s", kind, sender, e)
-            reply = [REPLY, rid, self.self_id, False, f"{type(e).__name__}: {e}"]
+            answer(None, e)
+            return
+        answer(result, None)
+
+    def _answer(self, corked: _Corked, channel: Channel | None, rid: int, sender: str,
+                kind: str, result: Any, error: Exception | None) -> None:
+        if error is None:
+            reply = [REPLY, rid, self.self_id, True, result]
+        else:
+            self.log.warning("transport: %s request from %s failed: %s", kind, sender, error)
+            reply = [REPLY, rid, self.self_id, False, f"{type(error).__name__}: {error}"]
         payload = msgpack.packb(reply, use_bin_type=True)
         if len(payload) + TAG_BYTES > self.max_frame:
             self.log.warning("transport: the reply to %s's %s request is %d bytes, over "
@@ -410,6 +501,18 @@ class TcpTransport:
                 [REPLY, rid, self.self_id, False,
                  f"reply of {len(payload)} bytes is over max_frame_bytes ({self.max_frame})"])
         corked.send(seal(payload, channel))
+
+
+def _answer_future(answer: Callable[..., None], fut: asyncio.Future) -> None:
+    if fut.cancelled():
+        return  # as a cancelled task: no reply (the node is shutting down)
+    error = fut.exception()
+    answer(None if error is not None else fut.result(), error)
+
+
+def _sent_done(timer: asyncio.TimerHandle, pending: dict, rid: int, _fut: asyncio.Future) -> None:
+    timer.cancel()
+    pending.pop(rid, None)
 
 
 def _expire(fut: asyncio.Future, peer: str) -> None:

@@ -40,3 +40,21 @@ def test_store_throughput_prints_figures_for_each_store(tmp_path: Path) -> None:
         for phase in ("saturation", "offered"):
             assert run[phase]["ok"] > 0 and run[phase]["server_cpu_ms_per_op"] > 0, run
     assert set(figures["median"]) == set(stores)
+
+
+def test_store_throughput_targets_are_relative_to_etcd_when_measured() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import store_throughput as st
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    etcd = {"saturation_ops_per_s": 2000.0, "offered_p999_ms": 8.0}
+    met = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2700.0,
+                                            "offered_p999_ms": 4.0}, "etcd": etcd}})
+    assert met["against"] == "etcd" and met["target_saturation_met"] and met["target_p999_met"]
+    missed = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2600.0,
+                                               "offered_p999_ms": 4.1}, "etcd": etcd}})
+    assert not missed["target_saturation_met"] and not missed["target_p999_met"]
+    alone = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2100.0,
+                                              "offered_p999_ms": 20.0}}})
+    assert alone["against"] == "absolute" and alone["target_saturation_met"]
