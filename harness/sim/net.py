@@ -130,7 +130,7 @@ class SimNetwork:
                 loop.at(deadline, _expire, (fut, dst), self._ctx)
             return
         reply = _Reply(self, src, dst, fut, deadline)
-        drive(self.handlers[dst](src, kind, unpackb(payload)), gate, reply.done)
+        drive(_handled(self.handlers[dst], src, kind, unpackb(payload)), gate, reply.done)
         if not reply.sent:
             # the handler waits (or its node is paused): the sender's timeout runs meanwhile
             reply.timer = loop.call_at(deadline, _expire, fut, dst, context=self._ctx)
@@ -227,3 +227,10 @@ class SimTransport:
 
     async def close(self) -> None:
         return None
+
+
+async def _handled(handler: Handler, src: str, kind: str, body: Any) -> Any:
+    """The handler called inside the receiver's coroutine: a node's handler may do its work at
+    the call and answer with a future (the request path's kinds), and that call must wait, as
+    any step of the node does, until the node runs."""
+    return await handler(src, kind, body)
