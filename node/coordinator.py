@@ -259,7 +259,7 @@ class Coordinator:
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:
             if node == self.node_id and owner is None:
-                return _ready(self.replica.read_blob(key))  # its own copy: no message
+                return ready(self.replica.read_blob(key))  # its own copy: no message
             kind = "read" if owner is None else "read_hints"
             return self.call(node, kind, [key], self._remaining(deadline))
 
@@ -508,7 +508,8 @@ def _versions_json(versions: list[clocks.Version]) -> dict:
             "versions": [clocks.version_json(v) for v in versions]}
 
 
-def _ready(result: Any) -> asyncio.Future:
+def ready(result: Any) -> asyncio.Future:
+    """A future that already holds `result` (an answer known at once, with no task)."""
     fut = asyncio.get_running_loop().create_future()
     fut.set_result(result)
     return fut

@@ -18,7 +18,7 @@ from node import clocks
 from node.aae import SHAPE, AntiEntropy
 from node.bugs import WriteBackStorage
 from node.config import BACKGROUND_INTS, ClusterConfig
-from node.coordinator import Coordinator
+from node.coordinator import Coordinator, ready
 from node.env import Clock
 from node.handoff import Handoff
 from node.membership import Membership
@@ -180,7 +180,7 @@ class Node:
         kinds answer with a future, no coroutine: a read at once, a replicate once durable."""
         try:
             if kind == "read":
-                return _ready(self.replica.read_blob(_key(body[0])))
+                return ready(self.replica.read_blob(_key(body[0])))
             if kind == "replicate":
                 key, blob = _key(body[0]), _blob(body[1])
                 return _then(self.replica.merge(key, clocks.decode_versions(blob)), True)
@@ -297,12 +297,6 @@ def ring_hash(ring: Ring) -> str:
     """A short fingerprint of the ring (nodes, q, n, owners): equal on nodes that agree."""
     text = "|".join([",".join(ring.nodes), str(ring.q), str(ring.n), ",".join(ring.owners)])
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-def _ready(result: Any) -> asyncio.Future:
-    fut = asyncio.get_running_loop().create_future()
-    fut.set_result(result)
-    return fut
 
 
 def _then(aw: Awaitable[Any], result: Any) -> Awaitable[Any]:

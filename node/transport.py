@@ -120,16 +120,6 @@ class FrameReader:
         return payload
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int,
-                     channel: Channel | None = None) -> list | None:
-    """One decoded frame, or None at a clean end of stream. Raises FrameError if malformed
-    (or, with a `channel`, if its MAC does not verify)."""
-    payload = await read_payload(reader, max_frame)
-    if payload is None:
-        return None
-    return open_frame(payload, channel)
-
-
 def open_frame(payload: bytes, channel: Channel | None) -> list:
     """A frame's payload checked (with a channel) and decoded; raises FrameError."""
     if channel is not None:

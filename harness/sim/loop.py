@@ -250,6 +250,8 @@ class VirtualLoop(asyncio.SelectorEventLoop):
                 except BaseException as exc:
                     self._callback_failed(callback, exc)
             now = self._vtime
+            # the same call as for ready entries, written out again: this is the simulator's
+            # innermost loop, and a method call per callback would cost more than it reads
             while sched and sched[0][0] <= now:
                 timer = heappop(sched)
                 _, _, callback, args, context, gate = timer
