@@ -22,6 +22,7 @@ Pure functions only: no clock, no randomness, no I/O.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -187,13 +188,30 @@ def decode_versions(blob: bytes | None) -> list[Version]:
     """Decode a sibling set; raises ValueError on anything malformed."""
     if not blob:
         return []
+    if len(blob) <= DECODE_CACHE_BLOB:
+        return list(_decode_cached(blob))
+    return list(_decode(blob))
+
+
+# A sibling set is decoded again and again (by each replica a write reaches, by the coordinator of
+# every read of the key, by read repair and anti-entropy), and replicas that agree hold the same
+# bytes; Versions are immutable, so the decoded tuple is shared. Bounded: small sets only.
+DECODE_CACHE_BLOB = 16 << 10
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_cached(blob: bytes) -> tuple[Version, ...]:
+    return _decode(blob)
+
+
+def _decode(blob: bytes) -> tuple[Version, ...]:
     try:
         raw = msgpack.unpackb(blob, raw=False)
-        return [
+        return tuple(
             Version(str(a), int(c), int(ts), tuple((str(pa), int(pc), int(pt)) for pa, pc, pt in p),
                     None if val is None else str(val), bool(tomb))
             for a, c, ts, p, val, tomb in raw
-        ]
+        )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError) as e:
         raise ValueError(f"malformed sibling set: {e}") from e

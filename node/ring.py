@@ -8,11 +8,13 @@ it takes, about Q/(S+1), and every node computes the same ring from the same nod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every request hashes its key, often more than once
 def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest(), "big")
 
