@@ -72,22 +72,32 @@ class Gatherer:
         self.order: list[str] = []
         self.results: dict[str, Any] = {}
         self.failed: dict[str, PeerError] = {}
+        self._open: set[str] = set()  # added, not yet ended: `pending` without a scan
         self._waiter: asyncio.Future | None = None
+        self._alarm: asyncio.TimerHandle | None = None  # wakes `changed` at `_alarm_at`
+        self._alarm_at = 0.0
         self._then: Callable[[], None] | None = None
         self._then_timer: asyncio.TimerHandle | None = None
 
     def add(self, node: str, aw: Awaitable[Any]) -> None:
         self.order.append(node)
-        if isinstance(aw, asyncio.Future) and aw.done() and not aw.cancelled() \
-                and aw.exception() is None:
-            self.results[node] = aw.result()  # already there (a local read): no task, no wait
+        if isinstance(aw, asyncio.Future):
+            if aw.done() and not aw.cancelled() and aw.exception() is None:
+                self.results[node] = aw.result()  # already there (a local read): no wait
+                return
+            # a future (a transport's request) is held by whoever completes it: only a task
+            # needs a reference in `background` to survive until it ends
+            self._open.add(node)
+            aw.add_done_callback(functools.partial(self._finished, node))
             return
+        self._open.add(node)
         task = asyncio.ensure_future(aw)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         task.add_done_callback(functools.partial(self._finished, node))
 
     def _finished(self, node: str, task: asyncio.Future) -> None:
+        self._open.discard(node)
         if task.cancelled():
             self.failed[node] = PeerError(node, "lost", "cancelled")
         elif task.exception() is not None:
@@ -97,14 +107,14 @@ class Gatherer:
         else:
             self.results[node] = task.result()
         _settle(self._waiter)
-        if self._then is not None and not self.pending:
+        if self._then is not None and not self._open:
             self._run_then()
 
     def then(self, until: float, fn: Callable[[], None]) -> None:
         """Call `fn` once every call ended, or at the loop time `until` (the work that follows
         a request's answer, without a task of its own)."""
         self._then = fn
-        if not self.pending:
+        if not self._open:
             asyncio.get_running_loop().call_soon(self._run_then)
         else:
             self._then_timer = asyncio.get_running_loop().call_at(until, self._run_then)
@@ -118,20 +128,34 @@ class Gatherer:
 
     @property
     def pending(self) -> list[str]:
-        return [n for n in self.order if n not in self.results and n not in self.failed]
+        return [n for n in self.order if n in self._open]
 
     async def changed(self, until: float) -> None:
         """Wait for a completion or the loop time `until`, whichever comes first."""
         loop = asyncio.get_running_loop()
-        if until <= loop.time() or not self.pending:
+        if until <= loop.time() or not self._open:
             return
+        if self._alarm is None or self._alarm_at != until:
+            # one timer per distinct `until` (a round waits on the same one several times)
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm_at = until
+            self._alarm = loop.call_at(until, self._ring)
         self._waiter = loop.create_future()
-        timer = loop.call_at(until, _settle, self._waiter)
         try:
             await self._waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        _settle(self._waiter)
+
+    def close(self) -> None:
+        """No more waits: drop the alarm (ending it early saves the heap its entry's turn)."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
 
     def snapshot(self) -> Gathered:
         return Gathered(dict(self.results), dict(self.failed), self.pending)
@@ -240,9 +264,10 @@ class Coordinator:
                         owner = rnd.hinted.get(target, target)
                         rnd.hinted[spare] = owner
                         g.add(spare, make(spare, owner))
-            if not g.pending:
+            if not g._open:
                 break
             await g.changed(half if now < half else deadline)
+        g.close()
         return rnd
 
     def _remaining(self, deadline: float) -> float:
@@ -470,8 +495,9 @@ class Coordinator:
         for node, aw in calls.items():
             g.add(node, aw)
         deadline = asyncio.get_running_loop().time() + max(timeout, 0)
-        while len(g.results) < needed and g.pending and _now() < deadline:
+        while len(g.results) < needed and g._open and _now() < deadline:
             await g.changed(deadline)
+        g.close()
         return g.snapshot()
 
     def _spawn(self, aw: Awaitable[Any]) -> None:

@@ -222,6 +222,17 @@ class SimTransport:
         # a future, not a coroutine: the node awaits it the same, one frame cheaper
         return self.net.request(self.me, peer, kind, body, timeout)
 
+    def send(self, peer: str, kind: str, body: Any, timeout: float) -> asyncio.Future:
+        """`TcpTransport.send`: `request` whose failure is the future's, never raised. With it
+        `Node.send` takes the TCP transport's path (a future per request, no coroutine or task),
+        as a real node's request path does."""
+        try:
+            return self.net.request(self.me, peer, kind, body, timeout)
+        except PeerError as e:
+            fut = self.net.loop.create_future()
+            fut.set_exception(e)
+            return fut
+
     async def start(self) -> None:
         return None
 
