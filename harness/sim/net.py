@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 from msgpack import unpackb
 
-from harness.sim.loop import DEAD, NodeGate, VirtualLoop, drive
+from harness.sim.loop import DEAD, RUNNING, NodeGate, VirtualLoop, drive
 from node.transport import Handler, PeerError
 
 _pack = msgpack.Packer(use_bin_type=True).pack  # msgpack.packb, without a Packer per call
@@ -130,7 +130,27 @@ class SimNetwork:
                 loop.at(deadline, _expire, (fut, dst), self._ctx)
             return
         reply = _Reply(self, src, dst, fut, deadline)
-        drive(_handled(self.handlers[dst], src, kind, unpackb(payload)), gate, reply.done)
+        if gate.state is RUNNING:
+            # the handler is called at once in the receiver's context; a future it answers
+            # with (the request path's kinds) ends the request through a callback in that
+            # context, so a node paused meanwhile holds the answer (no coroutine, no driver)
+            context = gate.context.copy()
+            try:
+                aw = context.run(self.handlers[dst], src, kind, unpackb(payload))
+            except Exception as e:  # a handler that fails at the call: its error is the answer
+                aw = None
+                context.run(reply.done, None, e)
+            if aw is None:
+                pass
+            elif isinstance(aw, asyncio.Future):
+                if aw.done():
+                    reply.settled(aw)
+                else:
+                    aw.add_done_callback(reply.settled, context=context)
+            else:
+                drive(aw, gate, reply.done)
+        else:  # paused: the call itself waits for the node, as any step of it does
+            drive(_handled(self.handlers[dst], src, kind, unpackb(payload)), gate, reply.done)
         if not reply.sent:
             # the handler waits (or its node is paused): the sender's timeout runs meanwhile
             reply.timer = loop.call_at(deadline, _expire, fut, dst, context=self._ctx)
@@ -150,6 +170,14 @@ class _Reply:
         self.deadline = deadline
         self.sent = False
         self.timer: Any = None
+
+    def settled(self, fut: asyncio.Future) -> None:
+        """`done`, from the future a handler answered with."""
+        if fut.cancelled():
+            self.done(None, asyncio.CancelledError())
+        else:
+            exc = fut.exception()
+            self.done(None if exc is not None else fut.result(), exc)
 
     def done(self, result: Any, exc: BaseException | None) -> None:
         """The handler ended (in the receiver's context): its answer leaves, unless the handler
