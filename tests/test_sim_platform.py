@@ -133,10 +133,55 @@ def test_a_paused_receiver_answers_at_resume_and_a_dead_one_never() -> None:
         assert seen[-1] == ("held", pytest.approx(loop.time()))  # it ran at resume
         later = a.request("b", "never", None, 0.5)
         await asyncio.sleep(0.05)  # delivered, waiting in its sleep
-        net.gates["b"].kill()
+        net.gates["b"].kill()  # the gate alone: its handler never ends, the sender times out
         with pytest.raises(PeerError) as e:
             await later
         assert e.value.reason == "timeout"
+
+    run_in(loop, main())
+
+
+def test_a_crash_resets_the_requests_pending_at_the_dead_node() -> None:
+    """kill -9 of a node fails its peers' requests to it one hop later (as the TCP transport
+    fails the requests pending on a connection that closes), not at their timeouts; an answer
+    it sent before dying still arrives; a sender that drops the dead node's packets (a
+    partition) hears nothing and times out."""
+    import random
+
+    from harness.sim.net import BASE_LATENCY_S
+
+    loop = VirtualLoop()
+    net = SimNetwork(random.Random(3))
+    a, b, c = SimTransport(net, "a"), SimTransport(net, "b"), SimTransport(net, "c")
+
+    async def handler(sender: str, kind: str, body: object) -> object:
+        if kind == "slow":
+            await asyncio.sleep(10)
+        return kind
+
+    b.set_handler(handler)
+    net.gates.update(a=NodeGate("a"), b=NodeGate("b"), c=NodeGate("c"))
+
+    async def main() -> None:
+        slow = a.request("b", "slow", None, 5.0)
+        cut = c.request("b", "slow", None, 5.0)
+        fast = a.send("b", "fast", None, 5.0)
+        await asyncio.sleep(0.1)  # all delivered; `fast` answered, the slow ones wait
+        assert fast.done() and fast.result() == "fast"
+        net.set_grudge({"c": {"b"}})  # c drops what b sends: b's reset never reaches c
+        t0 = loop.time()
+        net.gates["b"].kill()
+        assert net.crashed("b") == 1
+        with pytest.raises(PeerError) as e:
+            await slow
+        assert e.value.reason == "lost" and e.value.maybe_delivered
+        assert loop.time() - t0 == pytest.approx(BASE_LATENCY_S)
+        with pytest.raises(PeerError) as e:
+            await cut
+        assert e.value.reason == "timeout" and loop.time() == pytest.approx(5.0, abs=0.01)
+        # a send to the dead node fails at once (connection refused), as a future
+        refused = a.send("b", "fast", None, 1.0)
+        assert refused.done() and refused.exception().reason == "unreachable"
 
     run_in(loop, main())
 

@@ -117,6 +117,7 @@ class SimCluster:
         if sim.gate.state is DEAD:
             return {}
         sim.gate.kill()
+        self.net.crashed(node_id)  # its peers' requests to it fail now, as on a reset
         sim.log.warning("fault: %s", "power cut" if power else "killed")
         return sim.disk.power_cut() if power else sim.disk.crash()
 

@@ -63,6 +63,10 @@ class SimNetwork:
         self._loop: VirtualLoop | None = None
         self._random = rng.random
         self._lambd = 1 / jitter_s
+        # per receiver, its requests not yet answered: [sender, future, _Reply once delivered];
+        # what a crash resets (`crashed`). Pruned of answered ones as it grows, not per answer.
+        self._open: dict[str, list[list]] = {}
+        self._open_prune: dict[str, int] = {}
 
     # -- faults --
 
@@ -107,17 +111,43 @@ class SimNetwork:
         deadline = loop._vtime + timeout
         self.sent += 1
         payload = _pack(body)
+        entry = [src, fut, None]
+        open_ = self._open.get(dst)
+        if open_ is None:
+            open_ = self._open[dst] = []
+        open_.append(entry)
+        if len(open_) > self._open_prune.get(dst, 64):
+            open_[:] = [e for e in open_ if not e[1].done()]
+            self._open_prune[dst] = 2 * len(open_) + 64
         delay = self._delay_or_loss(src, dst)
         if delay is None or src in self.grudge.get(dst, ()):
             self.dropped += 1
             loop.at(deadline, _expire, (fut, dst), self._ctx)
         else:
             loop.at(loop._vtime + delay, self._deliver,
-                    (src, dst, gate, kind, payload, fut, deadline), self._ctx)
+                    (src, dst, gate, kind, payload, fut, deadline, entry), self._ctx)
         return fut
 
+    def crashed(self, node: str) -> int:
+        """`node` was killed: its connections die with it, so each request to it that it had
+        not answered fails at its sender, one hop later, as a connection reset (the TCP
+        transport fails every request pending on a connection that closes), unless the sender
+        drops what `node` sends (a partition: the reset is lost too). An answer it sent before
+        dying still arrives first, as its bytes precede the close. Returns how many fail."""
+        loop = self._loop or self.loop
+        at = loop._vtime + self.latency_s
+        failed = 0
+        for src, fut, reply in self._open.pop(node, []):
+            if fut.done() or (reply is not None and reply.sent) \
+                    or node in self.grudge.get(src, ()):
+                continue
+            loop.at(at, _fail, (fut, PeerError(node, "lost", "connection reset")), self._ctx)
+            failed += 1
+        self._open_prune.pop(node, None)
+        return failed
+
     def _deliver(self, src: str, dst: str, gate: NodeGate, kind: str, payload: bytes,
-                 fut: asyncio.Future, deadline: float) -> None:
+                 fut: asyncio.Future, deadline: float, entry: list) -> None:
         """The request arrives: the receiver's handler starts at once (when it runs)."""
         loop = self._loop
         if gate.state is DEAD or self.gates.get(dst) is not gate:
@@ -129,7 +159,7 @@ class SimNetwork:
             else:
                 loop.at(deadline, _expire, (fut, dst), self._ctx)
             return
-        reply = _Reply(self, src, dst, fut, deadline)
+        reply = entry[2] = _Reply(self, src, dst, fut, deadline)
         if gate.state is RUNNING:
             # the handler is called at once in the receiver's context; a future it answers
             # with (the request path's kinds) ends the request through a callback in that

@@ -28,6 +28,7 @@ from harness.runner import EXIT_HARNESS, Run, RunOutcome, check_and_report
 from harness.schedule_file import load_schedule
 from harness.settings import ClusterSettings, TestSettings
 from harness.sim.loop import VirtualLoop
+from harness.sim.stats import SimStatsSampler
 from harness.workloads import Request
 from nemesis.schedule import Action, plan
 
@@ -139,7 +140,14 @@ class SimRun(Run):
         return _Idle()
 
     def _stats_sampler(self) -> Any:
-        return _Idle()
+        """The nodes' counters into stats.jsonl, as real runs sample them, on virtual time."""
+        assert self.platform is not None
+        cluster = self.platform.cluster
+
+        def live() -> dict[str, Any]:
+            return {n: (None if cluster.is_paused(n) else cluster.node(n)) for n in cluster.ids()}
+
+        return SimStatsSampler(self.run_dir / "stats.jsonl", live, self.history.now)
 
     def _test_json(self, status: str) -> dict[str, Any]:
         doc = super()._test_json(status)
