@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -13,6 +14,11 @@ from node.env import SystemClock, system_random
 from node.server import Node, serve
 from node.storage import SqliteStorage
 from node.transport import TcpTransport
+
+# Young-generation GC threshold. At the default 700, the objects of the ~50 requests in flight
+# alone crossed it: ~35 collections a second, each scanning objects still alive (3% of a node's
+# time under load). Allocation nets out between requests, so 10,000 is reached about never.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level, stream=sys.stderr,
         format=f"%(asctime)s %(levelname)s {args.id}: %(message)s")
     log = logging.getLogger("node")
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     loop_factory = None
     if args.loop != "asyncio":
         try:
