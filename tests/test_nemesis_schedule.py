@@ -13,6 +13,7 @@ from nemesis.schedule import (
     ALL_FAULTS,
     BEFORE_RESTART_S,
     FAULTS,
+    HINT_CRASH_INTERVALS,
     HINT_HOLDER,
     parse_faults,
     parse_shapes,
@@ -215,7 +216,8 @@ def test_some_partitions_end_with_a_crash_at_their_heal() -> None:
                 assert len(before) == 1 and not before[0] & set(a.value["nodes"])
                 assert a.value["target"] == HINT_HOLDER
                 assert a.value["restarting"] == sorted(before[0])
-                assert ends[a.id] - a.at == pytest.approx(6.01) or ends[a.id] == 60.0
+                assert (ends[a.id] - a.at == pytest.approx(HINT_CRASH_INTERVALS * 3.0 + 0.01)
+                        or ends[a.id] == 60.0)
     assert after_crash >= 10
     # a single kind of fault keeps its schedule: no heal crash without crash chosen
     assert not any(a.value.get("at_heal") for seed in range(10)

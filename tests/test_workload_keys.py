@@ -62,3 +62,20 @@ def test_revisits_leave_the_key_sequence_alone_until_a_key_is_idle_long_enough()
     later = [revisiting.pick() for _ in range(400)]
     assert revisiting.next_index < plain.next_index + 400 // 5  # old keys came back
     assert set(later) <= set(revisiting.all())
+
+
+def test_a_register_key_ends_each_life_with_a_delete() -> None:
+    # the key stays deleted until the final reads (or a revisit): a value that comes back after
+    # its tombstone is reaped is still there to be read, where a last write would cover it
+    wl = make_workload("register", 10, random.Random(3))
+    fs: dict[str, list[str]] = {}
+    for _ in range(3000):
+        op = wl.next_op()
+        fs.setdefault(op.key, []).append(op.f)
+    lives = [f[i:i + 50] for f in fs.values() for i in range(0, len(f), 50)]
+    finished = [life for life in lives if len(life) == 50]
+    assert len(finished) >= 40
+    assert all(life[-1] == "delete" for life in finished)
+    # within a life deletes stay a quarter, so reads keep finding values
+    middle = [f for life in finished for f in life[:-1]]
+    assert 0.2 < middle.count("delete") / len(middle) < 0.3

@@ -42,15 +42,17 @@ class KeySpace:
         self.ops = 0  # operations handed out so far
         self.idle: deque[tuple[int, int]] = deque()  # (retired key index, ops when it retired)
         self.idle_for = active * ops_per_key
+        self.retiring = False  # the key `pick` just gave has had its last operation
 
     def pick(self) -> str:
         """The key of the next operation: a random key in play, retired once it has had its
-        share of operations."""
+        share of operations (`retiring` says this one was its last)."""
         slot = self.rng.randrange(len(self.slots))
         index = self.slots[slot]
         self.used[slot] += 1
         self.ops += 1
-        if self.ops_per_key and self.used[slot] >= self.ops_per_key:
+        self.retiring = bool(self.ops_per_key) and self.used[slot] >= self.ops_per_key
+        if self.retiring:
             self.slots[slot], self.used[slot] = self._successor(), 0
             if self.revisit:
                 self.idle.append((index, self.ops))
