@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -209,15 +208,18 @@ class SimClient(NodeClient):
 _TIMEOUT = object()
 
 
-# 19 digits in a row: perhaps an integer beyond 64 bits, which orjson reads as a float
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# 19 digits in a row: perhaps an integer beyond 64 bits, which orjson reads as a float. Found by
+# mapping every digit to "0" and anything else to " " (bytes.translate, then a substring search:
+# several times faster than a regular expression over a body)
+_DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def _loads(raw: bytes) -> Any:
     """The client's parse of a response body (aiohttp's is json.loads): orjson, which gives the
     same objects several times faster, or json for what orjson reads otherwise (a possible
     integer over 64 bits) or refuses (NaN, a lone surrogate)."""
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
