@@ -23,6 +23,7 @@ one request per level (chunked), so the bytes exchanged follow the number of dif
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
@@ -115,6 +116,15 @@ def _digest_bytes(digest: bytes) -> bytes:
     return digest
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _segment_of(key: str, segments: int) -> int:
+    """`MerkleTree.segment_of`, remembered: every write of a key (at each replica) hashes it
+    again, and a node's keys are few next to the writes."""
+    h = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
+                        person=_KEY_PERSON).digest()
+    return int.from_bytes(h) % segments
+
+
 def _segment_hash(entries: dict[str, bytes], size: int) -> bytes:
     h = hashlib.blake2b(digest_size=size, person=_SEGMENT_PERSON)
     for key in sorted(entries):
@@ -165,6 +175,8 @@ class MerkleTree:
 
     def segment_of(self, key: str) -> int:
         """The segment (leaf index) that holds ``key``."""
+        if type(key) is str:
+            return _segment_of(key, self.shape.segments)
         h = hashlib.blake2b(_key_bytes(key), digest_size=8, person=_KEY_PERSON).digest()
         return int.from_bytes(h) % self.shape.segments
 
