@@ -12,11 +12,26 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+import orjson
 
 FIELD_ORDER = ("process", "type", "f", "fault", "key", "value", "node")
-# json.dumps(record, separators=(",", ":"), default=str), without building an encoder per line
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# json.dumps(record, separators=(",", ":"), default=str), without building an encoder per line:
+# the fallback for what orjson refuses (an int over 64 bits, a lone surrogate)
+_json_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# orjson writes the same compact JSON several times faster (UTF-8 rather than \u escapes, and
+# floats in their shortest form); dataclasses and datetimes still go through str, as with json
+_ORJSON_OPTS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+                | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE)
+
+
+def encode_line(record: dict[str, Any]) -> bytes:
+    """One history line (with its newline), UTF-8: deterministic for a given record."""
+    try:
+        return orjson.dumps(record, default=str, option=_ORJSON_OPTS)
+    except TypeError:  # orjson.JSONEncodeError
+        return (_json_encode(record) + "\n").encode()
 
 
 class History:
@@ -26,8 +41,7 @@ class History:
                  flush_each: bool = True) -> None:
         self.path = path
         self.started_ns = time.monotonic_ns() if started_ns is None else started_ns
-        self._file: TextIO = path.open("a", encoding="utf-8",
-                                       buffering=-1 if flush_each else 1 << 20)
+        self._file: BinaryIO = path.open("ab", buffering=-1 if flush_each else 1 << 20)
         self._flush_each = flush_each
         self._lock = threading.Lock()  # nemesis steps can finish on worker threads
         self._index = 0
@@ -45,7 +59,7 @@ class History:
                 if name in op:
                     record[name] = op.pop(name)
             record.update(op)
-            self._file.write(_encode(record) + "\n")
+            self._file.write(encode_line(record))
             if self._flush_each:
                 self._file.flush()
             self._index += 1

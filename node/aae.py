@@ -17,7 +17,7 @@ are repaired per round, so a badly diverged replica is fixed over several rounds
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,8 +121,9 @@ class AntiEntropy:
     async def exchange(self, partition: int, peer: str, budget: int) -> int:
         tree = self.trees[partition]
 
-        async def ask(request: dict) -> Any:
-            return await self.call(peer, "aae", [partition, request], self.timeout)
+        def ask(request: dict) -> Awaitable[Any]:
+            # the call's awaitable itself (diff_async awaits it): no coroutine of its own
+            return self.call(peer, "aae", [partition, request], self.timeout)
 
         found = await diff_async(tree, ask)
         keys = sorted(found.keys)[:budget]

@@ -100,8 +100,7 @@ class Gatherer:
         self._open.discard(node)
         if task.cancelled():
             self.failed[node] = PeerError(node, "lost", "cancelled")
-        elif task.exception() is not None:
-            exc = task.exception()
+        elif (exc := task.exception()) is not None:
             self.failed[node] = exc if isinstance(exc, PeerError) else PeerError(
                 node, "remote", f"{type(exc).__name__}: {exc}")
         else:
@@ -178,7 +177,11 @@ class Round:
         res = self.gatherer.results
         if self.fallbacks_count:
             return len(res), len(res)
-        return len(res), sum(1 for n in self.primaries if n in res)
+        prim = 0
+        for n in self.primaries:  # a loop, not sum() of a generator: asked after every reply
+            if n in res:
+                prim += 1
+        return len(res), prim
 
     def answered(self) -> list[str]:
         return [n for n in self.gatherer.order if n in self.gatherer.results]

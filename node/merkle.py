@@ -23,6 +23,7 @@ one request per level (chunked), so the bytes exchanged follow the number of dif
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
@@ -115,6 +116,15 @@ def _digest_bytes(digest: bytes) -> bytes:
     return digest
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _segment_of(key: str, segments: int) -> int:
+    """`MerkleTree.segment_of`, remembered: every write of a key (at each replica) hashes it
+    again, and a node's keys are few next to the writes."""
+    h = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
+                        person=_KEY_PERSON).digest()
+    return int.from_bytes(h) % segments
+
+
 def _segment_hash(entries: dict[str, bytes], size: int) -> bytes:
     h = hashlib.blake2b(digest_size=size, person=_SEGMENT_PERSON)
     for key in sorted(entries):
@@ -165,6 +175,8 @@ class MerkleTree:
 
     def segment_of(self, key: str) -> int:
         """The segment (leaf index) that holds ``key``."""
+        if type(key) is str:
+            return _segment_of(key, self.shape.segments)
         h = hashlib.blake2b(_key_bytes(key), digest_size=8, person=_KEY_PERSON).digest()
         return int.from_bytes(h) % self.shape.segments
 
@@ -542,12 +554,18 @@ def _wire(obj: Any) -> tuple[Any, int]:
 
 
 class _Meter:
-    """Drives ``exchange`` one step at a time and counts what crosses the wire."""
+    """Drives ``exchange`` one step at a time and counts what crosses the wire.
+
+    Requests are only measured, not round-tripped: ``exchange`` builds them of maps, lists, ints
+    and strings, which msgpack decodes as they were. A reply from an in-process tree is
+    round-tripped (as the far side would see it); one that came over a transport
+    (``decoded=True``) was decoded from msgpack already, so it is only measured too."""
 
     def __init__(self, local: MerkleTree, limits: dict[str, int]) -> None:
         self.steps = exchange(local, **limits)
         self.sent = self.received = self.trips = 0
         self.result: Diff | None = None
+        self._pack = msgpack.Packer(use_bin_type=True).pack  # one per exchange: no sharing
         self.request: Request | None = self._advance(None, first=True)
 
     def _advance(self, reply: Reply | None, first: bool = False) -> Request | None:
@@ -558,12 +576,14 @@ class _Meter:
             self.result.bytes_sent, self.result.bytes_received = self.sent, self.received
             self.result.round_trips = self.trips
             return None
-        request, n = _wire(request)
-        self.sent += n
+        self.sent += len(self._pack(request))
         return request
 
-    def feed(self, raw_reply: Any) -> None:
-        reply, n = _wire(raw_reply)
+    def feed(self, raw_reply: Any, decoded: bool = False) -> None:
+        if decoded:
+            reply, n = raw_reply, len(self._pack(raw_reply))
+        else:
+            reply, n = _wire(raw_reply)
         self.received += n
         self.trips += 1
         self.request = self._advance(reply)
@@ -595,15 +615,18 @@ async def diff_async(
     **limits: int,
 ) -> Diff:
     """Like ``diff``, with an async ``ask(request) -> reply`` (e.g. over the internode
-    transport) or a tree in this process."""
+    transport; its replies are taken as msgpack decoded them) or a tree in this process."""
     meter = _Meter(local, limits)
     while meter.request is not None:
         if isinstance(remote, MerkleTree):
-            raw: Any = answer(remote, meter.request)
+            meter.feed(answer(remote, meter.request))
+            continue
+        raw = remote(meter.request)
+        if inspect.isawaitable(raw):
+            # an async ask is a transport's (the internode RPC): its reply came decoded from
+            # msgpack, so a second round trip would change nothing
+            meter.feed(await raw, decoded=True)
         else:
-            raw = remote(meter.request)
-            if inspect.isawaitable(raw):
-                raw = await raw
-        meter.feed(raw)
+            meter.feed(raw)
     assert meter.result is not None
     return meter.result

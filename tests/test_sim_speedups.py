@@ -21,3 +21,59 @@ def test_context_tags_are_hmac_sha256(key_len: int) -> None:
         assert clocks._context_tag(text, key) == want
     sealed = clocks.seal_context({"n1.ab": (3, 17)}, key)
     assert clocks.open_context(sealed, key) == {"n1.ab": (3, 17)}
+
+
+VALUES = [[], ["item-1"], ["item-1", "item-22"], ["a\"b"], ["a\\b"], ["\x7f"], ["\x01", "x"],
+          ["é"], ["\ud800"], [1, "a"], "item", 3, None, {"a": [1.5, 1e-7]}, [["nested"]]]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_sim_client_value_text_is_the_http_apis(value: object) -> None:
+    """The sim client's shortcut for lists of plain strings writes the text `node/http_api.py`
+    stores (`json.dumps`, compact, not ASCII-escaped)."""
+    import json
+
+    from harness.platforms.sim import _value_json
+
+    assert _value_json(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_sim_client_parses_what_orjson_refuses() -> None:
+    import json
+
+    from harness.platforms.sim import _loads
+
+    for text in (b'{"a":[1,"x"],"b":{"c":null}}', b'{"big":123456789012345678901234567890}',
+                 b'[-9223372036854775809,18446744073709551615,0.1,1e-7,2.5e300]',
+                 b'{"n":NaN}', b'{"s":"\\ud800"}'):
+        got, want = _loads(text), json.loads(text)
+        assert repr(got) == repr(want)
+
+
+def test_history_lines_parse_back_and_fall_back_to_json() -> None:
+    """`harness.history.encode_line`: orjson where it can, json where it cannot; every line is
+    one JSON object ending in a newline, the same bytes each time."""
+    import dataclasses
+    import json
+
+    from harness.history import encode_line
+
+    @dataclasses.dataclass
+    class Thing:
+        a: int
+
+    records = [
+        {"index": 0, "time": 5, "process": 1, "type": "invoke", "f": "add", "value": "item-1"},
+        {"index": 1, "value": ["é", 1.5, None, (1, 2)], "extra": {3: "int key"}},
+        {"index": 2, "value": Thing(1), "when": set()},  # not JSON: str(), as json's default
+        {"index": 3, "value": 1 << 70},  # over 64 bits: json
+        {"index": 4, "value": "\udc00"},  # a lone surrogate: json
+    ]
+    for record in records:
+        line = encode_line(record)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert line == encode_line(record)
+        parsed = json.loads(line)
+        assert list(parsed) == [str(k) for k in record]
+    assert json.loads(encode_line(records[2]))["value"] == str(Thing(1))
+    assert json.loads(encode_line(records[3]))["value"] == 1 << 70

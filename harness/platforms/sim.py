@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from harness import quiesce
 from harness.client import Client, NodeClient, OpFailed, OpUnknown
@@ -201,10 +202,40 @@ class SimClient(NodeClient):
         if exc is not None:
             raise exc
         status, raw = result
-        return status, json.loads(raw)
+        return status, _loads(raw)
 
 
 _TIMEOUT = object()
+
+
+# 19 digits in a row: perhaps an integer beyond 64 bits, which orjson reads as a float. Found by
+# mapping every digit to "0" and anything else to " " (bytes.translate, then a substring search:
+# several times faster than a regular expression over a body)
+_DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def _loads(raw: bytes) -> Any:
+    """The client's parse of a response body (aiohttp's is json.loads): orjson, which gives the
+    same objects several times faster, or json for what orjson reads otherwise (a possible
+    integer over 64 bits) or refuses (NaN, a lone surrogate)."""
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
+
+
+def _value_json(value: Any) -> str:
+    """`json.dumps(value, separators=(",", ":"), ensure_ascii=False)`, as `node/http_api.py`
+    stores a value; a list of plain ASCII strings (the cart's and the set workloads' values) is
+    written directly, which gives the same text."""
+    if type(value) is list and all(type(e) is str for e in value):
+        text = "".join(value)
+        if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+            return '["' + '","'.join(value) + '"]' if value else "[]"
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _answered(answer: asyncio.Future, result: Any, exc: BaseException | None) -> None:
@@ -232,7 +263,7 @@ async def _serve(node: Any, method: str, key: str, payload: Any,
         return 400, dumps({"error": "bad_context", "message": str(e)})
     w, pw = int(params.get("w", cfg.w)), int(params.get("pw", 0))
     if method == "PUT":
-        value = json.dumps(payload["value"], separators=(",", ":"), ensure_ascii=False)
+        value = _value_json(payload["value"])
         status, body = await node.coordinator.put(key, value, ctx, False, w, pw, timeout)
     else:
         status, body = await node.coordinator.put(key, None, ctx, True, w, pw, timeout)
@@ -302,5 +333,5 @@ class SimDynamoStore(DynamoStore):
                 context=self.sim.gate(node).new_context())
             done, _ = await asyncio.wait({task}, timeout=3.5)
             if done and task.exception() is None:
-                return json.loads(dumps(task.result()))
+                return _loads(dumps(task.result()))
         return None

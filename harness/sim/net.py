@@ -32,6 +32,7 @@ from harness.sim.loop import DEAD, RUNNING, NodeGate, VirtualLoop, drive
 from node.transport import Handler, PeerError
 
 _pack = msgpack.Packer(use_bin_type=True).pack  # msgpack.packb, without a Packer per call
+_AS_IS = frozenset({bytes, bool, type(None)})  # what msgpack gives back equal and immutable
 BASE_LATENCY_S = 0.0002
 JITTER_S = 0.0002  # mean of the exponential extra delay
 
@@ -217,7 +218,11 @@ class _Reply:
         loop = net._loop
         arrive = None
         if exc is None:
-            outcome: tuple[bool, Any] = (True, unpackb(_pack(result)))
+            # the answer as the sender decodes it; bytes, None and booleans (a read's sibling
+            # set, a write's ack: most answers) come back from msgpack as they went, and are
+            # immutable, so they need no copy
+            outcome: tuple[bool, Any] = (True, result if type(result) in _AS_IS
+                                         else unpackb(_pack(result)))
         elif isinstance(exc, asyncio.CancelledError):
             outcome = (False, None)  # no answer
         else:
