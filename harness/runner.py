@@ -236,8 +236,7 @@ class Run:
         process = index
         timeout = self.settings.client_timeout_s
         bound = self.store.bind_workers_to_nodes  # Jepsen's rule; the reference store's own
-        connector = aiohttp.TCPConnector(limit=4, force_close=False)
-        async with client_session(connector=connector) as session:
+        async with self._worker_session() as session:
             clients = {n: self.store.client(session, n, self.platform.client_url(n), timeout)
                        for n in nodes}
             try:
@@ -255,6 +254,10 @@ class Run:
             finally:
                 for client in clients.values():
                     await client.close()
+
+    def _worker_session(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The HTTP session a worker's clients share (the simulator's clients need none)."""
+        return client_session(connector=aiohttp.TCPConnector(limit=4, force_close=False))
 
     async def _perform(self, process: int, client: Client, op: Request,
                        final: bool = False) -> str:

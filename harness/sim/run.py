@@ -10,6 +10,7 @@ schedule) gives the same history, byte for byte.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import random
@@ -100,22 +101,8 @@ class SimRun(Run):
     def _rate_limiter(self) -> Any:
         return VirtualRateLimiter(self.settings.rate)
 
-    async def _worker(self, index: int, limiter: Any) -> None:
-        assert self.platform is not None
-        nodes = self.platform.node_ids()
-        process = index
-        timeout = self.settings.client_timeout_s
-        clients = {n: self.store.client(None, n, self.platform.client_url(n), timeout)
-                   for n in nodes}
-        while not self.stop.is_set():
-            await limiter.wait()
-            if self.stop.is_set():
-                break
-            op = self.workload.next_op()
-            node = nodes[process % len(nodes)]
-            if await self._perform(process, clients[node], op) == "info":
-                process = self.next_process  # Jepsen's rule, as in `Run._worker`
-                self.next_process += 1
+    def _worker_session(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return contextlib.nullcontext()  # the sim client calls the coordinator: no HTTP session
 
     async def _final_reads(self) -> None:
         assert self.platform is not None
