@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 
@@ -33,7 +33,32 @@ def stats_row(time_ns: int, node: str, answer: Any) -> dict[str, Any] | None:
     return {"time": time_ns, "node": node, **counters}
 
 
-class NodeStatsSampler:
+class StatsSampler:
+    """What every sampler shares: the row (or a skip) for each node's answer, and the file."""
+
+    def __init__(self, path: Path, now: Callable[[], int], interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.path = path
+        self.now = now
+        self.interval_s = interval_s
+        self.samples = 0
+        self.skipped = 0
+
+    def _row(self, node: str, answer: Any) -> dict[str, Any] | None:
+        row = stats_row(self.now(), node, answer)
+        if row is None:
+            self.skipped += 1
+        return row
+
+    def _write(self, fh: TextIO, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+            self.samples += 1
+        fh.flush()  # every tick: a crash keeps what was seen
+
+
+class NodeStatsSampler(StatsSampler):
     """Polls `urls()` (node id -> client base URL) every `interval_s`, appending rows to `path`."""
 
     def __init__(self, path: Path, urls: Callable[[], dict[str, str]], now: Callable[[], int],
@@ -41,14 +66,10 @@ class NodeStatsSampler:
                  headers: dict[str, str] | None = None) -> None:
         if interval_s <= 0 or timeout_s <= 0:
             raise ValueError("interval_s and timeout_s must be positive")
-        self.path = path
+        super().__init__(path, now, interval_s)
         self.urls = urls
-        self.now = now
-        self.interval_s = interval_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.headers = headers or {}
-        self.samples = 0
-        self.skipped = 0
 
     async def sample_once(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         rows = []
@@ -59,10 +80,8 @@ class NodeStatsSampler:
                     answer = await resp.json() if resp.status == 200 else None
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 answer = None
-            row = stats_row(self.now(), node, answer)
-            if row is None:
-                self.skipped += 1
-            else:
+            row = self._row(node, answer)
+            if row is not None:
                 rows.append(row)
         return rows
 
@@ -73,10 +92,7 @@ class NodeStatsSampler:
             with self.path.open("a", encoding="utf-8") as fh:
                 next_tick = time.monotonic()
                 while True:
-                    for row in await self.sample_once(session):
-                        fh.write(json.dumps(row) + "\n")
-                        self.samples += 1
-                    fh.flush()
+                    self._write(fh, await self.sample_once(session))
                     # keep a steady cadence; when a slow tick overran, skip the missed ones
                     next_tick += self.interval_s
                     now = time.monotonic()

@@ -11,36 +11,27 @@ or without it, and the file is the same for the same seed.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.node_stats import stats_row
+from harness.node_stats import StatsSampler
 
 
-class SimStatsSampler:
+class SimStatsSampler(StatsSampler):
     """Samples `nodes()` (node id -> its live `Node`, or None when down or paused) every
     `interval_s` of virtual time into `path`."""
 
     def __init__(self, path: Path, nodes: Callable[[], dict[str, Any]], now: Callable[[], int],
                  interval_s: float = 1.0) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
-        self.path = path
+        super().__init__(path, now, interval_s)
         self.nodes = nodes
-        self.now = now
-        self.interval_s = interval_s
-        self.samples = 0
-        self.skipped = 0
 
     def sample_once(self) -> list[dict[str, Any]]:
         rows = []
         for node_id, node in self.nodes().items():
-            row = None if node is None else stats_row(self.now(), node_id, node.stats_view())
-            if row is None:
-                self.skipped += 1
-            else:
+            row = self._row(node_id, None if node is None else node.stats_view())
+            if row is not None:
                 rows.append(row)
         return rows
 
@@ -50,8 +41,6 @@ class SimStatsSampler:
         with self.path.open("a", encoding="utf-8") as fh:
             next_tick = loop.time()
             while True:
-                for row in self.sample_once():
-                    fh.write(json.dumps(row) + "\n")
-                    self.samples += 1
+                self._write(fh, self.sample_once())
                 next_tick += self.interval_s
                 await asyncio.sleep(next_tick - loop.time())
