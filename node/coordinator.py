@@ -129,6 +129,11 @@ class Gatherer:
     def pending(self) -> list[str]:
         return [n for n in self.order if n in self._open]
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any call has not ended yet (`pending`, without building the list)."""
+        return bool(self._open)
+
     async def changed(self, until: float) -> None:
         """Wait for a completion or the loop time `until`, whichever comes first."""
         loop = asyncio.get_running_loop()
@@ -267,7 +272,7 @@ class Coordinator:
                         owner = rnd.hinted.get(target, target)
                         rnd.hinted[spare] = owner
                         g.add(spare, make(spare, owner))
-            if not g._open:
+            if not g.waiting:
                 break
             await g.changed(half if now < half else deadline)
         g.close()
@@ -498,7 +503,7 @@ class Coordinator:
         for node, aw in calls.items():
             g.add(node, aw)
         deadline = asyncio.get_running_loop().time() + max(timeout, 0)
-        while len(g.results) < needed and g._open and _now() < deadline:
+        while len(g.results) < needed and g.waiting and _now() < deadline:
             await g.changed(deadline)
         g.close()
         return g.snapshot()

@@ -171,14 +171,12 @@ class SimNetwork:
             except Exception as e:  # a handler that fails at the call: its error is the answer
                 aw = None
                 context.run(reply.done, None, e)
-            if aw is None:
-                pass
-            elif isinstance(aw, asyncio.Future):
+            if isinstance(aw, asyncio.Future):
                 if aw.done():
                     reply.settled(aw)
                 else:
                     aw.add_done_callback(reply.settled, context=context)
-            else:
+            elif aw is not None:
                 drive(aw, gate, reply.done)
         else:  # paused: the call itself waits for the node, as any step of it does
             drive(_handled(self.handlers[dst], src, kind, unpackb(payload)), gate, reply.done)
