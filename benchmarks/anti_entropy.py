@@ -107,6 +107,7 @@ async def one_round(pair: Pair) -> tuple[float, int, int, int]:
     """(seconds, keys repaired, bytes exchanged, round trips) of one round on A."""
     aae = pair.nodes["a"].aae
     before = {p: i.exchanges for p, i in aae.info.items()}
+    roots_before = (aae.root_messages, aae.root_bytes)
     t0 = time.perf_counter()
     repaired = await aae.run_once()
     took = time.perf_counter() - t0
@@ -115,6 +116,8 @@ async def one_round(pair: Pair) -> tuple[float, int, int, int]:
         if info.exchanges > before[p] and info.last_exchange:
             sent += info.last_exchange["bytes"]
             trips += info.last_exchange["round_trips"]
+    trips += aae.root_messages - roots_before[0]  # every shared partition's roots, at once
+    sent += aae.root_bytes - roots_before[1]
     return took, repaired, sent, trips
 
 

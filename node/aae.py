@@ -6,9 +6,12 @@ local change (`on_write`), never rebuilt for an exchange. A leaf entry is (key, 
 stored sibling set, tombstones included), so replicas agree exactly when they hold the same
 versions.
 
-Every `aae_interval_ms` the node walks its partitions and, for each other primary of a partition
-that is up in its view, runs the exchange of node/merkle.py over the transport (kind "aae"): it
-descends only into differing branches and ends with the differing keys. `repair` then fetches
+Every `aae_interval_ms` the node first compares roots with each other replica that is up in its
+view: one message per peer carries the roots of every partition the two share (kind
+"aae_roots"), and the peer names the partitions whose roots differ. A round over a quiet cluster
+is then one message per peer, not one per partition and peer. Only for a differing partition
+does it run the exchange of node/merkle.py over the transport (kind "aae"): it descends only into
+differing branches and ends with the differing keys. `repair` then fetches
 the peer's sibling sets for those keys, merges them into the local copy, and pushes the merged
 set back wherever the peer's differed: both ways in one exchange. At most `aae_max_keys` keys
 are repaired per round, so a badly diverged replica is fixed over several rounds.
@@ -21,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from node import clocks
 from node.clocks import Version
 from node.coordinator import Call
@@ -31,6 +36,7 @@ from node.ring import Ring
 
 SHAPE = Shape(fanout=16, depth=3, digest_size=16)  # 4,096 leaves per partition
 REPAIR_CHUNK = 256  # keys per read_many / replicate_many message
+ROOTS_CHUNK = 1024  # partitions per aae_roots message (~20 KB)
 
 
 @dataclass
@@ -55,6 +61,8 @@ class AntiEntropy:
     trees: dict[int, MerkleTree] = field(default_factory=dict)
     info: dict[int, PartitionInfo] = field(default_factory=dict)
     _next: int = 0
+    root_messages: int = 0  # aae_roots messages sent, and their bytes both ways (msgpack)
+    root_bytes: int = 0
     bugs: frozenset[str] = frozenset()  # seeded defects (docs/bugs.md)
 
     def __post_init__(self) -> None:
@@ -91,6 +99,21 @@ class AntiEntropy:
             return {"error": f"{self.me} does not replicate partition {body[0]}"}
         return answer(tree, body[1])
 
+    def differing(self, body: Any) -> list[int]:
+        """The answer to "aae_roots": of the [partition, root] pairs sent, the partitions whose
+        root differs from this node's, or that this node does not replicate."""
+        if not isinstance(body, list) or len(body) > ROOTS_CHUNK:
+            raise ValueError(f"aae_roots needs a list of at most {ROOTS_CHUNK} [partition, root]")
+        out = []
+        for pair in body:
+            if not (isinstance(pair, list) and len(pair) == 2 and type(pair[0]) is int
+                    and isinstance(pair[1], bytes)):
+                raise ValueError(f"aae_roots: each entry must be [partition, root], got {pair!r}")
+            tree = self.trees.get(pair[0])
+            if tree is None or tree.root != pair[1]:
+                out.append(pair[0])
+        return out
+
     # ---- the driving side ----
 
     async def run_once(self) -> int:
@@ -99,15 +122,27 @@ class AntiEntropy:
         parts = sorted(self.trees)
         # start where the last round stopped, so a spent budget does not starve later partitions
         start = self._next % len(parts) if parts else 0
-        repaired = 0
-        for i in range(len(parts)):
-            p = parts[(start + i) % len(parts)]
+        order = parts[start:] + parts[:start]
+        shared: dict[str, list[int]] = {}  # peer -> the partitions it also replicates, in order
+        for p in order:
             for peer in self.ring.walk(p)[: self.ring.n]:
-                if peer == self.me or not self.is_up(peer):
-                    continue
+                if peer != self.me:
+                    shared.setdefault(peer, []).append(p)
+        repaired = 0
+        for peer, plist in shared.items():
+            if not self.is_up(peer):
+                continue
+            try:
+                differ = await self.compare_roots(peer, plist)
+            except Exception as e:  # a peer that fails mid-round: try it next round
+                self.log.info("aae: root comparison with %s failed: %s", peer, e)
+                continue
+            for p in differ:
                 if budget <= 0:
-                    self._next = (start + i) % len(parts)
+                    self._next = parts.index(p)
                     return repaired
+                if not self.is_up(peer):
+                    break
                 try:
                     got = await self.exchange(p, peer, budget)
                 except Exception as e:  # a peer that fails mid-exchange: try it next round
@@ -117,6 +152,27 @@ class AntiEntropy:
                 budget -= got
         self._next = 0
         return repaired
+
+    async def compare_roots(self, peer: str, partitions: list[int]) -> list[int]:
+        """Send `peer` this node's roots of `partitions`; returns those that differ, in order.
+        A partition whose roots agree counts as an exchange that found nothing and cost nothing
+        beyond the shared message (counted in `root_messages` and `root_bytes`)."""
+        differ: set[int] = set()
+        for at in range(0, len(partitions), ROOTS_CHUNK):
+            chunk = partitions[at: at + ROOTS_CHUNK]
+            roots = [[p, self.trees[p].root] for p in chunk]
+            got = await self.call(peer, "aae_roots", roots, self.timeout)
+            if not isinstance(got, list) or not all(type(p) is int for p in got):
+                raise ValueError(f"aae_roots answered {got!r}, not a list of partitions")
+            differ.update(got)
+            self.root_messages += 1
+            self.root_bytes += len(msgpack.packb(roots)) + len(msgpack.packb(got))
+            now = self.clock.wall_ms()
+            for p in chunk:
+                if p not in differ:
+                    self._record(p, {"peer": peer, "at_ms": now, "differences": 0, "repaired": 0,
+                                     "bytes": 0, "round_trips": 0}, 0)
+        return [p for p in partitions if p in differ]
 
     async def exchange(self, partition: int, peer: str, budget: int) -> int:
         tree = self.trees[partition]
@@ -130,14 +186,10 @@ class AntiEntropy:
         # BUG aae-noop: the differences are found, counted and left alone
         noop = "aae-noop" in self.bugs
         repaired = await self.repair(peer, keys) if keys and not noop else 0
-        info = self.info[partition]
-        info.exchanges += 1
-        info.keys_repaired += repaired
-        info.last_exchange = {"peer": peer, "at_ms": self.clock.wall_ms(),
-                              "differences": len(found.keys), "repaired": repaired,
-                              "bytes": found.bytes_total, "round_trips": found.round_trips}
-        self.stats["aae_exchanges"] = self.stats.get("aae_exchanges", 0) + 1
-        self.stats["aae_keys_repaired"] = self.stats.get("aae_keys_repaired", 0) + repaired
+        self._record(partition, {"peer": peer, "at_ms": self.clock.wall_ms(),
+                                 "differences": len(found.keys), "repaired": repaired,
+                                 "bytes": found.bytes_total, "round_trips": found.round_trips},
+                     repaired)
         if repaired:
             self.log.info("aae: partition %d with %s: %d key(s) differed, %d repaired",
                           partition, peer, len(found.keys), repaired)
@@ -168,6 +220,14 @@ class AntiEntropy:
             for w in waits:
                 await w
         return changed
+
+    def _record(self, partition: int, last: dict[str, Any], repaired: int) -> None:
+        info = self.info[partition]
+        info.exchanges += 1
+        info.keys_repaired += repaired
+        info.last_exchange = last
+        self.stats["aae_exchanges"] = self.stats.get("aae_exchanges", 0) + 1
+        self.stats["aae_keys_repaired"] = self.stats.get("aae_keys_repaired", 0) + repaired
 
     def status(self) -> dict:
         parts = {}

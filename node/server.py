@@ -224,6 +224,8 @@ class Node:
             return True
         if kind == "aae":
             return self.aae.answer(body)
+        if kind == "aae_roots":
+            return self.aae.differing(body)
         if kind == "reap":
             key, expected = _key(body[0]), _blob(body[1])
             durable = self.replica.reap(key, expected)
@@ -286,6 +288,8 @@ class Node:
         return {"enabled": self.config.anti_entropy,
                 "interval_ms": self.config.aae_interval_ms,
                 "shape": SHAPE.as_list(),
+                "root_messages": self.aae.root_messages,
+                "root_bytes": self.aae.root_bytes,
                 "partitions": self.aae.status()}
 
 

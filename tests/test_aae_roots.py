@@ -1,0 +1,81 @@
+"""Anti-entropy compares every shared partition's root in one message per peer, and runs the
+Merkle exchange only for partitions that differ (on in-process nodes: test_node_inprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import pytest
+from test_node_inprocess import make_cluster
+
+from node.ring import Ring
+from node.server import Node
+
+
+def count_kinds(nodes: dict[str, Node]) -> collections.Counter[str]:
+    """Wrap every node's transport so that each request's kind is counted."""
+    kinds: collections.Counter[str] = collections.Counter()
+    for node in nodes.values():
+        sent = node.transport.request
+
+        async def request(peer: str, kind: str, body: Any, timeout: float,
+                          sent: Any = sent) -> Any:
+            kinds[kind] += 1
+            return await sent(peer, kind, body, timeout)
+
+        node.transport.request = request  # type: ignore[method-assign]
+    return kinds
+
+
+def peers_of(ring: Ring, me: str) -> set[str]:
+    return {p for part in range(ring.q) for p in ring.walk(part)[: ring.n]
+            if me in ring.walk(part)[: ring.n]} - {me}
+
+
+def test_agreeing_replicas_cost_one_message_per_peer_and_a_difference_one_exchange() -> None:
+    async def main() -> None:
+        nodes, net, _clock = make_cluster(size=5, sloppy=False)
+        n1 = nodes["n1"]
+        for i in range(40):
+            status, _ = await n1.coordinator.put(f"k{i}", '"v"', {}, False, 3, 0, 1.0)
+            assert status == 200
+        kinds = count_kinds(nodes)
+        assert await n1.aae.run_once() == 0
+        peers = peers_of(n1.ring, "n1")
+        assert kinds == {"aae_roots": len(peers)} and n1.aae.root_messages == len(peers)
+        assert n1.aae.root_bytes > 0
+        exchanges = sum(info.exchanges for info in n1.aae.info.values())
+        assert exchanges == sum(len(set(n1.ring.walk(p)[:3]) - {"n1"}) for p in n1.aae.trees)
+
+        # one key written while its other replicas were away: only its partition is exchanged
+        key = next(f"x{i}" for i in range(100) if "n1" in n1.ring.walk(
+            n1.ring.partition(f"x{i}"))[:3])
+        owners = n1.ring.walk(n1.ring.partition(key))[:3]
+        net.down = set(owners) - {"n1"}
+        status, _ = await n1.coordinator.put(key, '"late"', {}, False, 1, 0, 1.0)
+        assert status == 200
+        net.down = set()
+        kinds.clear()
+        assert await n1.aae.run_once() == len(owners) - 1
+        assert kinds["aae_roots"] == len(peers)
+        assert 0 < kinds["aae"] <= 4 * (len(owners) - 1)  # root, children.., entries per peer
+        for other in set(owners) - {"n1"}:
+            assert nodes[other].replica.read(key), f"{other} did not get {key} from anti-entropy"
+        kinds.clear()
+        assert await n1.aae.run_once() == 0
+        assert kinds == {"aae_roots": len(peers)}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("body", ["roots", [[1]], [["p", b"x"]], [[True, b"x"]], [[1, "hex"]]])
+def test_a_malformed_roots_request_is_refused_with_a_reason(body: Any) -> None:
+    async def main() -> None:
+        nodes, _net, _clock = make_cluster(size=3)
+        with pytest.raises(ValueError, match="aae_roots"):
+            await nodes["n2"].handle("n1", "aae_roots", body)
+        assert await nodes["n2"].handle("n1", "aae_roots", [[0, b"\0" * 16]]) in ([], [0])
+
+    asyncio.run(main())
