@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 
 def make_run_dir(out: Path, test_name: str) -> Path:
     """A fresh, uniquely named directory for one run (a suffix is added if the second repeats)."""
@@ -36,8 +38,19 @@ def point_latest(out: Path, run_dir: Path) -> Path:
     return link
 
 
+_ORJSON_OPTS = (orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+                | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE)
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file, so a reader never sees half of it."""
+    """Write JSON through a temporary file, so a reader never sees half of it. orjson, as for
+    the history: json's indenting encoder is pure Python, and replicas.json (every key's
+    replicas) is written inside the timed run; json remains the fallback for what orjson
+    refuses (ints over 64 bits)."""
+    try:
+        raw = orjson.dumps(data, default=str, option=_ORJSON_OPTS)
+    except TypeError:  # orjson.JSONEncodeError
+        raw = (json.dumps(data, indent=1, default=str) + "\n").encode()
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    tmp.write_bytes(raw)
     os.replace(tmp, path)
