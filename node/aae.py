@@ -33,6 +33,7 @@ from node.env import Clock
 from node.merkle import MerkleTree, Shape, answer, diff_async
 from node.replica import Replica, digest
 from node.ring import Ring
+from node.transport import PeerError
 
 SHAPE = Shape(fanout=16, depth=3, digest_size=16)  # 4,096 leaves per partition
 REPAIR_CHUNK = 256  # keys per read_many / replicate_many message
@@ -134,7 +135,12 @@ class AntiEntropy:
                 continue
             try:
                 differ = await self.compare_roots(peer, plist)
-            except Exception as e:  # a peer that fails mid-round: try it next round
+            except PeerError as e:
+                if e.reason != "remote" or "unknown request kind" not in e.detail:
+                    self.log.info("aae: root comparison with %s failed: %s", peer, e)
+                    continue  # a peer that fails mid-round: try it next round
+                differ = plist  # a node from before aae_roots: exchange every shared partition
+            except ValueError as e:
                 self.log.info("aae: root comparison with %s failed: %s", peer, e)
                 continue
             for p in differ:

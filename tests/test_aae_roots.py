@@ -79,3 +79,26 @@ def test_a_malformed_roots_request_is_refused_with_a_reason(body: Any) -> None:
         assert await nodes["n2"].handle("n1", "aae_roots", [[0, b"\0" * 16]]) in ([], [0])
 
     asyncio.run(main())
+
+
+def test_a_peer_that_does_not_know_root_comparison_gets_every_partition_exchanged() -> None:
+    async def main() -> None:
+        nodes, net, _clock = make_cluster(size=3)  # n=3: every node replicates every partition
+        old = net.handlers["n2"]
+
+        def before_aae_roots(sender: str, kind: str, body: Any) -> Any:
+            if kind == "aae_roots":  # what a node of the version before answers
+                raise ValueError(f"unknown request kind {kind!r}")
+            return old(sender, kind, body)
+
+        net.handlers["n2"] = before_aae_roots
+        net.down = {"n2", "n3"}
+        status, _ = await nodes["n1"].coordinator.put("k", '"v"', {}, False, 1, 0, 1.0)
+        assert status == 200
+        net.down = set()
+        kinds = count_kinds(nodes)
+        assert await nodes["n1"].aae.run_once() == 2  # n2 through the old exchange, n3 the new
+        assert nodes["n2"].replica.read("k") and nodes["n3"].replica.read("k")
+        assert kinds["aae"] >= len(nodes["n1"].aae.trees)  # every partition with n2
+
+    asyncio.run(main())
