@@ -22,14 +22,14 @@ FIELD_ORDER = ("process", "type", "f", "fault", "key", "value", "node")
 _json_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 # orjson writes the same compact JSON several times faster (UTF-8 rather than \u escapes, and
 # floats in their shortest form); dataclasses and datetimes still go through str, as with json
-_ORJSON_OPTS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+ORJSON_OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
                 | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE)
 
 
 def encode_line(record: dict[str, Any]) -> bytes:
     """One history line (with its newline), UTF-8: deterministic for a given record."""
     try:
-        return orjson.dumps(record, default=str, option=_ORJSON_OPTS)
+        return orjson.dumps(record, default=str, option=ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError
         return (_json_encode(record) + "\n").encode()
 

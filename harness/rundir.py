@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from harness.history import ORJSON_OPTIONS
+
 
 def make_run_dir(out: Path, test_name: str) -> Path:
     """A fresh, uniquely named directory for one run (a suffix is added if the second repeats)."""
@@ -38,8 +40,7 @@ def point_latest(out: Path, run_dir: Path) -> Path:
     return link
 
 
-_ORJSON_OPTS = (orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
-                | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE)
+_ORJSON_OPTS = ORJSON_OPTIONS | orjson.OPT_INDENT_2  # the history's, indented
 
 
 def write_json(path: Path, data: Any) -> None:

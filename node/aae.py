@@ -135,14 +135,11 @@ class AntiEntropy:
                 continue
             try:
                 differ = await self.compare_roots(peer, plist)
-            except PeerError as e:
-                if e.reason != "remote" or "unknown request kind" not in e.detail:
+            except Exception as e:
+                if not _predates_roots(e):  # a peer that fails mid-round: try it next round
                     self.log.info("aae: root comparison with %s failed: %s", peer, e)
-                    continue  # a peer that fails mid-round: try it next round
+                    continue
                 differ = plist  # a node from before aae_roots: exchange every shared partition
-            except ValueError as e:
-                self.log.info("aae: root comparison with %s failed: %s", peer, e)
-                continue
             for p in differ:
                 if budget <= 0:
                     self._next = parts.index(p)
@@ -244,3 +241,10 @@ class AntiEntropy:
                              "exchanges": info.exchanges, "keys_repaired": info.keys_repaired,
                              "last_exchange": info.last_exchange}
         return parts
+
+
+def _predates_roots(error: Exception) -> bool:
+    """The peer answered that it does not know "aae_roots" (`Node._handle`'s error for a kind it
+    does not serve): a node of the version before it."""
+    return (isinstance(error, PeerError) and error.reason == "remote"
+            and "unknown request kind" in error.detail)
