@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 TYPES = ("invoke", "ok", "fail", "info")
 NEMESIS = "nemesis"
 
@@ -214,6 +216,26 @@ def op_from_dict(d: Any, source: str, line: int | None, ordinal: int) -> Op:
     )
 
 
+# 19 digits in a row: perhaps an integer beyond 64 bits, which orjson reads as a float. Found by
+# mapping every digit to "0" and anything else to " " (bytes.translate, then a substring search:
+# several times faster than a regular expression)
+_DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def loads_json(raw: bytes) -> Any:
+    """`json.loads(raw.decode("utf-8"))`, the same objects and the same errors, several times
+    faster: orjson, with json for what orjson reads otherwise (a possible integer over 64 bits)
+    or refuses (NaN, Infinity, a lone surrogate, bad UTF-8), which json then reads or refuses
+    with its own message."""
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw.decode("utf-8"))
+
+
 def _default_warn(message: str) -> None:
     warnings.warn(message, TornLineWarning, stacklevel=3)
 
@@ -240,7 +262,6 @@ def iter_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
         f = open(path, "rb")  # noqa: SIM115 - closed below; lines are read one ahead
     except OSError as e:
         raise HistoryError(source, None, f"cannot read: {e}") from e
-    loads = json.loads
     with f:
         n, raw = 0, f.readline()
         while raw:
@@ -249,7 +270,7 @@ def iter_jsonl_rows(path: Path, warn: Callable[[str], None] | None = None,
             if raw.strip():
                 problem = None
                 try:
-                    obj = loads(raw.decode("utf-8"))
+                    obj = loads_json(raw)
                 except json.JSONDecodeError as e:
                     problem = f"not valid JSON: {e.msg} (column {e.colno})"
                 except UnicodeDecodeError as e:

@@ -38,16 +38,23 @@ def test_sim_client_value_text_is_the_http_apis(value: object) -> None:
     assert _value_json(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def test_sim_client_parses_what_orjson_refuses() -> None:
+def test_loads_json_parses_what_orjson_refuses() -> None:
     import json
 
-    from harness.platforms.sim import _loads
+    from checkers.history import loads_json
 
     for text in (b'{"a":[1,"x"],"b":{"c":null}}', b'{"big":123456789012345678901234567890}',
                  b'[-9223372036854775809,18446744073709551615,0.1,1e-7,2.5e300]',
                  b'{"n":NaN}', b'{"s":"\\ud800"}'):
-        got, want = _loads(text), json.loads(text)
+        got, want = loads_json(text), json.loads(text)
         assert repr(got) == repr(want)
+    # what neither reads fails with json's own error, which the history reader reports
+    for bad in (b'{"a":', b'{"a":"\xff"}', b'\xef\xbb\xbf{}', b'{"a":1}x'):
+        with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as got_err:
+            loads_json(bad)
+        with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as want_err:
+            json.loads(bad.decode("utf-8"))
+        assert str(got_err.value) == str(want_err.value)
 
 
 def test_history_lines_parse_back_and_fall_back_to_json() -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 
+from checkers.history import loads_json
 from harness import quiesce
 from harness.client import Client, NodeClient, OpFailed, OpUnknown
 from harness.platforms.base import Grudge, NodeSpec, Platform, PlatformError
@@ -202,29 +202,10 @@ class SimClient(NodeClient):
         if exc is not None:
             raise exc
         status, raw = result
-        return status, _loads(raw)
+        return status, loads_json(raw)
 
 
 _TIMEOUT = object()
-
-
-# 19 digits in a row: perhaps an integer beyond 64 bits, which orjson reads as a float. Found by
-# mapping every digit to "0" and anything else to " " (bytes.translate, then a substring search:
-# several times faster than a regular expression over a body)
-_DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
-_LONG_DIGITS = b"0" * 19
-
-
-def _loads(raw: bytes) -> Any:
-    """The client's parse of a response body (aiohttp's is json.loads): orjson, which gives the
-    same objects several times faster, or json for what orjson reads otherwise (a possible
-    integer over 64 bits) or refuses (NaN, a lone surrogate)."""
-    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
 
 
 def _value_json(value: Any) -> str:
@@ -333,5 +314,5 @@ class SimDynamoStore(DynamoStore):
                 context=self.sim.gate(node).new_context())
             done, _ = await asyncio.wait({task}, timeout=3.5)
             if done and task.exception() is None:
-                return _loads(dumps(task.result()))
+                return loads_json(dumps(task.result()))
         return None
