@@ -1,7 +1,8 @@
 """Store throughput, latency and CPU per operation: each store driven the same way, side by side.
 
-    python benchmarks/store_throughput.py [--store dynamo,etcd,redis] [--rounds 2] [--seconds 10]
-                                          [--concurrency 48] [--rate 500] [--json FILE]
+    python benchmarks/store_throughput.py [--store dynamo,etcd,redis,floor] [--rounds 2]
+                                          [--seconds 10] [--concurrency 48] [--rate 500]
+                                          [--json FILE]
 
 Every store runs as the harness runs it: 3 nodes on loopback (127.0.0.2-4) started by the local
 platform with the store (`harness.stores`), spoken to through the store's own client
@@ -26,6 +27,13 @@ Server CPU per operation is the user+sys CPU of every process the platform start
 rate it includes each store's background work (gossip, anti-entropy, heartbeats, sentinels)
 spread over fewer operations. The load generator's CPU per operation is printed beside it: it is
 the store client's (aiohttp for dynamo and etcd, raw RESP for Redis) and shares the machine.
+
+`--store floor` adds the benchmark's own reference, not a store: `floor_server.py`, three
+processes answering the reference node's client API on the same HTTP server (aiohttp, uvloop)
+with no replication, each write appended to a file and fdatasynced (group commit) before its
+answer. Its figures are what this machine and this load generator allow a store that keeps every
+acknowledged write on disk; with etcd also measured, the targets are compared with them
+(`target_p999_under_floor`: the p99.9 target is below the floor's own p99.9).
 
 Stores take turns (dynamo, etcd, redis, dynamo, etcd, redis... for `--rounds`), each on a fresh
 cluster, so machine noise falls on all alike; the 1-minute load average is printed for each run.
@@ -54,9 +62,16 @@ from typing import Any
 
 import aiohttp
 import psutil
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.client import Client, OpFailed, OpUnknown, client_session  # noqa: E402
+from harness.client import (  # noqa: E402
+    Client,
+    NodeClient,
+    OpFailed,
+    OpUnknown,
+    client_session,
+)
 from harness.platforms.base import NodeSpec  # noqa: E402
 from harness.platforms.local import LocalPlatform  # noqa: E402
 from harness.settings import ClusterSettings  # noqa: E402
@@ -69,6 +84,8 @@ KEYS = 1000
 NODES = 3
 DEFAULT_STORES = ("dynamo", "etcd")
 OURS = "dynamo"
+FLOOR = "floor"  # not a store of the harness: the benchmark's own reference (FloorStore)
+FLOOR_SERVER = Path(__file__).resolve().parent / "floor_server.py"
 CLIENT_TIMEOUT_S = 10.0
 SETTLE_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 30.0
@@ -121,7 +138,33 @@ class BenchPlatform(LocalPlatform):
         return False
 
 
+class FloorStore(Store):
+    """The floor (`floor_server.py`): the reference node's client API on the same HTTP server,
+    with no replication; each write appended to a file and fdatasynced (group commit) before
+    its answer. What this machine and this load generator allow any durable store."""
+
+    name = "floor"
+    client_class = NodeClient
+    ready_probe = "GET /health"
+
+    def layout(self, root: Path, specs: Sequence[NodeSpec]) -> None:
+        for s in specs:
+            (root / s.id).mkdir(parents=True, exist_ok=True)
+
+    def command(self, spec: NodeSpec, root: Path) -> list[str]:
+        return [sys.executable, str(FLOOR_SERVER), "--host", spec.host,
+                "--port", str(spec.client_port), "--data", str(root / spec.id / "floor.log")]
+
+    def is_ready(self, spec: NodeSpec) -> bool:
+        try:
+            return requests.get(f"{spec.url}/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+
 def make_bench_store(name: str, args: argparse.Namespace) -> Store:
+    if name == FLOOR:
+        return FloorStore(ClusterSettings(nodes=NODES))
     if name == "dynamo":
         node_settings: dict = {} if args.anti_entropy == "on" else {"anti_entropy": False}
         if args.auth == "off":  # internode frames unauthenticated, contexts unsigned
@@ -139,6 +182,8 @@ def store_setup(name: str, args: argparse.Namespace) -> str:
     return {
         "dynamo": f"N=3 R=2 W=2, fsync={args.fsync}, loop={args.loop}, "
                   f"anti-entropy {args.anti_entropy}",
+        FLOOR: "no replication, values in memory, each write appended and fdatasynced "
+               "(group commit): the least a durable store does, on the same HTTP server",
         "etcd": "Raft, WAL fsynced before each acknowledgement (etcd's default), "
                 "linearizable reads",
         "redis": f"primary + 2 async replicas + 3 sentinels, {' / '.join(REDIS_FSYNC[args.fsync])}"
@@ -478,6 +523,13 @@ def targets(summ: dict[str, Any]) -> dict[str, Any]:
                     "target_offered_p999_ms": round(need_p999, 2),
                     "target_saturation_met": ours["saturation_ops_per_s"] >= need_ops,
                     "target_p999_met": ours["offered_p999_ms"] <= need_p999})
+        floor = summ["median"].get(FLOOR)
+        if floor is not None:
+            # a target under the floor's figure asks more than any durable store gets here
+            out.update({"floor_saturation_ops_per_s": floor["saturation_ops_per_s"],
+                        "floor_offered_p999_ms": floor["offered_p999_ms"],
+                        "target_saturation_over_floor": need_ops > floor["saturation_ops_per_s"],
+                        "target_p999_under_floor": need_p999 < floor["offered_p999_ms"]})
     else:
         out.update({"against": "absolute",
                     "target_saturation_ops_per_s": TARGET_OPS,
@@ -491,8 +543,10 @@ def parse_stores(values: Sequence[str] | None) -> list[str]:
     names = [n.strip() for v in (values or [",".join(DEFAULT_STORES)]) for n in v.split(",")]
     names = list(dict.fromkeys(n for n in names if n))
     for n in names:
+        if n == FLOOR:
+            continue
         if n not in STORES:
-            raise SystemExit(f"--store {n!r}: choose from {', '.join(STORES)}")
+            raise SystemExit(f"--store {n!r}: choose from {', '.join([*STORES, FLOOR])}")
         missing = STORES[n].missing()
         if missing:
             raise SystemExit(f"--store {n}: {missing}")
@@ -502,7 +556,8 @@ def parse_stores(values: Sequence[str] | None) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--store", action="append", metavar="NAME[,NAME...]",
-                   help=f"stores to measure, repeatable or a comma list: {', '.join(STORES)} "
+                   help=f"stores to measure, repeatable or a comma list: {', '.join(STORES)}, "
+                        f"or {FLOOR} (the benchmark's reference server, not a store) "
                         f"(default: {','.join(DEFAULT_STORES)})")
     p.add_argument("--rounds", type=int, default=2, help="each store measured this many times, "
                    "in turn (default 2)")

@@ -19,7 +19,7 @@ BENCH = ROOT / "benchmarks" / "store_throughput.py"
 
 @pytest.mark.cluster
 def test_store_throughput_prints_figures_for_each_store(tmp_path: Path) -> None:
-    stores = [n for n, cls in STORES.items() if cls.missing() is None]
+    stores = [n for n, cls in STORES.items() if cls.missing() is None] + ["floor"]
     out = tmp_path / "figures.json"
     env = dict(os.environ, HARNESS_STATE_DIR=str(tmp_path / "state"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -55,6 +55,18 @@ def test_store_throughput_targets_are_relative_to_etcd_when_measured() -> None:
     missed = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2600.0,
                                                "offered_p999_ms": 4.1}, "etcd": etcd}})
     assert not missed["target_saturation_met"] and not missed["target_p999_met"]
+    # with the floor measured: whether a target asks more than the floor server reached
+    floor = {"saturation_ops_per_s": 2650.0, "offered_p999_ms": 4.05}
+    under = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2600.0,
+                                              "offered_p999_ms": 4.1}, "etcd": etcd,
+                                   "floor": floor}})
+    assert under["floor_offered_p999_ms"] == 4.05 and under["target_p999_under_floor"]
+    assert under["target_saturation_over_floor"]  # 2,700 needed, the floor reached 2,650
+    above = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2600.0,
+                                              "offered_p999_ms": 4.1}, "etcd": etcd,
+                                   "floor": {"saturation_ops_per_s": 9000.0,
+                                             "offered_p999_ms": 2.5}}})
+    assert not above["target_p999_under_floor"] and not above["target_saturation_over_floor"]
     alone = st.targets({"median": {"dynamo": {"saturation_ops_per_s": 2100.0,
                                               "offered_p999_ms": 20.0}}})
     assert alone["against"] == "absolute" and alone["target_saturation_met"]

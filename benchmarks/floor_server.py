@@ -1,0 +1,109 @@
+"""The floor for `store_throughput.py --store floor`: the least a durable key-value server can do.
+
+    python benchmarks/floor_server.py --host 127.0.0.2 --port 8001 --data DIR/floor.log
+
+It answers the reference node's client API (`GET` and `PUT /kv/{key}`, JSON, docs/node-api.md)
+with nothing behind it: no replication, no clocks, no siblings, values held in memory. A PUT is
+appended to one file and fdatasynced before its answer, with the writes that queued up meanwhile
+(group commit, as the reference node's storage does). On the same HTTP server (aiohttp on uvloop)
+and driven by the same load generator, its figures are what this machine allows any store that
+keeps an acknowledged write on disk: a target below them cannot be met by replicating more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import queue
+import threading
+
+from aiohttp import web
+
+NOT_FOUND = json.dumps({"error": "not_found", "message": "no value"}).encode()
+WRITTEN = json.dumps({"context": None, "clock": {}}).encode()
+
+
+class GroupCommit:
+    """Appends from the event loop, fdatasynced by one thread a batch at a time."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.loop = asyncio.get_running_loop()
+        threading.Thread(target=self._run, name="floor-writer", daemon=True).start()
+
+    def append(self, record: bytes) -> asyncio.Future:
+        done = self.loop.create_future()
+        self.queue.put((record, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get())
+            os.write(self.fd, b"".join(record for record, _ in batch))
+            os.fdatasync(self.fd)
+            self.loop.call_soon_threadsafe(_settle, [done for _, done in batch])
+
+
+def _settle(futures: list[asyncio.Future]) -> None:
+    for f in futures:
+        if not f.done():
+            f.set_result(None)
+
+
+async def serve(host: str, port: int, data: str) -> None:
+    values: dict[str, object] = {}
+    log = GroupCommit(data)
+
+    async def get(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if key not in values:
+            return web.Response(status=404, body=NOT_FOUND, content_type="application/json")
+        body = {"key": key, "values": [values[key]], "context": None, "clock": {}}
+        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+
+    async def put(request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            value = json.loads(raw)["value"]
+        except (ValueError, KeyError, TypeError) as e:
+            return web.json_response({"error": "bad_request", "message": str(e)}, status=400)
+        key = request.match_info["key"]
+        await log.append(key.encode() + b"\t" + raw + b"\n")
+        values[key] = value
+        return web.Response(body=WRITTEN, content_type="application/json")
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/kv/{key}", get)
+    app.router.add_put("/kv/{key}", put)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    await asyncio.Event().wait()  # until the benchmark stops the process
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--data", required=True, help="the file every write is appended to")
+    args = p.parse_args()
+    try:
+        import uvloop  # the reference node's loop, when installed
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    run(serve(args.host, args.port, args.data))
+
+
+if __name__ == "__main__":
+    main()
