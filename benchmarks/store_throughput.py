@@ -22,6 +22,8 @@ platform with the store (`harness.stores`), spoken to through the store's own cl
 Phase 1 (saturation): closed loop, `concurrency` keep-alive connections spread over the 3 nodes.
 Phase 2 (offered load): open loop at `rate` ops/s; each latency is measured from the operation's
 scheduled start, so a stall counts against every operation it delays (no coordinated omission).
+The generator's own garbage collector is off during each phase (collected before and after):
+its full collections stalled every operation in flight for ~14 ms, whichever store was measured.
 Server CPU per operation is the user+sys CPU of every process the platform started for the store
 (the nodes and their sidecars: Redis's sentinels), over the phase's operations; at the offered
 rate it includes each store's background work (gossip, anti-entropy, heartbeats, sentinels)
@@ -47,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import random
@@ -55,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,6 +388,22 @@ def run_loop(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         return runner.run(factory())
 
 
+@contextlib.contextmanager
+def generator_gc_paused() -> Iterator[None]:
+    """The load generator's garbage collector off for a phase: a full collection of its heap
+    took ~14 ms, which every operation in flight waited for, and so set the p99.9 of whichever
+    store's phase it fell in (any store's). Collected before and after instead."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
+
+
 def wait_settled(store: Store, specs: Sequence[NodeSpec]) -> None:
     """Until the store says it has settled (Redis: replicas linked and caught up); bounded."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
@@ -420,7 +440,8 @@ def measure(name: str, args: argparse.Namespace, seed: str) -> dict[str, Any]:
             results = []
             for phase in phases:
                 before, mine = [cpu(p) for p in procs], cpu(me)
-                r = run_loop(phase)
+                with generator_gc_paused():
+                    r = run_loop(phase)
                 server = sum(cpu(p) for p in procs) - sum(before)
                 r["server_cpu_ms_per_op"] = round(server / max(r["ops"], 1) * 1000, 3)
                 r["generator_cpu_ms_per_op"] = round((cpu(me) - mine) / max(r["ops"], 1) * 1000,
