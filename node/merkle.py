@@ -262,6 +262,12 @@ class MerkleTree:
             yield from entries.items()
 
     @property
+    def pending(self) -> int:
+        """Segments written since the hashes were last computed: the work the next `root`
+        does."""
+        return len(self._dirty)
+
+    @property
     def root(self) -> bytes:
         self._flush()
         return self._levels[0].get(0, self.empty)

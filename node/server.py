@@ -225,7 +225,7 @@ class Node:
         if kind == "aae":
             return self.aae.answer(body)
         if kind == "aae_roots":
-            return self.aae.differing(body)
+            return await self.aae.differing(body)
         if kind == "reap":
             key, expected = _key(body[0]), _blob(body[1])
             durable = self.replica.reap(key, expected)
