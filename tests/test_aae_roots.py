@@ -102,3 +102,58 @@ def test_a_peer_that_does_not_know_root_comparison_gets_every_partition_exchange
         assert kinds["aae"] >= len(nodes["n1"].aae.trees)  # every partition with n2
 
     asyncio.run(main())
+
+
+def test_a_round_hashes_a_write_backlog_in_slices_with_pauses_between(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashing the segments written since the last round, several ms of CPU after a busy
+    interval, pauses every HASH_SLICE segments (so requests on this node and the other processes
+    get the CPU), gives the same roots, and its pauses stay under a quarter of the timeout."""
+    from node import aae
+
+    pauses: list[float] = []
+    sleep = asyncio.sleep
+
+    async def recorded(delay: float, *args: Any) -> Any:
+        pauses.append(delay)
+        return await sleep(delay, *args)
+
+    async def main() -> None:
+        nodes, _net, _clock = make_cluster(size=3)
+        n1 = nodes["n1"]
+        writes = [n1.coordinator.put(f"k{i}", f'"{i}"', {}, False, 3, 0, 5.0) for i in range(600)]
+        assert {s for s, _ in await asyncio.gather(*writes)} == {200}
+        parts = sorted(n1.aae.trees)
+        backlog = sum(n1.aae.trees[p].pending for p in parts)
+        assert backlog > 4 * aae.HASH_SLICE
+
+        ticks = 0
+        stop = False
+
+        async def other_work() -> None:  # a client request's share of the loop
+            nonlocal ticks
+            while not stop:
+                ticks += 1
+                await sleep(0)
+
+        other = asyncio.ensure_future(other_work())
+        await sleep(0)
+        monkeypatch.setattr(asyncio, "sleep", recorded)
+        roots = await n1.aae.roots(parts)
+        stop = True
+        await other
+        slices = backlog // aae.HASH_SLICE - 1
+        assert len(pauses) >= slices and set(pauses) == {aae.HASH_PAUSE_S}
+        assert ticks >= slices  # the loop ran between slices
+        assert roots == [[p, n1.aae.trees[p].root] for p in parts]  # the same roots
+        assert all(n1.aae.trees[p].pending == 0 for p in parts)
+
+        # a backlog whose pauses would pass a quarter of the timeout hashes without more pauses
+        for i in range(600):
+            n1.aae.on_write(f"k{i}", [], b"changed %d" % i)
+        n1.aae.timeout = 4 * 3 * aae.HASH_PAUSE_S
+        pauses.clear()
+        await n1.aae.roots(parts)
+        assert len(pauses) >= slices and sum(pauses) == pytest.approx(3 * aae.HASH_PAUSE_S)
+
+    asyncio.run(main())
