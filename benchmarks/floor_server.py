@@ -69,9 +69,15 @@ async def serve(host: str, port: int, data: str) -> None:
     async def put(request: web.Request) -> web.Response:
         raw = await request.read()
         try:
-            value = json.loads(raw)["value"]
-        except (ValueError, KeyError, TypeError) as e:
-            return web.json_response({"error": "bad_request", "message": str(e)}, status=400)
+            body = json.loads(raw)
+        except ValueError as e:
+            return web.json_response({"error": "bad_request", "message": f"not JSON: {e}"},
+                                     status=400)
+        if not isinstance(body, dict) or "value" not in body:
+            return web.json_response({"error": "bad_request",
+                                      "message": 'the body must be a JSON object with "value"'},
+                                     status=400)
+        value = body["value"]
         key = request.match_info["key"]
         await log.append(key.encode() + b"\t" + raw + b"\n")
         values[key] = value
