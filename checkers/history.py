@@ -221,14 +221,18 @@ def op_from_dict(d: Any, source: str, line: int | None, ordinal: int) -> Op:
 # several times faster than a regular expression)
 _DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
 _LONG_DIGITS = b"0" * 19
+# orjson reads any depth; json stops at the recursion limit (RecursionError, which the readers
+# report as "nested too deeply"): a line with this many brackets is left to json
+_FAST_BRACKETS = 512
 
 
 def loads_json(raw: bytes) -> Any:
     """`json.loads(raw.decode("utf-8"))`, the same objects and the same errors, several times
-    faster: orjson, with json for what orjson reads otherwise (a possible integer over 64 bits)
-    or refuses (NaN, Infinity, a lone surrogate, bad UTF-8), which json then reads or refuses
-    with its own message."""
-    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+    faster: orjson, with json for what orjson reads otherwise (a possible integer over 64 bits,
+    nesting deeper than json's recursion limit) or refuses (NaN, Infinity, a lone surrogate, bad
+    UTF-8), which json then reads or refuses with its own message."""
+    if (raw.count(b"[") + raw.count(b"{") <= _FAST_BRACKETS
+            and _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO)):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -48,6 +48,12 @@ def test_loads_json_parses_what_orjson_refuses() -> None:
                  b'{"n":NaN}', b'{"s":"\\ud800"}'):
         got, want = loads_json(text), json.loads(text)
         assert repr(got) == repr(want)
+    # nesting json cannot read is refused as json refuses it (the readers say "nested too deeply")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(RecursionError):
+        loads_json(deep)
+    wide = b"[" + b",".join([b"[1,{}]"] * 1000) + b"]"  # many brackets, shallow: read all the same
+    assert loads_json(wide) == json.loads(wide)
     # what neither reads fails with json's own error, which the history reader reports
     for bad in (b'{"a":', b'{"a":"\xff"}', b'\xef\xbb\xbf{}', b'{"a":1}x'):
         with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as got_err:
