@@ -44,15 +44,22 @@ class GroupCommit:
             batch = [self.queue.get()]
             while not self.queue.empty():
                 batch.append(self.queue.get())
-            os.write(self.fd, b"".join(record for record, _ in batch))
-            os.fdatasync(self.fd)
-            self.loop.call_soon_threadsafe(_settle, [done for _, done in batch])
+            error: OSError | None = None
+            try:
+                os.write(self.fd, b"".join(record for record, _ in batch))
+                os.fdatasync(self.fd)
+            except OSError as e:  # each waiting PUT answers it, rather than hanging
+                error = e
+            self.loop.call_soon_threadsafe(_settle, [done for _, done in batch], error)
 
 
-def _settle(futures: list[asyncio.Future]) -> None:
+def _settle(futures: list[asyncio.Future], error: OSError | None) -> None:
     for f in futures:
         if not f.done():
-            f.set_result(None)
+            if error is None:
+                f.set_result(None)
+            else:
+                f.set_exception(error)
 
 
 async def serve(host: str, port: int, data: str) -> None:
@@ -79,7 +86,10 @@ async def serve(host: str, port: int, data: str) -> None:
                                      status=400)
         value = body["value"]
         key = request.match_info["key"]
-        await log.append(key.encode() + b"\t" + raw + b"\n")
+        try:
+            await log.append(key.encode() + b"\t" + raw + b"\n")
+        except OSError as e:
+            return web.json_response({"error": "write_failed", "message": str(e)}, status=500)
         values[key] = value
         return web.Response(body=WRITTEN, content_type="application/json")
 

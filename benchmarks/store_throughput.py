@@ -147,7 +147,7 @@ class FloorStore(Store):
     with no replication; each write appended to a file and fdatasynced (group commit) before
     its answer. What this machine and this load generator allow any durable store."""
 
-    name = "floor"
+    name = FLOOR
     client_class = NodeClient
     ready_probe = "GET /health"
 
