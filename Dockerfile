@@ -3,10 +3,10 @@
 # With a registry:     docker build -t dynamo-node:latest .
 # Without a registry:  scripts/make-base-image.sh        (debootstrap + docker import)
 #                      harness image build --base dynamo-base:bookworm
-# The debootstrap base has python3, iptables, iproute2, procps and faketime. Its aiohttp (3.8) is
-# older than the node needs (3.9), so `harness image build` puts wheels (*.whl, fetched with the
-# host's pip) at the top of the build context and they are unpacked here; with no wheels given,
-# pip installs from the registry. The outside stores (etcd-server, redis-server, redis-sentinel)
+# The debootstrap base has python3, iptables, iproute2, procps and faketime, but not the node's
+# httptools nor yarl >= 1.9, so `harness image build` puts wheels (*.whl, fetched with the host's
+# pip) at the top of the build context and they are unpacked here; with no wheels given, pip
+# installs from the registry. The outside stores (etcd-server, redis-server, redis-sentinel)
 # come the same way: for the debootstrap base, .deb files the host's apt downloaded (only those
 # the base lacks) are at the top of the context and installed with dpkg; with none given (a
 # python:* base), apt-get installs them from the base's sources.
@@ -45,12 +45,12 @@ RUN set -e; \
 COPY Dockerfile *.whl /opt/dynamo/wheels/
 ENV PYTHONPATH=/opt/dynamo:/opt/dynamo/lib PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN set -e; \
-    ok='import sys, aiohttp, msgpack; sys.exit(tuple(map(int, aiohttp.__version__.split(".")[:2])) < (3, 9))'; \
+    ok='import sys, httptools, msgpack, yarl; sys.exit(tuple(map(int, yarl.__version__.split(".")[:2])) < (1, 9))'; \
     if ! python3 -c "$ok" 2>/dev/null; then \
         if ls /opt/dynamo/wheels/*.whl >/dev/null 2>&1; then \
             for w in /opt/dynamo/wheels/*.whl; do python3 -m zipfile -e "$w" /opt/dynamo/lib; done; \
         else \
-            python3 -m pip install --no-cache-dir "aiohttp>=3.9" "msgpack>=1.0"; \
+            python3 -m pip install --no-cache-dir "httptools>=0.6" "yarl>=1.9" "msgpack>=1.0"; \
         fi; \
     fi; \
     rm -rf /opt/dynamo/wheels; \

@@ -1,9 +1,9 @@
 """`harness image build`: the node's Docker image for `--platform docker`, from the Dockerfile.
 
 The build context is made here, not taken from the working tree: the Dockerfile, the `node/`
-package and, for a base whose aiohttp is too old (Debian's), the wheels the node needs, fetched
-with the host's pip for the engine's architecture. So a build never sends reports or data to the
-engine, and with a local base image (scripts/make-base-image.sh) it needs no registry but PyPI.
+package and, for a base that lacks them (Debian's has no httptools), the wheels the node needs,
+fetched with the host's pip for the engine's architecture. So a build never sends reports or data
+to the engine, and with a local base image (scripts/make-base-image.sh) it needs no registry but PyPI.
 
 The image also carries the outside stores (`harness/stores/`): etcd, redis-server and
 redis-sentinel from Debian. For the debootstrap base (Debian 12, like the hosts this runs on) the
@@ -33,7 +33,7 @@ from harness.platforms.base import PlatformError
 DEFAULT_TAG = "dynamo-node:latest"
 REGISTRY_BASE = "python:3.11-slim"
 LOCAL_BASE = "dynamo-base:bookworm"
-WHEEL_REQUIREMENTS = ("aiohttp>=3.9", "msgpack>=1.0")
+WHEEL_REQUIREMENTS = ("httptools>=0.6", "yarl>=1.9", "msgpack>=1.0")
 #: Debian packages of the outside stores the image carries (its label says which stores)
 STORE_PACKAGES = ("etcd-server", "redis-server", "redis-sentinel")
 STORES_LABEL = "dynamo-harness.stores"  # set by the Dockerfile: the stores the image can run
@@ -199,7 +199,8 @@ def image() -> None:
 @click.option("--tag", default=DEFAULT_TAG, show_default=True, help="the image's name")
 @click.option("--wheels", type=click.Choice(["auto", "yes", "no"]), default="auto",
               show_default=True,
-              help="put aiohttp/msgpack wheels (host pip) in the context; auto: unless the base "
+              help="put the node's wheels (httptools, yarl, msgpack; host pip) in the context; "
+                   "auto: unless the base "
                    "is python:*")
 @click.option("--debs", type=click.Choice(["auto", "yes", "no"]), default="auto",
               show_default=True,

@@ -1,23 +1,21 @@
-"""The client and admin HTTP API (aiohttp); the contract is docs/node-api.md."""
+"""The client and admin HTTP API: routes and handlers; the contract is docs/node-api.md.
+`node/http_server.py` speaks HTTP."""
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import http_exceptions, web
-from aiohttp.web_protocol import RequestPayloadError
 
 from node import clocks
 from node.coordinator import dumps
+from node.http_server import HttpServer, Request, Response
 
 if TYPE_CHECKING:
     from node.server import Node
 
 MAX_TIMEOUT_MS = 600_000
-LOG = web.AppKey("log", logging.Logger)
 KV_PARAMS = frozenset({"r", "w", "pr", "pw", "timeout_ms"})
 
 
@@ -29,11 +27,11 @@ class BadRequest(Exception):
         self.status = status
 
 
-def reply(status: int, body: dict) -> web.Response:
-    return web.Response(status=status, body=dumps(body), content_type="application/json")
+def reply(status: int, body: dict) -> Response:
+    return Response(status, dumps(body))
 
 
-def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+def error(status: int, code: str, message: str, **extra: Any) -> Response:
     return reply(status, {"error": code, "message": message, **extra})
 
 
@@ -50,7 +48,7 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequest("malformed_json", f"body is not valid JSON: {e}") from e
 
 
-def _int_param(request: web.Request, name: str, lo: int, hi: int, default: int) -> int:
+def _int_param(request: Request, name: str, lo: int, hi: int, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -68,11 +66,22 @@ class Api:
         self.node = node
         self.cfg = node.config
         self.context_key = clocks.context_key(node.config.cluster_secret)
+        self.exact: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
+            "/admin/status": {"GET": self.status},
+            "/admin/stats": {"GET": self.stats},
+            "/admin/aae": {"GET": self.aae},
+            "/admin/clock": {"GET": self.clock},
+            "/admin/faults/partition": {"PUT": self.partition, "DELETE": self.heal},
+        }
+        # a path under the prefix names a key: the rest of the decoded path, "/" and all
+        self.keyed: list[tuple[str, dict[str, Callable[[Request, str], Awaitable[Response]]]]] = [
+            ("/kv/", {"GET": self.get, "PUT": self.put, "DELETE": self.delete}),
+            ("/admin/replicas/", {"GET": self.replicas}),
+        ]
 
     # ---- request parsing ----
 
-    def _key(self, request: web.Request) -> str:
-        key = request.match_info["key"]
+    def _key(self, key: str) -> str:
         limit = self.cfg.max_key_bytes
         if len(key.encode("utf-8", "surrogatepass")) > limit:
             raise BadRequest("bad_key", f"key is longer than {limit} bytes (max_key_bytes)")
@@ -82,23 +91,24 @@ class Api:
             raise BadRequest("bad_key", "key is not valid UTF-8") from None
         return key
 
-    def _params(self, request: web.Request, quorum: str) -> tuple[int, int, float]:
+    def _params(self, request: Request, quorum: str) -> tuple[int, int, float]:
         if not request.query_string:  # the common case: every default
             default = self.cfg.r if quorum == "r" else self.cfg.w
             return default, 0, self.cfg.request_timeout_ms / 1000
-        unknown = sorted(set(request.query) - KV_PARAMS)
+        query = request.query
+        unknown = sorted(set(query) - KV_PARAMS)
         if unknown:
             raise BadRequest("unknown_parameter",
                              f"unknown query parameter(s): {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(KV_PARAMS))})")
-        for name in request.query:
-            if len(request.query.getall(name)) > 1:
+        for name in query:
+            if len(query.getall(name)) > 1:
                 raise BadRequest("bad_parameter", f"{name} is given more than once")
         n = self.cfg.n
         default = self.cfg.r if quorum == "r" else self.cfg.w
         other = "w" if quorum == "r" else "r"
         for name in (other, "p" + other):
-            if name in request.query:
+            if name in query:
                 raise BadRequest("bad_parameter", f"{name} does not apply to this request")
         q = _int_param(request, quorum, 1, n, default)
         pq = _int_param(request, "p" + quorum, 0, n, 0)
@@ -106,25 +116,17 @@ class Api:
                                 self.cfg.request_timeout_ms)
         return q, pq, timeout_ms / 1000
 
-    async def _body(self, request: web.Request) -> Any:
+    def _body(self, request: Request) -> Any:
         limit = self.cfg.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise BadRequest("body_too_large",
-                             f"body of {request.content_length} bytes is over the limit of {limit}")
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            while size <= limit:  # read() returns what has arrived, not all of it
-                chunk = await request.content.read(limit + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            raw = b"".join(chunks)
-        except Exception as e:  # a client that hangs up or sends a broken chunked body
-            raise BadRequest("bad_body", f"could not read the body: {e}") from e
-        if len(raw) > limit:
-            raise BadRequest("body_too_large", f"body is over the limit of {limit} bytes")
+        if request.too_large:
+            length = request.headers.get("content-length")
+            raise BadRequest("body_too_large", f"body of {length} bytes is over the limit of "
+                             f"{limit}" if length else f"body is over the limit of {limit} bytes")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise BadRequest("bad_body", f"Content-Encoding {encoding!r} is not supported: "
+                                         "send the body uncompressed")
+        raw = request.body
         if not raw:
             raise BadRequest("malformed_json", "body is empty; expected a JSON object")
         doc = parse_json(raw)
@@ -141,7 +143,7 @@ class Api:
         except clocks.ContextError as e:
             raise BadRequest("bad_context", str(e)) from e
 
-    def _client_auth(self, request: web.Request) -> None:
+    def _client_auth(self, request: Request) -> None:
         token = self.cfg.client_token
         if token and not _bearer_ok(request, token):
             raise BadRequest("unauthorized", "missing or wrong \"Authorization: Bearer\" "
@@ -149,18 +151,18 @@ class Api:
 
     # ---- client API ----
 
-    async def get(self, request: web.Request) -> web.Response:
+    async def get(self, request: Request, key: str) -> Response:
         self._client_auth(request)
-        key = self._key(request)
+        key = self._key(key)
         r, pr, timeout = self._params(request, "r")
         status, body = await self.node.coordinator.get(key, r, pr, timeout)
         return reply(status, body)
 
-    async def put(self, request: web.Request) -> web.Response:
+    async def put(self, request: Request, key: str) -> Response:
         self._client_auth(request)
-        key = self._key(request)
+        key = self._key(key)
         w, pw, timeout = self._params(request, "w")
-        doc = await self._body(request)
+        doc = self._body(request)
         extra = sorted(set(doc) - {"value", "context"})
         if extra:
             raise BadRequest("bad_body", f"unknown field(s) in body: {', '.join(extra)}")
@@ -180,11 +182,11 @@ class Api:
             self.node.log.info("refused PUT %s: %s", request.path, body.get("message"))
         return reply(status, body)
 
-    async def delete(self, request: web.Request) -> web.Response:
+    async def delete(self, request: Request, key: str) -> Response:
         self._client_auth(request)
-        key = self._key(request)
+        key = self._key(key)
         w, pw, timeout = self._params(request, "w")
-        doc = await self._body(request) if await _has_body(request) else {}
+        doc = self._body(request) if request.body or request.too_large else {}
         extra = sorted(set(doc) - {"context"})
         if extra:
             raise BadRequest("bad_body", f"unknown field(s) in body: {', '.join(extra)}")
@@ -194,45 +196,45 @@ class Api:
 
     # ---- admin API ----
 
-    async def status(self, request: web.Request) -> web.Response:
+    async def status(self, request: Request) -> Response:
         self._admin_read(request)
         return reply(200, self.node.status())
 
-    async def stats(self, request: web.Request) -> web.Response:
+    async def stats(self, request: Request) -> Response:
         self._admin_read(request)
         return reply(200, self.node.stats_view())
 
-    async def aae(self, request: web.Request) -> web.Response:
+    async def aae(self, request: Request) -> Response:
         self._admin_read(request)
         return reply(200, self.node.aae_status())
 
-    async def replicas(self, request: web.Request) -> web.Response:
+    async def replicas(self, request: Request, key: str) -> Response:
         self._admin_read(request)
-        key = self._key(request)
+        key = self._key(key)
         timeout = _int_param(request, "timeout_ms", 1, MAX_TIMEOUT_MS,
                              self.cfg.request_timeout_ms) / 1000
         return reply(200, await self.node.coordinator.replicas_view(key, timeout))
 
-    async def clock(self, request: web.Request) -> web.Response:
+    async def clock(self, request: Request) -> Response:
         self._admin_read(request)
         return reply(200, {"wall_ms": self.node.clock.wall_ms()})
 
-    def _admin_read(self, request: web.Request) -> None:
+    def _admin_read(self, request: Request) -> None:
         if self.cfg.admin_reads == "token":
             self._authorise(request, "admin reads")
 
-    def _authorise(self, request: web.Request, what: str = "fault injection") -> None:
+    def _authorise(self, request: Request, what: str = "fault injection") -> None:
         token = self.cfg.admin_token
-        given = request.headers.get("X-Admin-Token", "")
+        given = request.headers.get("x-admin-token", "")
         if not token:
             raise BadRequest("forbidden", f"{what} is off: the cluster file sets no "
                                           "admin_token", 403)
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise BadRequest("forbidden", "missing or wrong X-Admin-Token", 403)
 
-    async def partition(self, request: web.Request) -> web.Response:
+    async def partition(self, request: Request) -> Response:
         self._authorise(request)
-        doc = await self._body(request)
+        doc = self._body(request)
         drop = doc.get("drop_from")
         if not isinstance(drop, list) or not all(isinstance(p, str) for p in drop):
             raise BadRequest("bad_body", "drop_from must be a list of node ids")
@@ -244,77 +246,52 @@ class Api:
         self.node.log.warning("fault: dropping internode frames from %s", sorted(drop) or "none")
         return reply(200, {"drop_from": sorted(drop)})
 
-    async def heal(self, request: web.Request) -> web.Response:
+    async def heal(self, request: Request) -> Response:
         self._authorise(request)
         self.node.transport.set_drop_from(())
         self.node.log.warning("fault: partition healed")
         return reply(200, {"drop_from": []})
 
+    # ---- routing ----
 
-def _bearer_ok(request: web.Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    async def handle(self, request: Request) -> Response:
+        """Every request's answer: a handler's, or the error it raised as JSON."""
+        try:
+            method = "GET" if request.method == "HEAD" else request.method
+            path = request.path
+            routes = self.exact.get(path)
+            key = None
+            if routes is None:
+                for prefix, keyed in self.keyed:
+                    if path.startswith(prefix) and len(path) > len(prefix):
+                        routes, key = keyed, path[len(prefix):]
+                        break
+                else:
+                    return error(404, "http_404", "Not Found")
+            handler = routes.get(method)
+            if handler is None:
+                allowed = ",".join(sorted({*routes, "HEAD"} if "GET" in routes else routes))
+                return Response(405, dumps({"error": "http_405",
+                                            "message": "Method Not Allowed"}),
+                                (("Allow", allowed),))
+            return await (handler(request) if key is None else handler(request, key))
+        except BadRequest as e:
+            self.node.log.info("bad request %s %s: %s", request.method, request.path, e.message)
+            return error(e.status, e.code, e.message)
+        except Exception as e:
+            self.node.log.exception("internal error on %s %s", request.method, request.path)
+            return error(500, "internal", f"{type(e).__name__}: {e}")
+
+
+def _bearer_ok(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode("utf-8", "replace"), token.encode())
 
 
-class _OneLineBadHttp(logging.Filter):
-    """aiohttp logs each malformed request at ERROR with a traceback; one WARNING line naming
-    the client and the fault says as much without flooding the log under a fuzzer."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, http_exceptions.HttpProcessingError | RequestPayloadError):
-            # RequestPayloadError: a body that does not decode (Content-Encoding: gzip over
-            # garbage, found by benchmarks/fuzz.py), met again when aiohttp drains it
-            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.msg, record.args = "malformed HTTP request from %s: %s", (
-                remote, " ".join(str(exc).split()) or type(exc).__name__)
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def http_logger(log: logging.Logger) -> logging.Logger:
-    """The logger for aiohttp's request handler: the node's, with bad requests on one line."""
-    child = log.getChild("http")
-    if not any(isinstance(f, _OneLineBadHttp) for f in child.filters):
-        child.addFilter(_OneLineBadHttp())
-    return child
-
-
-async def _has_body(request: web.Request) -> bool:
-    return bool(request.content_length) or request.headers.get("Transfer-Encoding") == "chunked"
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except BadRequest as e:
-        request.app[LOG].info("bad request %s %s: %s", request.method, request.path, e.message)
-        return error(e.status, e.code, e.message)
-    except web.HTTPException as e:
-        if e.status == 413:
-            return error(400, "body_too_large", "body is over the size limit")
-        return error(e.status, "http_" + str(e.status), e.reason)
-    except Exception as e:
-        request.app[LOG].exception("internal error on %s %s", request.method, request.path)
-        return error(500, "internal", f"{type(e).__name__}: {e}")
-
-
-def make_app(node: Node) -> web.Application:
+def make_server(node: Node) -> HttpServer:
     api = Api(node)
-    app = web.Application(middlewares=[errors], client_max_size=node.config.max_body_bytes)
-    app[LOG] = node.log
-    key = "/{key:.+}"
-    app.router.add_get("/kv" + key, api.get)
-    app.router.add_put("/kv" + key, api.put)
-    app.router.add_delete("/kv" + key, api.delete)
-    app.router.add_get("/admin/status", api.status)
-    app.router.add_get("/admin/stats", api.stats)
-    app.router.add_get("/admin/aae", api.aae)
-    app.router.add_get("/admin/replicas" + key, api.replicas)
-    app.router.add_get("/admin/clock", api.clock)
-    app.router.add_put("/admin/faults/partition", api.partition)
-    app.router.add_delete("/admin/faults/partition", api.heal)
-    return app
+    cfg = node.config
+    # a key at its longest, percent-encoded, and a query
+    return HttpServer(api.handle, cfg.max_body_bytes, 3 * cfg.max_key_bytes + 8192, node.log,
+                      lambda reason: error(400, "malformed_http", reason))

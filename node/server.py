@@ -12,8 +12,6 @@ import random
 from collections.abc import Awaitable
 from typing import Any
 
-from aiohttp import web
-
 from node import clocks
 from node.aae import SHAPE, AntiEntropy
 from node.bugs import WriteBackStorage
@@ -340,16 +338,12 @@ def _key(raw: Any) -> str:
 
 async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) -> None:
     """Run the node's transport and HTTP API until `stop` is set."""
-    from node.http_api import http_logger, make_app
+    from node.http_api import make_server
 
     await node.transport.start()
     node.start_background()
-    app = make_app(node)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                           logger=http_logger(node.log))
-    await runner.setup()
-    site = web.TCPSite(runner, host, client_port, reuse_address=True, backlog=1024)
-    await site.start()
+    http = make_server(node)
+    await http.start(host, client_port)
     gc.freeze()  # start-up objects (modules, config) need no scanning by later collections
     node.log.info("node %s (incarnation %s%s) serving clients on %s:%d",
                   node.id, node.incarnation, ", new data directory" if node.fresh else "",
@@ -359,6 +353,6 @@ async def serve(node: Node, host: str, client_port: int, stop: asyncio.Event) ->
     finally:
         node.log.info("shutting down")
         await node.stop_background()
-        await runner.cleanup()
+        await http.close()
         await node.transport.close()
         await node.storage.close()

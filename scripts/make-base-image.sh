@@ -6,9 +6,9 @@ set -euo pipefail
 
 IMAGE="${BASE_IMAGE:-dynamo-base:bookworm}"
 SUITE=bookworm
-# What the node imports (aiohttp, msgpack; the rest is the standard library) plus the tools the
-# platform runs inside a container: iptables, iproute2 (tc), procps, faketime.
-PACKAGES=python3,python3-aiohttp,python3-msgpack,iptables,iproute2,procps,faketime
+# Python and the tools the platform runs inside a container: iptables, iproute2 (tc), procps,
+# faketime. What the node imports (httptools, yarl, msgpack) comes as wheels (harness image build).
+PACKAGES=python3,python3-msgpack,iptables,iproute2,procps,faketime
 
 if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "$IMAGE already exists (FORCE=1 to rebuild)"

@@ -127,13 +127,13 @@ def test_malformed_http_is_one_warning_line(cluster: LocalCluster) -> None:
         s.sendall(b"GET /kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n")
         s.settimeout(10)
         assert b" 400 " in s.recv(100)
-    # a body that does not decode (found by benchmarks/fuzz.py: a traceback at ERROR each)
+    # a compressed body (benchmarks/fuzz.py found a traceback at ERROR for each, under aiohttp)
     r = requests.put(cluster.url("n2", "/kv/gz"), data=b"not gzip at all",
                      headers={**AUTH, "Content-Encoding": "gzip"}, timeout=10)
-    assert r.status_code == 400
+    assert r.status_code == 400 and "Content-Encoding 'gzip' is not supported" in r.text
     text = cluster.log_text("n2")
     assert "WARNING n2: malformed HTTP request from 127.0.0." in text
-    assert "Can not decode content-encoding" in text
+    assert "Content-Length" in text.split("malformed HTTP request from")[1].splitlines()[0]
     assert "Traceback" not in text and "ERROR" not in text
     assert get(cluster, "n2", "many").status_code in (200, 404)  # still serving
 

@@ -244,7 +244,7 @@ def wrong_key_hosts(state: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["refused-key", "host-down", "wrong-host-key", "no-aiohttp"])
+@pytest.mark.parametrize("case", ["refused-key", "host-down", "wrong-host-key", "no-httptools"])
 def test_a_bad_host_stops_the_run_before_anything_is_done(hosts: dict[str, Any],
                                                           env: dict[str, str], tmp_path: Path,
                                                           case: str) -> None:
@@ -262,7 +262,7 @@ def test_a_bad_host_stops_the_run_before_anything_is_done(hosts: dict[str, Any],
                        check=True, timeout=60)
         path = bad_hosts_file(hosts, tmp_path, host="h4",
                               python=str(tmp_path / "venv" / "bin" / "python3"))
-        host, words = "h4", ["cannot run the reference store: no aiohttp"]
+        host, words = "h4", ["cannot run the reference store: no httptools"]
     t0 = time.monotonic()
     proc = harness(run_args(hosts, tmp_path / "reports", "--nemesis", "partition",
                             hosts_file=path), env, timeout=60)

@@ -55,8 +55,8 @@ CHAIN_RE = re.compile(r"DJH-[0-9a-f]{8}")
 SESSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,80}")
 MULTIPORT_MAX = 15  # iptables' multiport match takes at most 15 ports
 INSTALL = ("the reference store's source tree (node/) copied by sftp into the run's folder on "
-           "each host and run with the host's Python (3.11+, with aiohttp>=3.9 and msgpack); etcd "
-           "and Redis: the host's own programs")
+           "each host and run with the host's Python (3.11+, with httptools, yarl>=1.9 and "
+           "msgpack); etcd and Redis: the host's own programs")
 
 # -- shell run on the hosts: POSIX sh, pure functions of what is wanted -------------------------
 
@@ -616,21 +616,21 @@ def preflight_script(host: Host, programs: list[str], python: bool, iptables: bo
         lines.append(f"command -v {q(prog)} >/dev/null || "
                      f"p {q(f'{prog} not found on the PATH of {host.user}')}")
     if python:
-        # the packages' metadata, not an import: importing aiohttp on five hosts at once costs
-        # seconds; the node needs aiohttp 3.9 (web.AppKey), newer than Debian 12's 3.8
+        # the packages' metadata, not an import: importing them on five hosts at once costs
+        # time; the node decodes paths as yarl 1.9 does, newer than Debian 12's 1.8
         check = ("import sys, importlib.metadata as m\n"
                  "assert sys.version_info >= (3, 11), 'Python ' + sys.version.split()[0]\n"
-                 "for p in ('aiohttp', 'msgpack'):\n"
+                 "for p in ('httptools', 'yarl', 'msgpack'):\n"
                  "    try: v = m.version(p)\n"
                  "    except m.PackageNotFoundError: sys.exit('no ' + p)\n"
-                 "    if p == 'aiohttp' and tuple(map(int, v.split('.')[:2])) < (3, 9):\n"
-                 "        sys.exit('aiohttp ' + v + ' is older than 3.9')\n")
+                 "    if p == 'yarl' and tuple(map(int, v.split('.')[:2])) < (1, 9):\n"
+                 "        sys.exit('yarl ' + v + ' is older than 1.9')\n")
         lines.append(f"_e=$({q(host.python)} -c {q(check)} 2>&1) || "
                      f"p \"{host.python} cannot run the reference store: "
                      "$(echo \"$_e\" | tail -n 1) (it needs Python "
-                     "3.11+ with aiohttp>=3.9 and msgpack: python3 -m pip install "
-                     "'aiohttp>=3.9' msgpack there, or python = a virtualenv's python3 in the "
-                     "hosts file)\"")
+                     "3.11+ with httptools, yarl>=1.9 and msgpack: python3 -m pip install "
+                     "httptools 'yarl>=1.9' msgpack there, or python = a virtualenv's python3 "
+                     "in the hosts file)\"")
     if iptables:
         how = "with sudo -n" if host.sudo else f"as {host.user}"
         why = (f"iptables does not work {how} (it needs root: user root, or sudo = true with "
