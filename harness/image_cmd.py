@@ -2,8 +2,9 @@
 
 The build context is made here, not taken from the working tree: the Dockerfile, the `node/`
 package and, for a base that lacks them (Debian's has no httptools), the wheels the node needs,
-fetched with the host's pip for the engine's architecture. So a build never sends reports or data
-to the engine, and with a local base image (scripts/make-base-image.sh) it needs no registry but PyPI.
+fetched with the host's pip for the engine's architecture. So a build never sends reports or
+data to the engine, and with a local base image (scripts/make-base-image.sh) it needs no registry
+but PyPI.
 
 The image also carries the outside stores (`harness/stores/`): etcd, redis-server and
 redis-sentinel from Debian. For the debootstrap base (Debian 12, like the hosts this runs on) the
