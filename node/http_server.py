@@ -192,8 +192,13 @@ class _Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse("protocol upgrades are not supported")
+        except httptools.HttpParserUpgrade as e:
+            # the request is answered as any other and the upgrade it asked for is ignored
+            # (RFC 9110 7.8); llhttp stops there, so a fresh parser reads what follows
+            self.parser = httptools.HttpRequestParser(self)
+            tail = data[e.args[0]:] if e.args and isinstance(e.args[0], int) else b""
+            if tail:
+                self.data_received(tail)
         except httptools.HttpParserError as e:
             cause = e.__context__  # what a callback raised
             self._refuse(str(cause) if isinstance(cause, MalformedRequest) else

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,93 @@ def test_any_json_value_round_trips(cluster: LocalCluster, session: requests.Ses
     g = session.get(cluster.url("n2", "/kv/rt-" + requests.utils.quote(key, safe="")),
                     params={"r": 3}, timeout=10)
     assert g.json()["values"] == [value]
+
+
+# ---- the HTTP server itself (node/http_server.py), on raw sockets ----
+
+def raw_exchange(cluster: LocalCluster, data: bytes, node: str = "n1") -> bytes:
+    """Send `data`, read until the node closes the connection (or 10 s pass)."""
+    with socket.create_connection((cluster.hosts[node], cluster.client_ports[node]), 10) as s:
+        s.settimeout(10)
+        s.sendall(data)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        return got
+
+
+def responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Parse consecutive HTTP responses (each with a Content-Length)."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        status = int(lines[0].split()[1])
+        if status == 100:
+            raw = rest
+            continue
+        n = int(headers["content-length"])
+        out.append((status, headers, rest[:n]))
+        raw = rest[n:]
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(
+        cluster: LocalCluster) -> None:
+    body = b'{"value": "piped"}'
+    got = responses(raw_exchange(cluster, (
+        b"PUT /kv/pipe-1 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        b"GET /kv/pipe-1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"HEAD /kv/pipe-1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") % (len(body), body)))
+    assert [g[0] for g in got[:3]] == [200, 200, 404], got
+    assert json.loads(got[1][2])["values"] == ["piped"]
+    assert json.loads(got[2][2])["error"] == "http_404"
+    # HEAD: a GET's headers, its length, no body (the parser above would misread one)
+    assert len(got) == 4 and got[3][0] == 200 and got[3][2] == b""
+    assert got[3][1]["connection"] == "close"
+
+
+def test_chunked_bodies_expect_continue_and_http_1_0(cluster: LocalCluster) -> None:
+    got = responses(raw_exchange(cluster, (
+        b"PUT /kv/chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\n{\"val\r\n8\r\nue\": 42}\r\n0\r\n\r\n"
+        b"PUT /kv/expecting HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 12\r\n\r\n{\"value\": 7}"
+        # an upgrade is not taken (h2c, websocket): the request is answered as HTTP/1.1
+        b"GET /kv/expecting HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"GET /kv/chunky HTTP/1.0\r\n\r\n")))
+    assert [g[0] for g in got] == [200, 200, 200, 200], got
+    assert json.loads(got[2][2])["values"] == [7]
+    assert json.loads(got[3][2])["values"] == [42]  # and HTTP/1.0 without keep-alive closed it
+
+
+def test_keys_are_percent_decoded_and_undecodable_sequences_kept(
+        cluster: LocalCluster, session: requests.Session) -> None:
+    for raw, key in [("a%2Fb", "a/b"), ("a+b", "a+b"), ("%FF", "%FF"), ("x%25y", "x%y"),
+                     ("%E2%98%83", "☃")]:
+        r = session.put(cluster.url("n2", "/kv/dec-" + raw), json={"value": key}, timeout=5)
+        assert r.status_code == 200, r.text
+        view = session.get(cluster.url("n3", "/kv/" + requests.utils.quote("dec-" + key,
+                                                                           safe="")), timeout=5)
+        assert view.json()["values"] == [key], (raw, view.text)
+    r = session.post(cluster.url("n1", "/kv/a"), json={}, timeout=5)
+    assert r.status_code == 405 and r.headers["Allow"] == "DELETE,GET,HEAD,PUT"
+
+
+@pytest.mark.parametrize("bad", [
+    b"GET /kv/" + b"k" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /kv/a HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(400))
+    + b"\r\n",
+    b"PUT /kv/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
+    b"GET /kv/a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(64)),
+])
+def test_a_request_the_parser_refuses_is_a_400_and_the_connection_closes(
+        cluster: LocalCluster, session: requests.Session, bad: bytes) -> None:
+    got = raw_exchange(cluster, bad + b"GET /kv/a HTTP/1.1\r\nHost: x\r\n\r\n", node="n3")
+    (status, headers, body), = responses(got)  # one answer: nothing after the bad request
+    assert status == 400 and headers["connection"] == "close", got[:300]
+    assert json.loads(body)["message"]
+    assert session.get(cluster.url("n3", "/kv/a"), timeout=5).status_code in (200, 404)
