@@ -5,9 +5,10 @@
 It answers the reference node's client API (`GET` and `PUT /kv/{key}`, JSON, docs/node-api.md)
 with nothing behind it: no replication, no clocks, no siblings, values held in memory. A PUT is
 appended to one file and fdatasynced before its answer, with the writes that queued up meanwhile
-(group commit, as the reference node's storage does). On the same HTTP server (aiohttp on uvloop)
-and driven by the same load generator, its figures are what this machine allows any store that
-keeps an acknowledged write on disk: a target below them cannot be met by replicating more.
+(group commit, as the reference node's storage does). On the node's own HTTP server
+(node/http_server.py, on uvloop) and driven by the same load generator, its figures are what this
+machine allows any store that keeps an acknowledged write on disk: a target below them cannot be
+met by replicating more.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import queue
 import threading
 
-from aiohttp import web
+from node.http_server import HttpServer, Request, Response
 
 NOT_FOUND = json.dumps({"error": "not_found", "message": "no value"}).encode()
 WRITTEN = json.dumps({"context": None, "clock": {}}).encode()
@@ -66,43 +68,38 @@ async def serve(host: str, port: int, data: str) -> None:
     values: dict[str, object] = {}
     log = GroupCommit(data)
 
-    async def get(request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        if key not in values:
-            return web.Response(status=404, body=NOT_FOUND, content_type="application/json")
-        body = {"key": key, "values": [values[key]], "context": None, "clock": {}}
-        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+    def bad(message: str) -> Response:
+        return Response(400, json.dumps({"error": "bad_request", "message": message}).encode())
 
-    async def put(request: web.Request) -> web.Response:
-        raw = await request.read()
+    async def handle(request: Request) -> Response:
+        if request.path == "/health":
+            return Response(200, b'"ok"')
+        key = request.path[len("/kv/"):]
+        if not request.path.startswith("/kv/") or not key:
+            return Response(404, NOT_FOUND)
+        if request.method == "GET":
+            if key not in values:
+                return Response(404, NOT_FOUND)
+            return Response(200, json.dumps({"key": key, "values": [values[key]],
+                                             "context": None, "clock": {}}).encode())
+        if request.method != "PUT":
+            return Response(405, json.dumps({"error": "bad_method"}).encode())
         try:
-            body = json.loads(raw)
+            body = json.loads(request.body)
         except ValueError as e:
-            return web.json_response({"error": "bad_request", "message": f"not JSON: {e}"},
-                                     status=400)
+            return bad(f"not JSON: {e}")
         if not isinstance(body, dict) or "value" not in body:
-            return web.json_response({"error": "bad_request",
-                                      "message": 'the body must be a JSON object with "value"'},
-                                     status=400)
-        value = body["value"]
-        key = request.match_info["key"]
+            return bad('the body must be a JSON object with "value"')
         try:
-            await log.append(key.encode() + b"\t" + raw + b"\n")
+            await log.append(key.encode() + b"\t" + request.body + b"\n")
         except OSError as e:
-            return web.json_response({"error": "write_failed", "message": str(e)}, status=500)
-        values[key] = value
-        return web.Response(body=WRITTEN, content_type="application/json")
+            return Response(500, json.dumps({"error": "write_failed", "message": str(e)}).encode())
+        values[key] = body["value"]
+        return Response(200, WRITTEN)
 
-    async def health(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/kv/{key}", get)
-    app.router.add_put("/kv/{key}", put)
-    app.router.add_get("/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    server = HttpServer(handle, max_body=1 << 20, max_url=8192, log=logging.getLogger("floor"),
+                        malformed=bad)
+    await server.start(host, port)
     await asyncio.Event().wait()  # until the benchmark stops the process
 
 

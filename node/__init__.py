@@ -13,7 +13,8 @@ Modules, one job each:
   aae          Merkle trees per partition and the anti-entropy exchange
   reaper       tombstone reaping once every primary holds the tombstone
   tasks        periodic background loops
-  http_api     the client and admin HTTP API (docs/node-api.md)
+  http_api     the client and admin HTTP API (docs/node-api.md): routes and handlers
+  http_server  the HTTP/1.1 server under it (httptools): keep-alive, pipelining, limits
   server       wiring of clock, random source, storage, transport; internode requests
   env          clocks and random sources that are handed in
 """

@@ -85,14 +85,15 @@ def _date() -> bytes:
     return formatdate(usegmt=True).encode()
 
 
-def encode_response(resp: Response, head_only: bool, close: bool, date: bytes) -> bytes:
+def encode_response(resp: Response, head_only: bool, connection: bytes | None,
+                    date: bytes) -> bytes:
     status = resp.status
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown").encode()),
              b"Content-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n"
              % (len(resp.body), date)]
     lines.extend(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in resp.headers)
-    if close:
-        lines.append(b"Connection: close\r\n")
+    if connection is not None:
+        lines.append(b"Connection: %s\r\n" % connection)
     lines.append(b"\r\n")
     if not head_only:
         lines.append(resp.body)
@@ -259,8 +260,10 @@ class _Connection(asyncio.Protocol):
         if not req.too_large:
             req.body = b"".join(self.body)
         self.body, self.req = [], None
-        keep_alive = self.parser.should_keep_alive()
-        self.queue.append(_Queued(req, keep_alive))
+        # HTTP/1.0 keeps a connection only if asked, and is told so
+        connection = (None if not self.parser.should_keep_alive() else
+                      b"keep-alive" if self.parser.get_http_version() == "1.0" else b"")
+        self.queue.append(_Queued(req, connection))
         if len(self.queue) > MAX_PIPELINED and self.transport and not self.paused_reading:
             self.transport.pause_reading()
             self.paused_reading = True
@@ -276,7 +279,7 @@ class _Connection(asyncio.Protocol):
             self.paused_reading = False
         item = self.queue.popleft()
         if item.req is None:
-            self._send(self.server.malformed(item.refused), False, True)
+            self._send(self.server.malformed(item.refused), False, b"close")
             self._close()
             return
         self.running = asyncio.ensure_future(self.server.handler(item.req))
@@ -294,23 +297,24 @@ class _Connection(asyncio.Protocol):
             resp = Response(500, b'{"error":"internal","message":"internal server error"}')
         else:
             resp = task.result()
-        close = not item.keep_alive or self.closing
-        self._send(resp, item.req.method == "HEAD", close)
+        close = item.connection is None or self.closing
+        self._send(resp, item.req.method == "HEAD", b"close" if close else item.connection or None)
         if close:
             self._close()
         else:
             self._next()
 
-    def _send(self, resp: Response, head_only: bool, close: bool) -> None:
+    def _send(self, resp: Response, head_only: bool, connection: bytes | None) -> None:
         if not self.closing and self.transport is not None:
-            self.transport.write(encode_response(resp, head_only, close, self.server.date()))
+            self.transport.write(encode_response(resp, head_only, connection,
+                                                 self.server.date()))
 
     def _refuse(self, reason: str) -> None:
         """A request the parser refused: one WARNING line, then a 400 and the connection
         closes, once the requests pipelined before it are answered."""
         self.server.log.warning("malformed HTTP request from %s: %s", self.remote, reason)
         self.broken = True
-        self.queue.append(_Queued(None, False, reason))
+        self.queue.append(_Queued(None, None, reason))
         self._next()
 
     def _close(self) -> None:
@@ -331,9 +335,10 @@ class _Connection(asyncio.Protocol):
 
 
 class _Queued:
-    __slots__ = ("req", "keep_alive", "refused")
+    __slots__ = ("req", "connection", "refused")
 
-    def __init__(self, req: Request | None, keep_alive: bool, refused: str = "") -> None:
+    def __init__(self, req: Request | None, connection: bytes | None, refused: str = "") -> None:
         self.req = req  # None: the parser refused the request, for the reason in `refused`
-        self.keep_alive = keep_alive
+        # the answer's Connection header: None to close after it, b"" to say nothing
+        self.connection = connection
         self.refused = refused

@@ -217,10 +217,12 @@ def test_chunked_bodies_expect_continue_and_http_1_0(cluster: LocalCluster) -> N
         b"Content-Length: 12\r\n\r\n{\"value\": 7}"
         # an upgrade is not taken (h2c, websocket): the request is answered as HTTP/1.1
         b"GET /kv/expecting HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"GET /kv/chunky HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
         b"GET /kv/chunky HTTP/1.0\r\n\r\n")))
-    assert [g[0] for g in got] == [200, 200, 200, 200], got
+    assert [g[0] for g in got] == [200, 200, 200, 200, 200], got
+    assert got[3][1]["connection"] == "keep-alive" and got[4][1]["connection"] == "close"
     assert json.loads(got[2][2])["values"] == [7]
-    assert json.loads(got[3][2])["values"] == [42]  # and HTTP/1.0 without keep-alive closed it
+    assert json.loads(got[4][2])["values"] == [42]  # and HTTP/1.0 without keep-alive closed it
 
 
 def test_keys_are_percent_decoded_and_undecodable_sequences_kept(
