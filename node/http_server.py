@@ -33,7 +33,8 @@ _REASONS = {200: "OK", 100: "Continue", 400: "Bad Request", 401: "Unauthorized",
 class Request:
     """One parsed request; the body is read whole (bounded by `max_body`) before dispatch."""
 
-    __slots__ = ("method", "path", "query_string", "headers", "body", "remote", "too_large")
+    __slots__ = ("method", "path", "query_string", "headers", "body", "remote", "too_large",
+                 "_query")
 
     def __init__(self, method: str, target: bytes, headers: dict[str, str], remote: str) -> None:
         self.method = method
@@ -42,11 +43,14 @@ class Request:
         self.body = b""
         self.remote = remote
         self.too_large = False  # the body went over max_body: `body` holds none of it
+        self._query: MultiDictProxy[str] | None = None
 
     @property
     def query(self) -> MultiDictProxy[str]:
         """The query's parameters, decoded as aiohttp and yarl do (`+` is a space)."""
-        return URL.build(query_string=self.query_string, encoded=True).query
+        if self._query is None:
+            self._query = URL.build(query_string=self.query_string, encoded=True).query
+        return self._query
 
 
 def _split_target(target: bytes) -> tuple[str, str]:
