@@ -160,7 +160,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.remote = "?"
-        self.queue: collections.deque[Request] = collections.deque()
+        self.queue: collections.deque[_Queued] = collections.deque()
         self.running: asyncio.Task | None = None
         self.paused_reading = False
         self.write_paused = False
@@ -171,7 +171,6 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: dict[str, str] = {}
         self.header_bytes = 0
-        self.header_name = b""
         self.body: list[bytes] = []
         self.body_size = 0
         self.req: Request | None = None
@@ -219,7 +218,7 @@ class _Connection(asyncio.Protocol):
     # ---- httptools callbacks ----
 
     def on_message_begin(self) -> None:
-        self.url, self.headers, self.header_bytes, self.header_name = b"", {}, 0, b""
+        self.url, self.headers, self.header_bytes = b"", {}, 0
         self.body, self.body_size, self.req = [], 0, None
 
     def on_url(self, url: bytes) -> None:
