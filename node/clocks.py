@@ -269,6 +269,9 @@ def open_context(text: str | None, key: bytes | None, max_entries: int = 1 << 20
     ContextError saying what is wrong."""
     if text is None or text == "":
         return {}
+    if not text.isascii():  # every context a node issues is base64url: the tag needs ASCII
+        raise ContextError("context is not one this store produced (it holds non-ASCII "
+                           "characters): pass back a context exactly as a read returned it")
     if key is not None:
         unsigned, dot, tag = text.rpartition(".")
         if not dot or unsigned in ("", "c1") or not hmac.compare_digest(
