@@ -35,6 +35,7 @@ from typing import Any
 from node import clocks
 from node.bugs import last_write_wins
 from node.clocks import VV, Version
+from node.env import OnLoop
 from node.replica import ForgedContext, Replica, SiblingLimit
 from node.ring import Ring
 from node.transport import PeerError
@@ -67,8 +68,9 @@ class Gathered:
 class Gatherer:
     """Calls running concurrently, added at any time; `changed()` wakes on every completion."""
 
-    def __init__(self, background: set[asyncio.Task]) -> None:
+    def __init__(self, background: set[asyncio.Task], loop: asyncio.AbstractEventLoop) -> None:
         self.background = background
+        self.loop = loop
         self.order: list[str] = []
         self.results: dict[str, Any] = {}
         self.failed: dict[str, PeerError] = {}
@@ -91,7 +93,7 @@ class Gatherer:
             aw.add_done_callback(functools.partial(self._finished, node))
             return
         self._open.add(node)
-        task = asyncio.ensure_future(aw)
+        task = asyncio.ensure_future(aw, loop=self.loop)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         task.add_done_callback(functools.partial(self._finished, node))
@@ -114,9 +116,9 @@ class Gatherer:
         a request's answer, without a task of its own)."""
         self._then = fn
         if not self._open:
-            asyncio.get_running_loop().call_soon(self._run_then)
+            self.loop.call_soon(self._run_then)
         else:
-            self._then_timer = asyncio.get_running_loop().call_at(until, self._run_then)
+            self._then_timer = self.loop.call_at(until, self._run_then)
 
     def _run_then(self) -> None:
         fn, self._then = self._then, None
@@ -136,7 +138,7 @@ class Gatherer:
 
     async def changed(self, until: float) -> None:
         """Wait for a completion or the loop time `until`, whichever comes first."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if until <= loop.time() or not self._open:
             return
         if self._alarm is None or self._alarm_at != until:
@@ -207,7 +209,7 @@ class Round:
 
 
 @dataclass
-class Coordinator:
+class Coordinator(OnLoop):
     node_id: str
     ring: Ring
     replica: Replica
@@ -230,7 +232,7 @@ class Coordinator:
         that are down, fail, or are slow) until `enough(round)` or the timeout."""
         n = self.ring.n
         primaries, spares = walk[:n], list(walk[n:])
-        g = Gatherer(self._background)
+        g = Gatherer(self._background, self._loop)
         # BUG strict-counts-fallbacks: strict mode takes fallbacks and counts them as primaries
         lax = "strict-counts-fallbacks" in self.bugs
         rnd = Round(g, primaries, {}, {}, fallbacks_count=lax)
@@ -253,7 +255,7 @@ class Coordinator:
                 replaced.add(p)
                 rnd.hinted[spare] = p
                 g.add(spare, make(spare, p))
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         start = loop.time()
         deadline, half = start + timeout, start + timeout / 2
         while not enough(rnd):
@@ -279,20 +281,20 @@ class Coordinator:
         return rnd
 
     def _remaining(self, deadline: float) -> float:
-        return max(deadline - asyncio.get_running_loop().time(), 0.001)
+        return max(deadline - self._loop.time(), 0.001)
 
     # ---- reads ----
 
     async def get(self, key: str, r: int, pr: int, timeout: float) -> tuple[int, dict]:
         """(status, body) of a quorum read; 200, 404 or 503."""
         walk = self.ring.walk(self.ring.partition(key))
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = self._loop.time() + timeout
         if "stale-read-r1" in self.bugs:
             r, pr = 1, min(pr, 1)  # BUG: answer with the first reply, whatever R is
 
         def make(node: str, owner: str | None) -> Awaitable[Any]:
             if node == self.node_id and owner is None:
-                return ready(self.replica.read_blob(key))  # its own copy: no message
+                return ready(self.replica.read_blob(key), self._loop)  # its own copy: no message
             kind = "read" if owner is None else "read_hints"
             return self.call(node, kind, [key], self._remaining(deadline))
 
@@ -352,7 +354,7 @@ class Coordinator:
         stale = [n for n in rnd.primaries if n in sets and sets[n] != merged]
         for n in stale:
             self.stats["read_repairs_sent"] = self.stats.get("read_repairs_sent", 0) + 1
-            self._spawn(self.call(n, kind, [key, blob], max(deadline - _now(), 1.0)))
+            self._spawn(self.call(n, kind, [key, blob], max(deadline - self._loop.time(), 1.0)))
         return len(stale)
 
     # ---- writes ----
@@ -364,7 +366,7 @@ class Coordinator:
         pref = walk[: self.ring.n]
         if self.node_id not in pref:
             return await self._forward(pref, key, value, ctx, tombstone, w, pw, timeout)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = self._loop.time() + timeout
         try:
             new, siblings, blob, durable = self.replica.coordinate_blob(key, value, ctx,
                                                                         tombstone)
@@ -499,17 +501,17 @@ class Coordinator:
                      timeout: float) -> Gathered:
         """Run the calls concurrently; return once `needed` succeeded, all ended, or time is up.
         Calls still running go on in the background (their frames are already sent)."""
-        g = Gatherer(self._background)
+        g = Gatherer(self._background, self._loop)
         for node, aw in calls.items():
             g.add(node, aw)
-        deadline = asyncio.get_running_loop().time() + max(timeout, 0)
-        while len(g.results) < needed and g.waiting and _now() < deadline:
+        deadline = self._loop.time() + max(timeout, 0)
+        while len(g.results) < needed and g.waiting and self._loop.time() < deadline:
             await g.changed(deadline)
         g.close()
         return g.snapshot()
 
     def _spawn(self, aw: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(aw)
+        task = asyncio.ensure_future(aw, loop=self._loop)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_swallow)
@@ -542,9 +544,9 @@ def _versions_json(versions: list[clocks.Version]) -> dict:
             "versions": [clocks.version_json(v) for v in versions]}
 
 
-def ready(result: Any) -> asyncio.Future:
+def ready(result: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
     """A future that already holds `result` (an answer known at once, with no task)."""
-    fut = asyncio.get_running_loop().create_future()
+    fut = loop.create_future()
     fut.set_result(result)
     return fut
 
@@ -562,10 +564,6 @@ def _distinct(blobs: Any) -> list:
 def _settle(fut: asyncio.Future | None) -> None:
     if fut is not None and not fut.done():
         fut.set_result(None)
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def _swallow(task: asyncio.Future) -> None:

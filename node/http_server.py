@@ -21,6 +21,8 @@ import httptools
 from multidict import MultiDictProxy
 from yarl import URL
 
+from node.env import OnLoop
+
 KEEPALIVE_S = 75.0  # an idle connection is closed after this long (aiohttp's default too)
 MAX_HEADER_BYTES = 32_768
 MAX_HEADERS = 128
@@ -104,7 +106,7 @@ def encode_response(resp: Response, head_only: bool, connection: bytes | None,
     return b"".join(lines)
 
 
-class HttpServer:
+class HttpServer(OnLoop):
     """Serves `handler` on a listening socket. `malformed(reason)` makes the 400 sent for a
     request the parser refuses."""
 
@@ -128,7 +130,7 @@ class HttpServer:
         return self._date
 
     async def start(self, host: str, port: int, backlog: int = 1024) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._server = await loop.create_server(lambda: _Connection(self), host, port,
                                                 reuse_address=True, backlog=backlog)
         self._sweeper = loop.call_later(KEEPALIVE_S / 5, self._sweep)
@@ -137,7 +139,7 @@ class HttpServer:
         now = time.monotonic()
         for conn in list(self.connections):
             conn.close_if_idle(now)
-        self._sweeper = asyncio.get_running_loop().call_later(KEEPALIVE_S / 5, self._sweep)
+        self._sweeper = self._loop.call_later(KEEPALIVE_S / 5, self._sweep)
 
     async def close(self, grace: float = 1.0) -> None:
         """Stop accepting, let requests in progress answer for up to `grace` seconds, close."""
@@ -285,7 +287,7 @@ class _Connection(asyncio.Protocol):
             self._send(self.server.malformed(item.refused), False, b"close")
             self._close()
             return
-        self.running = asyncio.ensure_future(self.server.handler(item.req))
+        self.running = self.server._loop.create_task(self.server.handler(item.req))
         self.running.add_done_callback(lambda task: self._answer(task, item))
 
     def _answer(self, task: asyncio.Task, item: _Queued) -> None:

@@ -17,7 +17,7 @@ from node.aae import SHAPE, AntiEntropy
 from node.bugs import WriteBackStorage
 from node.config import BACKGROUND_INTS, ClusterConfig
 from node.coordinator import Coordinator, ready
-from node.env import Clock
+from node.env import Clock, OnLoop
 from node.handoff import Handoff
 from node.membership import Membership
 from node.reaper import Reaper
@@ -39,7 +39,7 @@ def new_incarnation(storage: Storage, rng: random.Random) -> tuple[str, bool]:
     return inc, True
 
 
-class Node:
+class Node(OnLoop):
     def __init__(self, config: ClusterConfig, node_id: str, clock: Clock, rng: random.Random,
                  storage: Storage, transport: Transport, log: logging.Logger) -> None:
         self.config = config
@@ -178,12 +178,13 @@ class Node:
         kinds answer with a future, no coroutine: a read at once, a replicate once durable."""
         try:
             if kind == "read":
-                return ready(self.replica.read_blob(_key(body[0])))
+                return ready(self.replica.read_blob(_key(body[0])), self._loop)
             if kind == "replicate":
                 key, blob = _key(body[0]), _blob(body[1])
-                return _then(self.replica.merge(key, clocks.decode_versions(blob)), True)
+                return _then(self.replica.merge(key, clocks.decode_versions(blob)), True,
+                             self._loop)
         except Exception as e:  # the same error reply as from any other kind
-            fut = asyncio.get_running_loop().create_future()
+            fut = self._loop.create_future()
             fut.set_exception(e)
             return fut
         return self._handle(sender, kind, body)
@@ -301,14 +302,14 @@ def ring_hash(ring: Ring) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def _then(aw: Awaitable[Any], result: Any) -> Awaitable[Any]:
+def _then(aw: Awaitable[Any], result: Any, loop: asyncio.AbstractEventLoop) -> Awaitable[Any]:
     """`result` once `aw` completes (its error if it fails), as a future when `aw` is one."""
     if not isinstance(aw, asyncio.Future):
         async def wait() -> Any:
             await aw
             return result
         return wait()
-    out = asyncio.get_running_loop().create_future()
+    out = loop.create_future()
 
     def done(f: asyncio.Future) -> None:
         if out.done():

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from node.env import OnLoop
 from node.peerauth import HANDSHAKE_MAX, TAG_BYTES, AuthError, Channel, Handshake
 
 _HEADER = struct.Struct(">I")
@@ -312,7 +313,7 @@ class _Outbound:
             self.reader_task.cancel()
 
 
-class TcpTransport:
+class TcpTransport(OnLoop):
     def __init__(self, self_id: str, host: str, port: int, peers: dict[str, tuple[str, int]],
                  log: logging.Logger, max_frame: int = 16 << 20,
                  connect_timeout: float = 0.5, secret: str = "", cluster: str = "dynamo",
@@ -382,13 +383,13 @@ class TcpTransport:
         corked = out.corked if out is not None and out.writer is not None else None
         if (corked is None or corked.writer.is_closing() or timeout <= 0
                 or corked.writer.transport.get_write_buffer_size() > (1 << 20)):
-            return asyncio.ensure_future(self.request(peer, kind, body, timeout))
-        return self._send(out, corked, kind, body, asyncio.get_running_loop().time() + timeout)
+            return self._loop.create_task(self.request(peer, kind, body, timeout))
+        return self._send(out, corked, kind, body, self._loop.time() + timeout)
 
     def _send(self, out: _Outbound, corked: _Corked, kind: str, body: Any,
               deadline: float) -> asyncio.Future:
         """Queue one request frame; the future gets the reply body or a PeerError."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         fut = loop.create_future()
         self._next_id += 1
         rid = self._next_id
@@ -461,7 +462,7 @@ class TcpTransport:
         if isinstance(aw, asyncio.Future):
             aw.add_done_callback(functools.partial(_answer_future, answer))
             return
-        task = asyncio.ensure_future(self._dispatch(aw, answer))
+        task = self._loop.create_task(self._dispatch(aw, answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
