@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from node import clocks
-from node.coordinator import dumps
+from node.coordinator import dumps, orjson
 from node.http_server import HttpServer, Request, Response
 
 if TYPE_CHECKING:
@@ -40,12 +40,26 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(raw: bytes) -> Any:
+    # not orjson: it reads an integer over 64 bits as a float, and the stored value would change
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as e:
         raise BadRequest("malformed_json", f"body is not UTF-8: {e}") from e
     except (ValueError, RecursionError) as e:
         raise BadRequest("malformed_json", f"body is not valid JSON: {e}") from e
+
+
+def _value_text(value: Any) -> str:
+    """A value as the compact JSON text that is stored; raises UnicodeEncodeError for a lone
+    surrogate (JSON allows "\\ud800", stored values are UTF-8, which has none)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:  # a lone surrogate or an int over 64 bits: json takes both
+            pass
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text.encode("utf-8")
+    return text
 
 
 def _int_param(request: Request, name: str, lo: int, hi: int, default: int) -> int:
@@ -169,9 +183,8 @@ class Api:
         if "value" not in doc:
             raise BadRequest("bad_body", "body needs a \"value\" field")
         ctx = self._context(doc)
-        value = json.dumps(doc["value"], separators=(",", ":"), ensure_ascii=False)
         try:
-            value.encode("utf-8")
+            value = _value_text(doc["value"])
         except UnicodeEncodeError as e:
             # JSON allows "\ud800"; stored values are UTF-8, which has no lone surrogates
             raise BadRequest("bad_value", "value holds a lone UTF-16 surrogate "

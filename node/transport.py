@@ -222,7 +222,9 @@ class _Outbound:
         self.writer: asyncio.StreamWriter | None = None
         self.corked: _Corked | None = None
         self.channel: Channel | None = None
-        self.pending: dict[int, asyncio.Future] = {}
+        # request id -> (the reply's future, its timeout): both settled where the reply, the
+        # timeout or the connection's end is seen, with no done-callback per request
+        self.pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
         self.connecting: asyncio.Future | None = None
         self.reader_task: asyncio.Task | None = None
 
@@ -286,8 +288,12 @@ class _Outbound:
                     raise FrameError("a request arrived on an outbound connection")
                 if frame[2] in self.t.drop_from:
                     continue
-                fut = self.pending.pop(frame[1], None)
-                if fut is not None and not fut.done():
+                entry = self.pending.pop(frame[1], None)
+                if entry is None:
+                    continue
+                fut, timer = entry
+                timer.cancel()
+                if not fut.done():
                     if frame[3]:
                         fut.set_result(frame[4])
                     else:
@@ -301,7 +307,8 @@ class _Outbound:
             if self.writer is writer:
                 self.writer = None
             writer.close()
-            for fut in self.pending.values():
+            for fut, timer in self.pending.values():
+                timer.cancel()
                 if not fut.done():
                     fut.set_exception(PeerError(self.peer, "lost", reason))
             self.pending.clear()
@@ -400,10 +407,8 @@ class TcpTransport(OnLoop):
                                         f"a {kind} request of {len(payload)} bytes is over "
                                         f"max_frame_bytes ({self.max_frame})"))
             return fut
-        out.pending[rid] = fut
         corked.send(seal(payload, out.channel))
-        timer = loop.call_at(deadline, _expire, fut, out.peer)
-        fut.add_done_callback(functools.partial(_sent_done, timer, out.pending, rid))
+        out.pending[rid] = (fut, loop.call_at(deadline, _expire, out, rid))
         return fut
 
     async def _accept(self, reader: asyncio.StreamReader,
@@ -460,7 +465,10 @@ class TcpTransport(OnLoop):
             answer(None, e)
             return
         if isinstance(aw, asyncio.Future):
-            aw.add_done_callback(functools.partial(_answer_future, answer))
+            if aw.done():  # a read: answered in this turn, not the next one
+                _answer_future(answer, aw)
+            else:
+                aw.add_done_callback(functools.partial(_answer_future, answer))
             return
         task = self._loop.create_task(self._dispatch(aw, answer))
         self._tasks.add(task)
@@ -501,11 +509,7 @@ def _answer_future(answer: Callable[..., None], fut: asyncio.Future) -> None:
     answer(None if error is not None else fut.result(), error)
 
 
-def _sent_done(timer: asyncio.TimerHandle, pending: dict, rid: int, _fut: asyncio.Future) -> None:
-    timer.cancel()
-    pending.pop(rid, None)
-
-
-def _expire(fut: asyncio.Future, peer: str) -> None:
-    if not fut.done():
-        fut.set_exception(PeerError(peer, "timeout"))
+def _expire(out: _Outbound, rid: int) -> None:
+    entry = out.pending.pop(rid, None)
+    if entry is not None and not entry[0].done():
+        entry[0].set_exception(PeerError(out.peer, "timeout"))
