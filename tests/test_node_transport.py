@@ -73,6 +73,28 @@ def test_timeout_error_and_unreachable() -> None:
     run(body)
 
 
+def test_nothing_stays_pending_after_replies_timeouts_and_late_replies() -> None:
+    """A request's entry (its future and its timeout) leaves with its reply or its timeout, on
+    the future path (`send`) as on `request`; a reply that comes after its timeout is dropped
+    and the connection goes on serving."""
+    async def body(a: TcpTransport, b: TcpTransport) -> None:
+        await a.request("b", "hi", None, 1)  # connected: `send` takes the future path
+        out = a._out["b"]
+        replies = await asyncio.gather(*(a.send("b", "n", i, 1) for i in range(50)))
+        assert [r[2] for r in replies] == list(range(50))
+        assert out.pending == {}
+        with pytest.raises(PeerError) as e:
+            await a.send("b", "sleep", 0.3, 0.05)
+        assert e.value.reason == "timeout"
+        assert out.pending == {}
+        await asyncio.sleep(0.4)  # the late reply arrives, finds no entry, is dropped
+        assert out.pending == {}
+        assert (await a.send("b", "hi", None, 1))[0] == "a"
+        assert out.pending == {}
+
+    run(body)
+
+
 def test_drop_from_discards_frames_like_a_firewall() -> None:
     async def body(a: TcpTransport, b: TcpTransport) -> None:
         b.set_drop_from(["a"])
