@@ -31,9 +31,9 @@ spread over fewer operations. The load generator's CPU per operation is printed 
 the store client's (aiohttp for dynamo and etcd, raw RESP for Redis) and shares the machine.
 
 `--store floor` adds the benchmark's own reference, not a store: `floor_server.py`, three
-processes answering the reference node's client API on the same HTTP server (aiohttp, uvloop)
-with no replication, each write appended to a file and fdatasynced (group commit) before its
-answer. Its figures are what this machine and this load generator allow a store that keeps every
+processes answering the reference node's client API on the node's own HTTP server
+(node/http_server.py, uvloop) with no replication, each write appended to a file and fdatasynced
+(group commit) before its answer. Its figures are what this machine and this load generator allow a store that keeps every
 acknowledged write on disk; with etcd also measured, the targets are compared with them
 (`target_p999_under_floor`: the p99.9 target is below the floor's own p99.9).
 
