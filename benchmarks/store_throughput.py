@@ -33,9 +33,10 @@ the store client's (aiohttp for dynamo and etcd, raw RESP for Redis) and shares 
 `--store floor` adds the benchmark's own reference, not a store: `floor_server.py`, three
 processes answering the reference node's client API on the node's own HTTP server
 (node/http_server.py, uvloop) with no replication, each write appended to a file and fdatasynced
-(group commit) before its answer. Its figures are what this machine and this load generator allow a store that keeps every
-acknowledged write on disk; with etcd also measured, the targets are compared with them
-(`target_p999_under_floor`: the p99.9 target is below the floor's own p99.9).
+(group commit) before its answer. Its figures are what this machine and this load generator
+allow a store that keeps every acknowledged write on disk; with etcd also measured, the targets
+are compared with them (`target_p999_under_floor`: the p99.9 target is below the floor's own
+p99.9).
 
 Stores take turns (dynamo, etcd, redis, dynamo, etcd, redis... for `--rounds`), each on a fresh
 cluster, so machine noise falls on all alike; the 1-minute load average is printed for each run.
