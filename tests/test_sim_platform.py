@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,44 @@ def test_same_seed_same_history_across_processes_and_the_replay_command(tmp_path
     other = harness(*args[:-4], "--seed", "12", "--display", "quiet",
                     "--out", str(tmp_path / "d"), cwd=tmp_path)
     assert (tmp_path / "d" / "latest" / "history.jsonl").read_bytes() != ha, other.stderr
+
+
+def other_python_build() -> str | None:
+    """Another CPython of this one's version (e.g. Debian's beside pyenv's): a different
+    build, compiler and patch level, as another machine would have; None if there is none."""
+    name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    mine = os.path.realpath(sys.executable)
+    candidates = [f"/usr/bin/{name}", f"/usr/local/bin/{name}",
+                  *sorted(str(p) for p in Path.home().glob(f".pyenv/versions/*/bin/{name}"))]
+    for path in candidates:
+        if os.access(path, os.X_OK) and os.path.realpath(path) != mine:
+            return path
+    return None
+
+
+def test_same_seed_same_history_on_another_python_build(tmp_path: Path) -> None:
+    """The seed decides the history, not the interpreter: the same run under another build of
+    this Python (its own patch level, compiler flags and hash implementation), with this one's
+    packages, writes the same bytes."""
+    other = other_python_build()
+    if other is None:
+        pytest.skip(f"this machine has one python{sys.version_info.major}."
+                    f"{sys.version_info.minor} only")
+    paths = sysconfig.get_paths()
+    args = ["-m", "harness", "run", "--platform", "sim", "--nemesis", "all", "--workload", "cart",
+            "--time-limit", "10", "--seed", "11", "--display", "quiet"]
+    env = {**os.environ, "PYTHONHASHSEED": "random",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), paths["purelib"], paths["platlib"]])}
+    histories, versions = [], []
+    for python, out in ((sys.executable, "a"), (other, "b")):
+        done = subprocess.run([python, *args, "--out", str(tmp_path / out)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, (python, done.stdout[-2000:], done.stderr[-2000:])
+        histories.append((tmp_path / out / "latest" / "history.jsonl").read_bytes())
+        versions.append(subprocess.run([python, "-c", "import sys; print(sys.version)"],
+                                       capture_output=True, text=True).stdout)
+    assert versions[0] != versions[1], versions  # two builds, not one under two names
+    assert histories[0].count(b"\n") > 500 and histories[0] == histories[1]
 
 
 def test_other_stores_are_refused_on_sim(tmp_path: Path) -> None:
