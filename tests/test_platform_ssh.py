@@ -89,12 +89,14 @@ def run_args(state: dict[str, Any], out: Path, *extra: str, hosts_file: Path | N
 
 
 # The three runs, each as on the correct store and with the bug its nemesis catches (the
-# settings are the smoke suite's for that bug; the crash run takes N = 1 so that every crash
-# hits the only copy of some keys, as suites/smoke.toml's bug-ack-before-write does).
+# settings are the smoke suite's for that bug). The crash run takes N = 1 so that every crash
+# hits the only copy of some keys, as suites/smoke.toml's bug-ack-before-write does, and the
+# settings of suites/ssh.toml's bug-ack-before-write (which say why).
 RUNS = {
     "partition": (["--nemesis", "partition", "--partitions", "halves,majorities-ring,bridge"],
                   "lww"),
-    "crash": (["--nemesis", "crash", "--n", "1", "--r", "1", "--w", "1", "--keys", "20"],
+    "crash": (["--nemesis", "crash", "--n", "1", "--r", "1", "--w", "1", "--keys", "100",
+               "--nemesis-interval", "2", "--nemesis-jitter", "0.5", "--rate", "200"],
               "ack-before-write"),
     "clock": (["--nemesis", "clock"], "lww"),
 }
